@@ -1,0 +1,53 @@
+"""The state at height 0, built from a validated genesis document.
+
+The document is the plain dict that `genesis.load` returns (hex strings for keys); this
+module turns it into state writes and the initial state root
+``root_0 = H(genesis_hash || H(writes_0))``, which binds every later root to one genesis.
+"""
+
+from __future__ import annotations
+
+from ledger import accounts
+from ledger.crypto import address_of
+from ledger.state import StateView, next_state_root
+
+DEFAULT_PARAMS: dict[str, int] = {
+    "block_interval_ms": 100,
+    "max_block_txs": 2000,
+    "view_timeout_ms": 2000,
+    "rotation_blocks": 30,
+    "max_tx_bytes": 64 * 1024,
+    "time_skew_ms": 2000,
+    "gov_threshold_num": 2,
+    "gov_threshold_den": 3,
+    "validator_delay": 2,
+    "accept_window_ms": 3_600_000,
+    "dispute_window_ms": 86_400_000,
+    "usage_period_ms": 3_600_000,
+}
+
+
+def genesis_view(base, doc: dict) -> StateView:
+    state = StateView(base)
+    params = dict(DEFAULT_PARAMS)
+    params.update(doc.get("params", {}))
+    state.put(b"params", params)
+    for org in doc["orgs"]:
+        state.put(accounts.org_key(org["id"]), {"id": org["id"], "name": org["name"]})
+        for m in org["members"]:
+            key = bytes.fromhex(m["key"])
+            state.put(accounts.member_key(address_of(key)), {"org": org["id"], "role": m["role"], "key": key})
+    state.put(
+        b"validators",
+        [{"key": bytes.fromhex(v["key"]), "org": v["org"], "p2p": v["p2p"], "api": v["api"]} for v in doc["validators"]],
+    )
+    total = 0
+    for entry in doc.get("balances", []):
+        accounts.credit(state, entry["address"], entry["amount"])
+        total += entry["amount"]
+    state.put(b"supply", total)
+    return state
+
+
+def genesis_root(genesis_hash: bytes, state: StateView) -> bytes:
+    return next_state_root(genesis_hash, state.writes)

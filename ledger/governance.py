@@ -1,0 +1,255 @@
+"""Governance: proposals that organisations' admins approve by threshold.
+
+One organisation, one vote (cast by any of its admins). A proposal passes when
+``yes_orgs * den >= num * total_orgs`` (default 2/3) and is executed in the same
+transaction that reaches the threshold; it is rejected once approval can no longer be
+reached, and expires after `expires_in` blocks. Actions:
+
+    add_org {org, name, admin}            a new organisation with its first admin key
+    remove_org {org}                      and all its members; not while it runs a validator
+    add_member {org, key, role}           role in admin | operator | auditor
+    remove_member {address}
+    add_validator {org, key, p2p, api}    effective `validator_delay` blocks later
+    remove_validator {key}                likewise
+    set_param {name, value}               integer chain parameters
+    mint {to, amount}                     the only way credits come into being
+
+State: ``gov/next`` (uint), ``gov/p/<id:8 bytes BE>`` (proposal map).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ledger import accounts
+from ledger.accounts import ROLES, require_address, require_amount
+from ledger.crypto import PUBLIC_KEY_SIZE, address_of
+from ledger.errors import TxRejected
+from ledger.state import StateView
+
+ORG_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+DEFAULT_EXPIRY_BLOCKS = 100_000
+
+# Parameters that governance may set, with their allowed ranges.
+PARAM_RANGES: dict[str, tuple[int, int]] = {
+    "block_interval_ms": (1, 60_000),
+    "max_block_txs": (1, 100_000),
+    "view_timeout_ms": (100, 600_000),
+    "rotation_blocks": (0, 1_000_000),
+    "max_tx_bytes": (256, 1024 * 1024),
+    "time_skew_ms": (0, 60_000),
+    "gov_threshold_num": (1, 100),
+    "gov_threshold_den": (1, 100),
+    "validator_delay": (1, 1000),
+    "accept_window_ms": (1000, 30 * 86_400_000),
+    "dispute_window_ms": (1000, 30 * 86_400_000),
+    "usage_period_ms": (60_000, 30 * 86_400_000),
+}
+
+
+def _prop_key(pid: int) -> bytes:
+    return b"gov/p/" + pid.to_bytes(8, "big")
+
+
+def _key_bytes(value, what: str) -> bytes:
+    if isinstance(value, str):
+        try:
+            value = bytes.fromhex(value)
+        except ValueError:
+            raise TxRejected(f"{what} must be a hex public key", "bad_payload") from None
+    if not isinstance(value, bytes) or len(value) != PUBLIC_KEY_SIZE:
+        raise TxRejected(f"{what} must be a 32-byte public key", "bad_payload")
+    return value
+
+
+def _url(value, what: str) -> str:
+    if not isinstance(value, str) or not re.match(r"^https?://[^\s]{1,200}$", value):
+        raise TxRejected(f"{what} must be an http(s) URL", "bad_payload")
+    return value
+
+
+def normalise_action(action: str, args: dict) -> dict:
+    """Check an action's arguments without state; returns the canonical argument map."""
+    if not isinstance(args, dict):
+        raise TxRejected("args must be a map", "bad_payload")
+    if action == "add_org":
+        org_id = args.get("org")
+        if not isinstance(org_id, str) or not ORG_ID.match(org_id):
+            raise TxRejected("org must be 1-32 chars of a-z, 0-9 and '-'", "bad_payload")
+        name = args.get("name")
+        if not isinstance(name, str) or not 0 < len(name) <= 128:
+            raise TxRejected("name must be 1-128 characters", "bad_payload")
+        return {"org": org_id, "name": name, "admin": _key_bytes(args.get("admin"), "admin")}
+    if action == "remove_org":
+        return {"org": _org_id(args)}
+    if action == "add_member":
+        role = args.get("role")
+        if role not in ROLES:
+            raise TxRejected(f"role must be one of {', '.join(ROLES)}", "bad_payload")
+        return {"org": _org_id(args), "key": _key_bytes(args.get("key"), "key"), "role": role}
+    if action == "remove_member":
+        return {"address": require_address(args.get("address"))}
+    if action == "add_validator":
+        return {
+            "org": _org_id(args),
+            "key": _key_bytes(args.get("key"), "key"),
+            "p2p": _url(args.get("p2p"), "p2p"),
+            "api": _url(args.get("api"), "api"),
+        }
+    if action == "remove_validator":
+        return {"key": _key_bytes(args.get("key"), "key")}
+    if action == "set_param":
+        name, value = args.get("name"), args.get("value")
+        if name not in PARAM_RANGES:
+            raise TxRejected(f"unknown parameter {name!r}; known: {', '.join(sorted(PARAM_RANGES))}", "bad_payload")
+        lo, hi = PARAM_RANGES[name]
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise TxRejected(f"{name} must be an integer in [{lo}, {hi}]", "bad_payload")
+        return {"name": name, "value": value}
+    if action == "mint":
+        return {"to": require_address(args.get("to"), "to"), "amount": require_amount(args.get("amount"))}
+    raise TxRejected(f"unknown governance action {action!r}", "bad_payload")
+
+
+def _org_id(args: dict) -> str:
+    org_id = args.get("org")
+    if not isinstance(org_id, str) or not ORG_ID.match(org_id):
+        raise TxRejected("org must be an organisation id", "bad_payload")
+    return org_id
+
+
+def _execute(state: StateView, height: int, action: str, args: dict) -> None:
+    """Carry out an approved action; raises TxRejected if state forbids it."""
+    if action == "add_org":
+        if accounts.org(state, args["org"]):
+            raise TxRejected(f"organisation {args['org']} exists", "org_exists")
+        address = address_of(args["admin"])
+        if accounts.member(state, address):
+            raise TxRejected(f"key {address} already belongs to an organisation", "member_exists")
+        state.put(accounts.org_key(args["org"]), {"id": args["org"], "name": args["name"]})
+        state.put(accounts.member_key(address), {"org": args["org"], "role": "admin", "key": args["admin"]})
+    elif action == "remove_org":
+        if not accounts.org(state, args["org"]):
+            raise TxRejected(f"no organisation {args['org']}", "unknown_org")
+        if any(v["org"] == args["org"] for v in _upcoming_validators(state)):
+            raise TxRejected("remove the organisation's validators first", "org_has_validators")
+        for address, _ in accounts.members_of(state, args["org"]):
+            state.delete(accounts.member_key(address))
+        state.delete(accounts.org_key(args["org"]))
+    elif action == "add_member":
+        if not accounts.org(state, args["org"]):
+            raise TxRejected(f"no organisation {args['org']}", "unknown_org")
+        address = address_of(args["key"])
+        if accounts.member(state, address):
+            raise TxRejected(f"{address} already belongs to an organisation", "member_exists")
+        state.put(accounts.member_key(address), {"org": args["org"], "role": args["role"], "key": args["key"]})
+    elif action == "remove_member":
+        if not accounts.member(state, args["address"]):
+            raise TxRejected(f"{args['address']} is not a member", "unknown_member")
+        state.delete(accounts.member_key(args["address"]))
+    elif action in ("add_validator", "remove_validator"):
+        current = _upcoming_validators(state)
+        if action == "add_validator":
+            if not accounts.org(state, args["org"]):
+                raise TxRejected(f"no organisation {args['org']}", "unknown_org")
+            if any(v["key"] == args["key"] for v in current):
+                raise TxRejected("that key is a validator already", "validator_exists")
+            new = current + [dict(args)]
+        else:
+            new = [v for v in current if v["key"] != args["key"]]
+            if len(new) == len(current):
+                raise TxRejected("that key is not a validator", "unknown_validator")
+            if not new:
+                raise TxRejected("the last validator cannot be removed", "last_validator")
+        delay = accounts.params(state).get("validator_delay", 2)
+        state.put(b"validators_next", {"height": height + delay, "validators": new})
+    elif action == "set_param":
+        params = dict(accounts.params(state))
+        params[args["name"]] = args["value"]
+        state.put(b"params", params)
+    elif action == "mint":
+        accounts.credit(state, args["to"], args["amount"])
+        state.put(b"supply", accounts.supply(state) + args["amount"])
+    else:  # normalise_action already refused anything else
+        raise TxRejected(f"unknown governance action {action!r}", "bad_payload")
+
+
+def _upcoming_validators(state: StateView) -> list[dict]:
+    pending = state.get(b"validators_next")
+    return list(pending["validators"]) if pending else list(accounts.validators(state))
+
+
+def activate_validator_changes(state: StateView, next_height: int) -> bool:
+    """At the end of a block: install a pending validator set due at `next_height`."""
+    pending = state.get(b"validators_next")
+    if pending and pending["height"] <= next_height:
+        state.put(b"validators", pending["validators"])
+        state.delete(b"validators_next")
+        return True
+    return False
+
+
+def _tally(state: StateView, ctx, proposal: dict) -> None:
+    params = ctx.params
+    num, den = params.get("gov_threshold_num", 2), params.get("gov_threshold_den", 3)
+    total = len(accounts.orgs(state))
+    yes = sum(1 for v in proposal["votes"].values() if v)
+    no = sum(1 for v in proposal["votes"].values() if not v)
+    if yes * den >= num * total:
+        child = state.child()
+        try:
+            _execute(child, ctx.height, proposal["action"], proposal["args"])
+        except TxRejected as exc:
+            proposal["status"] = "failed"
+            proposal["reason"] = f"{exc.code}: {exc.message}"
+        else:
+            child.merge_into_parent()
+            proposal["status"] = "executed"
+        proposal["decided_height"] = ctx.height
+    elif (total - no) * den < num * total:
+        proposal["status"] = "rejected"
+        proposal["decided_height"] = ctx.height
+
+
+def get_proposal(state: StateView, pid: int) -> dict | None:
+    return state.get(_prop_key(pid))
+
+
+def propose(state: StateView, ctx, payload: dict) -> dict:
+    """`propose {action, args, expires_in?}`: an admin opens a proposal; their org votes yes."""
+    action = payload.get("action")
+    args = normalise_action(action, payload.get("args", {}))
+    expires_in = payload.get("expires_in", DEFAULT_EXPIRY_BLOCKS)
+    if not isinstance(expires_in, int) or isinstance(expires_in, bool) or not 1 <= expires_in <= 10_000_000:
+        raise TxRejected("expires_in must be a number of blocks (1-10,000,000)", "bad_payload")
+    pid = state.get(b"gov/next", 1)
+    state.put(b"gov/next", pid + 1)
+    proposal = {
+        "id": pid, "action": action, "args": args, "proposer": ctx.sender,
+        "votes": {ctx.member["org"]: True}, "status": "open",
+        "created_height": ctx.height, "expires_height": ctx.height + expires_in,
+    }
+    _tally(state, ctx, proposal)
+    state.put(_prop_key(pid), proposal)
+    return {"proposal": pid, "status": proposal["status"], **({"reason": proposal["reason"]} if "reason" in proposal else {})}
+
+
+def vote(state: StateView, ctx, payload: dict) -> dict:
+    """`vote {proposal, approve}`: one vote per organisation, cast by one of its admins."""
+    pid, approve = payload.get("proposal"), payload.get("approve")
+    if not isinstance(pid, int) or isinstance(pid, bool) or not isinstance(approve, bool):
+        raise TxRejected("vote needs proposal (integer id) and approve (true/false)", "bad_payload")
+    proposal = get_proposal(state, pid)
+    if proposal is None:
+        raise TxRejected(f"no proposal {pid}", "unknown_proposal")
+    if proposal["status"] != "open":
+        raise TxRejected(f"proposal {pid} is {proposal['status']}", "proposal_closed")
+    if ctx.height > proposal["expires_height"]:
+        raise TxRejected(f"proposal {pid} expired at height {proposal['expires_height']}", "proposal_expired")
+    org_id = ctx.member["org"]
+    if org_id in proposal["votes"]:
+        raise TxRejected(f"organisation {org_id} has already voted on proposal {pid}", "already_voted")
+    proposal["votes"][org_id] = approve
+    _tally(state, ctx, proposal)
+    state.put(_prop_key(pid), proposal)
+    return {"proposal": pid, "status": proposal["status"], **({"reason": proposal["reason"]} if "reason" in proposal else {})}
