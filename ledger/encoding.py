@@ -41,7 +41,13 @@ MAX_DEPTH = 32
 def _check(value: Any, depth: int = 0) -> None:
     if depth > MAX_DEPTH:
         raise EncodingError("value nested too deeply")
-    if value is None or isinstance(value, (bool, str, bytes)):
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise EncodingError("text is not valid Unicode (lone surrogate)") from None
+        return
+    if value is None or isinstance(value, (bool, bytes)):
         return
     if isinstance(value, int):
         if not -(2**63) <= value < 2**64:
@@ -55,6 +61,7 @@ def _check(value: Any, depth: int = 0) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise EncodingError(f"map keys must be strings, got {type(key).__name__}")
+            _check(key, depth + 1)
             _check(item, depth + 1)
         return
     raise EncodingError(f"type {type(value).__name__} has no canonical encoding")
@@ -120,6 +127,7 @@ def signing_bytes(domain: bytes, chain_id: str, payload: Any) -> bytes:
     """
     if b"\x00" in domain or "\x00" in chain_id:
         raise EncodingError("domain and chain id may not contain NUL")
+    _check(chain_id)
     return domain + b"\x00" + chain_id.encode() + b"\x00" + encode(payload)
 
 
