@@ -67,6 +67,8 @@ def write_key(path: str | Path, signer: Signer, *, name: str = "", passphrase: s
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
         raise KeystoreError(f"{path} exists; refusing to overwrite a key", "key_exists") from None
+    # O_CREAT's mode only applies to a new file: tighten an overwritten one before the seed lands
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(doc, fh, indent=2)
         fh.write("\n")
