@@ -35,7 +35,8 @@ class LevelDBStore(Store):
     def write(self, puts: dict[bytes, bytes | None], *, sync: bool = True) -> None:
         if self.read_only:
             raise StoreError("store opened read-only")
-        with self._db.write_batch(sync=sync) as batch:
+        # transaction=True: if anything fails while filling the batch, nothing is written
+        with self._db.write_batch(sync=sync, transaction=True) as batch:
             for key, value in puts.items():
                 if value is None:
                     batch.delete(key)

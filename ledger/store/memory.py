@@ -25,13 +25,15 @@ class MemoryStore(Store):
             keys.append(key)
         if reverse:
             keys.reverse()
-        # a snapshot of the keys: writes during iteration don't disturb it
-        for key in keys:
-            value = self._data.get(key)
-            if value is not None:
-                yield key, value
+        # a snapshot of keys and values, like a LevelDB iterator: later writes are not seen
+        items = [(key, self._data[key]) for key in keys]
+        yield from items
 
     def write(self, puts: dict[bytes, bytes | None], *, sync: bool = True) -> None:
+        # check everything first so a bad entry cannot leave half a batch applied
+        for key, value in puts.items():
+            if not isinstance(key, bytes) or not (value is None or isinstance(value, (bytes, bytearray, memoryview))):
+                raise TypeError(f"store keys and values must be bytes, got {type(key).__name__}: {type(value).__name__}")
         for key, value in puts.items():
             if value is None:
                 if self._data.pop(key, None) is not None:
