@@ -27,7 +27,7 @@ from ledger.crypto import PUBLIC_KEY_SIZE, address_of
 from ledger.errors import TxRejected
 from ledger.state import StateView
 
-ORG_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+ORG_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")  # \Z: "$" would accept a trailing newline
 DEFAULT_EXPIRY_BLOCKS = 100_000
 
 # Parameters that governance may set, with their allowed ranges.
@@ -63,7 +63,7 @@ def _key_bytes(value, what: str) -> bytes:
 
 
 def _url(value, what: str) -> str:
-    if not isinstance(value, str) or not re.match(r"^https?://[^\s]{1,200}$", value):
+    if not isinstance(value, str) or not re.match(r"^https?://[^\s]{1,200}\Z", value):
         raise TxRejected(f"{what} must be an http(s) URL", "bad_payload")
     return value
 
