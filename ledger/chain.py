@@ -121,9 +121,18 @@ class Chain:
         """Proposer side: execute `txs`, drop the ones that cannot be included, seal a block."""
         height = self.head.height + 1
         time_ms = max(time_ms, self.head.time_ms + 1)
+        # never seal a block validate_block would refuse: oversize txs are excluded, and
+        # anything past max_block_txs waits for a later block
+        params = self.params
+        max_tx = params.get("max_tx_bytes", 64 * 1024)
+        oversize = [t for t in txs if len(t.raw) > max_tx]
+        txs = [t for t in txs if len(t.raw) <= max_tx][: params.get("max_block_txs", 2000)]
         result = execute_block(
             self.store, self.block_context(height, time_ms), txs, self.head.state_root,
             verified=verified, drop_invalid=True,
+        )
+        result.excluded.extend(
+            (t, "too_large", f"transaction is {len(t.raw)} bytes, above max_tx_bytes {max_tx}") for t in oversize
         )
         header = Header(
             chain_id=self.chain_id, height=height, view=view, time_ms=time_ms,
