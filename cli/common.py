@@ -1,0 +1,84 @@
+"""Pieces every command group shares: the --node/--json options and printing results.
+
+Errors: commands raise `click.ClickException` (exit 1) for a failed operation and
+`click.BadParameter`/`click.UsageError` (exit 2) for bad input; `ledger.errors.LedgerError`
+and `cli.client.NodeError` raised anywhere below `cxl` are turned into exit 1 with their
+message by the top-level group (`cli.main.CxlGroup`), so no user error ends in a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import click
+
+from cli.client import DEFAULT_NODE_URL, NODE_ENV, NodeClient
+
+
+class CliError(click.ClickException):
+    """A failed operation: printed as ``Error: <message>``, exit status 1."""
+
+    exit_code = 1
+
+
+def node_option(f: Callable) -> Callable:
+    return click.option(
+        "--node", "node_url", envvar=NODE_ENV, default=DEFAULT_NODE_URL, show_default=True, show_envvar=True,
+        metavar="URL", help="API URL of a node.",
+    )(f)
+
+
+def json_option(f: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(f)
+
+
+def client_for(node_url: str | None, timeout: float | None = None) -> NodeClient:
+    return NodeClient(node_url) if timeout is None else NodeClient(node_url, timeout)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=_jsonable))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def print_fields(rows: list[tuple[str, Any]]) -> None:
+    """Aligned ``name  value`` lines for human output."""
+    rows = [(k, v) for k, v in rows if v is not None]
+    width = max((len(k) for k, _ in rows), default=0)
+    for k, v in rows:
+        click.echo(f"{k.ljust(width)}  {format_value(v)}")
+
+
+def print_table(headers: list[str], rows: list[list[Any]]) -> None:
+    cells = [[str(h) for h in headers]] + [[format_value(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for r in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def format_value(v: Any) -> str:
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v).hex()
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, sort_keys=True, default=_jsonable)
+    return str(v)
+
+
+def read_secret_file(path: str) -> str:
+    """A passphrase file's first line, without its line ending."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            line = fh.readline()
+    except OSError as exc:
+        raise CliError(f"cannot read passphrase file {path}: {exc.strerror}") from None
+    return line.rstrip("\r\n")

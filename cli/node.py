@@ -1,0 +1,114 @@
+"""`cxl node init|start` (a validator's home directory and process) and `cxl status`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import click
+
+from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json, print_table
+from genesis.schema import load as load_genesis
+from ledger.keystore import read_key_document
+
+
+def _node_errors():
+    """node.errors.NodeError (config problems and the like), imported only when needed."""
+    from node.errors import NodeError
+
+    return NodeError
+
+
+def _ports_from_genesis(genesis_path: str, node_key_path: str | None) -> tuple[int | None, int | None]:
+    """The API/P2P ports the genesis lists for this node key, if it is a validator there."""
+    if not node_key_path:
+        return None, None
+    doc, _ = load_genesis(genesis_path)
+    key = read_key_document(node_key_path).get("public_key")
+    for v in doc["validators"]:
+        if v["key"] == key:
+            return urlparse(v["api"]).port, urlparse(v["p2p"]).port
+    return None, None
+
+
+@click.group("node")
+def node_group() -> None:
+    """Set up and run a validator node."""
+
+
+@node_group.command("init")
+@click.option("--home", required=True, type=click.Path(file_okay=False), help="Directory for the node's files.")
+@click.option("--genesis", "genesis_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The chain's genesis file (copied into the home).")
+@click.option("--node-key", type=click.Path(exists=True, dir_okay=False),
+              help="The validator's key file [default: generate a new unencrypted dev key].")
+@click.option("--api-port", type=click.IntRange(1, 65535),
+              help="Client API port [default: the genesis entry of --node-key, else 26701].")
+@click.option("--p2p-port", type=click.IntRange(1, 65535),
+              help="Peer port [default: the genesis entry of --node-key, else 26601].")
+@click.option("--force", is_flag=True, help="Re-initialise an existing home (keeps its data directory).")
+def node_init(home, genesis_path, node_key, api_port, p2p_port, force):
+    """Create a node home: genesis, node key and config.json."""
+    from node.config import init_home
+
+    g_api, g_p2p = _ports_from_genesis(genesis_path, node_key)
+    settings = {}
+    if (api_port or g_api) is not None:
+        settings["api_port"] = api_port or g_api
+    if (p2p_port or g_p2p) is not None:
+        settings["p2p_port"] = p2p_port or g_p2p
+    try:
+        nh = init_home(home, genesis_path, node_key, overwrite=force, **settings)
+    except _node_errors() as exc:
+        raise CliError(f"{exc.message}") from None
+    key = read_key_document(nh.key_file)
+    doc, h = load_genesis(nh.genesis_file)
+    click.echo(f"initialised node home {nh.path}")
+    print_fields([("chain id", doc["chain_id"]), ("genesis hash", h.hex()), ("node key", key.get("public_key")),
+                  ("api port", settings.get("api_port", "default")), ("p2p port", settings.get("p2p_port", "default"))])
+    if not any(v["key"] == key.get("public_key") for v in doc["validators"]):
+        click.echo(f"note: this node key is not a validator in the genesis; add it with "
+                   f"`cxl genesis add-validator --node-keyfile {nh.key_file} …` or a governance proposal", err=True)
+    click.echo(f"start it with: cxl node start --home {home}")
+
+
+@node_group.command("start")
+@click.option("--home", required=True, type=click.Path(file_okay=False), help="The node's home directory.")
+def node_start(home):
+    """Run the node in the foreground until SIGINT/SIGTERM."""
+    if not (Path(home) / "config.json").exists():
+        raise CliError(f"{home} is not a node home (no config.json); create it with "
+                       f"`cxl node init --home {home} --genesis FILE`")
+    try:
+        from node.app import run_node
+    except ImportError as exc:
+        raise CliError(f"this installation has no runnable node ({exc}); is the node package complete?") from None
+    try:
+        run_node(home)
+    except _node_errors() as exc:
+        raise CliError(f"node did not start: {exc.message}") from None
+
+
+@click.command("status")
+@node_option
+@json_option
+def status_cmd(node_url, as_json):
+    """Show a node's chain, height, view, validators and mempool."""
+    st = client_for(node_url).status()
+    if as_json:
+        print_json(st)
+        return
+    mem = st.get("mempool") or {}
+    vals = st.get("validators")
+    print_fields([
+        ("node", node_url), ("chain id", st.get("chain_id")), ("genesis hash", st.get("genesis_hash")),
+        ("node key", st.get("node_key")), ("height", st.get("height")), ("head hash", st.get("head_hash")),
+        ("state root", st.get("state_root")), ("view", st.get("view")), ("primary", st.get("primary")),
+        ("validators", len(vals) if isinstance(vals, list) else vals),
+        ("mempool", f"{mem.get('txs', '?')} txs, {mem.get('bytes', '?')} bytes" if isinstance(mem, dict) else mem),
+        ("peers", len(st["peers"]) if isinstance(st.get("peers"), list) else st.get("peers")),
+    ])
+    if isinstance(vals, list) and vals and isinstance(vals[0], dict):
+        click.echo("")
+        print_table(["VALIDATOR", "ORG", "API", "P2P"],
+                    [[str(v.get("key", ""))[:16], v.get("org"), v.get("api"), v.get("p2p")] for v in vals])

@@ -1,0 +1,202 @@
+"""`cxl tx …` (transfer, governance, submit/show/decode) and `cxl account show`."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import sys
+
+import click
+
+from cli.client import NodeError
+from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json
+from cli.keys import key_summary, resolve_key_path
+from cli.submit import (DEFAULT_WAIT_S, TxOptions, describe_tx, landed, receipt_ok, send_signed, submit_tx,
+                        tx_options)
+from ledger.crypto import is_address
+from ledger.errors import EncodingError, TxRejected
+from ledger.governance import normalise_action
+from ledger.tx import decode_tx
+
+# Governance arguments that are integers on chain; everything else is text (hex keys included).
+_INT_ARGS = {"value", "amount"}
+
+
+def _address(value: str, opt: str) -> str:
+    if not is_address(value):
+        raise click.BadParameter("not an address (cx + 40 lower-case hex digits)", param_hint=opt)
+    return value
+
+
+def _read_signed(source: str) -> bytes:
+    """A signed tx from a file or stdin: base64 text, the JSON of `--sign-only --json`, or raw bytes."""
+    try:
+        data = sys.stdin.buffer.read() if source == "-" else open(source, "rb").read()
+    except OSError as exc:
+        raise CliError(f"cannot read {source}: {exc.strerror}") from None
+    text = data.strip()
+    if text.startswith(b"{"):
+        try:
+            text = json.loads(text)["tx"].encode()
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise CliError(f"{source}: JSON without a \"tx\" field holding the base64 transaction") from None
+    try:
+        return base64.b64decode(b"".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return data  # not base64: treat as the raw encoding; decode_tx says whether it is one
+
+
+def _decode(source: str):
+    try:
+        return decode_tx(_read_signed(source))
+    except EncodingError as exc:
+        raise CliError(f"{source} does not hold a signed cxl transaction: {exc.message}") from None
+
+
+@click.group("tx")
+def tx_group() -> None:
+    """Sign and send transactions; look them up."""
+
+
+@tx_group.command("transfer")
+@click.option("--to", required=True, metavar="ADDR", help="Recipient address (cx…).")
+@click.option("--amount", required=True, type=click.IntRange(1), help="Credits in minor units.")
+@click.option("--memo", default="", help="Free text stored with the transfer (at most 256 characters).")
+@tx_options
+def tx_transfer(to, amount, memo, txopts: TxOptions):
+    """Move credits from the --key account to another address."""
+    payload = {"to": _address(to, "--to"), "amount": amount}
+    if memo:
+        if len(memo) > 256:
+            raise click.BadParameter("at most 256 characters", param_hint="--memo")
+        payload["memo"] = memo
+    submit_tx(txopts, None, "transfer", payload)
+
+
+def _parse_args(action: str, pairs: tuple[str, ...]) -> dict:
+    args: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--arg")
+        k, v = pair.split("=", 1)
+        if k in _INT_ARGS:
+            if not re.fullmatch(r"\d+", v):
+                raise click.BadParameter(f"{k} must be a whole number, got {v!r}", param_hint="--arg")
+            args[k] = int(v)
+        else:
+            args[k] = v
+    try:
+        normalise_action(action, args)  # the same check the chain makes, before anything is signed
+    except TxRejected as exc:
+        raise click.BadParameter(f"{action}: {exc.message}", param_hint="--arg") from None
+    return args
+
+
+@tx_group.command("propose")
+@click.argument("action", type=click.Choice(["add_org", "remove_org", "add_member", "remove_member", "add_validator",
+                                             "remove_validator", "set_param", "mint"]))
+@click.option("--arg", "pairs", multiple=True, metavar="KEY=VALUE",
+              help="An argument of the action (repeatable), e.g. --arg to=cx… --arg amount=100.")
+@click.option("--expires-in", type=click.IntRange(1, 10_000_000), help="Blocks the proposal stays open [chain default].")
+@tx_options
+def tx_propose(action, pairs, expires_in, txopts: TxOptions):
+    """Open a governance proposal (admins only); your organisation votes yes.
+
+    \b
+    Actions and their arguments:
+      add_org          org, name, admin (hex key)
+      remove_org       org
+      add_member       org, key (hex), role (admin|operator|auditor)
+      remove_member    address
+      add_validator    org, key (hex node key), p2p, api
+      remove_validator key
+      set_param        name, value
+      mint             to, amount
+    """
+    payload: dict = {"action": action, "args": _parse_args(action, pairs)}
+    if expires_in is not None:
+        payload["expires_in"] = expires_in
+    submit_tx(txopts, None, "propose", payload)
+
+
+@tx_group.command("vote")
+@click.argument("proposal", type=click.IntRange(1))
+@click.option("--yes/--no", "approve", default=None, help="Approve or reject (one is required).")
+@tx_options
+def tx_vote(proposal, approve, txopts: TxOptions):
+    """Cast your organisation's vote on PROPOSAL (admins only)."""
+    if approve is None:
+        raise click.UsageError("say --yes or --no")
+    submit_tx(txopts, None, "vote", {"proposal": proposal, "approve": approve})
+
+
+@tx_group.command("submit")
+@click.argument("source", metavar="FILE|-")
+@node_option
+@click.option("--no-wait", is_flag=True, help="Return once the node accepted it.")
+@click.option("--timeout", type=click.FloatRange(1), default=DEFAULT_WAIT_S, show_default=True, metavar="SECONDS")
+@json_option
+def tx_submit(source, node_url, no_wait, timeout, as_json):
+    """Send a transaction signed earlier (e.g. with --sign-only); FILE may be - for stdin."""
+    stx = _decode(source)
+    send_signed(TxOptions(node_url=node_url, wait=not no_wait, timeout=timeout, as_json=as_json), stx)
+
+
+@tx_group.command("decode")
+@click.argument("source", metavar="FILE|-")
+def tx_decode(source):
+    """Show what a signed transaction says, offline (always JSON)."""
+    stx = _decode(source)
+    print_json({"hash": stx.hash.hex(), "signature_valid": stx.verify_signature(), **describe_tx(stx)})
+
+
+@tx_group.command("show")
+@click.argument("tx_hash", metavar="HASH")
+@node_option
+@click.option("--wait", type=click.IntRange(0, 600), default=0, metavar="SECONDS",
+              help="Wait up to this long for the transaction to commit.")
+@json_option
+def tx_show(tx_hash, node_url, wait, as_json):
+    """Look up a transaction by hash: where it landed and its receipt."""
+    tx_hash = tx_hash.lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", tx_hash):
+        raise click.BadParameter("a transaction hash is 64 hex digits", param_hint="HASH")
+    client = client_for(node_url)
+    try:
+        record = client.tx(tx_hash, wait=wait or None)
+    except NodeError as exc:
+        if exc.status == 404:
+            raise CliError(f"the node at {client.url} knows no transaction {tx_hash}") from None
+        raise
+    if as_json:
+        print_json(record)
+        return
+    tx = record.get("tx") or {}
+    status = landed(record) if record.get("status") == "committed" else record.get("status")
+    rows = [("hash", record.get("hash", tx_hash)), ("status", status), ("block hash", record.get("block_hash"))]
+    rows += [(k, v) for k, v in tx.items() if k not in ("signature",)]
+    print_fields(rows)
+    if record.get("status") == "committed" and not receipt_ok(record):
+        raise click.exceptions.Exit(1)
+
+
+@click.group("account")
+def account_group() -> None:
+    """Look up accounts."""
+
+
+@account_group.command("show")
+@click.argument("account", metavar="ADDR|KEY")
+@node_option
+@json_option
+def account_show(account, node_url, as_json):
+    """Balance, nonce and membership of an address (or of a key, by name or path)."""
+    address = account if is_address(account) else key_summary(resolve_key_path(account))["address"]
+    info = client_for(node_url).account(address)
+    if as_json:
+        print_json(info)
+        return
+    print_fields([("address", info.get("address", address)), ("balance", info.get("balance")),
+                  ("nonce", info.get("nonce")), ("member", info.get("member") or "not a member")])
