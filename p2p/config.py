@@ -1,0 +1,41 @@
+"""Tunable limits of the p2p transport. Defaults suit a handful of validators on a LAN/WAN."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    # Frames
+    max_frame_bytes: int = 4 * 1024 * 1024  # receive limit per WebSocket message; all nodes alike
+    # Outbound queue per peer (never blocks the caller; drops oldest gossip first)
+    max_queue_frames: int = 1024
+    max_queue_bytes: int = 32 * 1024 * 1024
+    # Transaction gossip batching and duplicate suppression
+    tx_batch_delay_ms: int = 5
+    max_batch_txs: int = 256  # at most wire.MAX_TXS_PER_FRAME
+    max_batch_bytes: int = 1024 * 1024
+    seen_capacity: int = 100_000  # hashes remembered, per direction
+    # Block sync
+    max_blocks_per_request: int = 64
+    fetch_timeout_s: float = 5.0
+    # Sessions
+    handshake_timeout_s: float = 5.0
+    handshake_window_ms: int = 30_000  # allowed clock skew of a hello/welcome
+    max_pending_handshakes: int = 64  # unauthenticated connections at once
+    connect_timeout_s: float = 5.0
+    backoff_base_s: float = 0.1
+    backoff_cap_s: float = 10.0
+    heartbeat_s: float = 15.0
+    close_timeout_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        from p2p.wire import MAX_TXS_PER_FRAME
+
+        if not 1 <= self.max_batch_txs <= MAX_TXS_PER_FRAME:
+            raise ValueError(f"max_batch_txs must be in 1..{MAX_TXS_PER_FRAME}")
+        if self.max_batch_bytes >= self.max_frame_bytes:
+            raise ValueError("max_batch_bytes must be below max_frame_bytes")
+        if self.max_blocks_per_request < 1 or self.seen_capacity < 1:
+            raise ValueError("limits must be positive")

@@ -1,0 +1,402 @@
+"""`PeerNetwork`: the node's p2p transport (implements `node.transport.Transport`).
+
+Topology: every validator keeps one persistent outbound WebSocket to every other
+validator and sends only on it; it receives on the sessions the others opened to its
+own server. Block-sync replies travel back on the session the request came in on.
+All public send methods are synchronous and never block: they enqueue and return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import ssl
+import time
+from typing import Any, Protocol
+
+import aiohttp
+from aiohttp import web
+
+from ledger.crypto import Signer
+from ledger.encoding import sha256
+from p2p import wire
+from p2p.buffers import SeenCache
+from p2p.config import Limits
+from p2p.errors import HandshakeRefused, PeerUnavailable, ProtocolViolation
+from p2p.session import PeerLink, now_ms
+from p2p.tls import TLSConfig, peer_certificate_key
+
+log = logging.getLogger("cxl.p2p")
+
+
+class Inbox(Protocol):
+    """What the node gives the network for inbound traffic."""
+
+    chain_id: str
+
+    def on_consensus(self, sender_key: bytes, message: bytes) -> None: ...
+
+    def on_txs(self, sender_key: bytes, raw_txs: list[bytes]) -> None: ...
+
+    def serve_blocks(self, from_height: int, limit: int) -> list[tuple[bytes, bytes]]: ...
+
+
+class PeerNetwork:
+    def __init__(
+        self,
+        inbox: Inbox,
+        signer: Signer,
+        listen_host: str,
+        listen_port: int,
+        validators: list[dict],
+        *,
+        tls: TLSConfig | None = None,
+        limits: Limits | None = None,
+    ):
+        self.inbox = inbox
+        self.signer = signer
+        self.key = signer.public_key
+        self.listen_host = listen_host
+        self.listen_port = listen_port
+        self.tls = tls
+        self.limits = limits or Limits()
+        self.client_ssl: ssl.SSLContext | None = tls.client_context() if tls else None
+        self._server_ssl: ssl.SSLContext | None = tls.server_context() if tls else None
+        self.client: aiohttp.ClientSession | None = None  # type: ignore[assignment]
+        self._runner: web.AppRunner | None = None
+        self._running = False
+        self._validators: dict[bytes, dict] = {}
+        self._links: dict[bytes, PeerLink] = {}
+        self._inbound: dict[bytes, web.WebSocketResponse] = {}
+        self._handshaking = 0
+        self._background: set[asyncio.Task] = set()
+        self._sent_seen = SeenCache(self.limits.seen_capacity)
+        self._recv_seen = SeenCache(self.limits.seen_capacity)
+        self._batch: list[bytes] = []
+        self._batch_bytes = 0
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self.set_validators(validators)
+
+    @property
+    def chain_id(self) -> str:
+        return self.inbox.chain_id
+
+    @property
+    def bound_port(self) -> int | None:
+        """The port actually listened on (useful with listen_port=0)."""
+        if self._runner is None:
+            return None
+        for site in self._runner.sites:
+            server = getattr(site, "_server", None)
+            if server is not None and server.sockets:
+                return server.sockets[0].getsockname()[1]
+        return None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        app = web.Application(client_max_size=1024)
+        app.router.add_get(wire.WS_PATH, self._handle_ws)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.limits.close_timeout_s)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.listen_host, self.listen_port, ssl_context=self._server_ssl)
+        await site.start()
+        self.client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        self._running = True
+        for link in self._links.values():
+            link.start()
+        log.info("p2p: listening on %s:%s (%s) as %s", self.listen_host, self.bound_port,
+                 "tls" if self.tls else "plain", self.key.hex()[:12])
+
+    async def stop(self) -> None:
+        if not self._running:
+            return
+        self._running = False
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        await asyncio.gather(*(link.stop() for link in self._links.values()))
+        await asyncio.gather(
+            *(ws.close(code=wire.CLOSE_GOING_AWAY, message=b"shutting down") for ws in list(self._inbound.values())),
+            return_exceptions=True,
+        )
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.client is not None:
+            await self.client.close()
+            self.client = None  # type: ignore[assignment]
+
+    def _spawn(self, coro: Any) -> None:
+        try:
+            task = asyncio.get_running_loop().create_task(coro)
+        except RuntimeError:  # no loop: nothing is running that would need stopping
+            coro.close()
+            return
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ----------------------------------------------------------------- membership
+
+    def set_validators(self, validators: list[dict]) -> None:
+        """Replace the validator set; only these keys may connect, only these are dialled."""
+        table: dict[bytes, dict] = {}
+        for entry in validators:
+            key = bytes(entry["key"])
+            if len(key) != 32:
+                raise ValueError(f"validator key must be 32 bytes, got {len(key)}")
+            table[key] = entry
+        self._validators = table
+        peers = {k: v for k, v in table.items() if k != self.key}
+        for key, link in list(self._links.items()):
+            entry = peers.get(key)
+            if entry is None or entry.get("p2p") != link.url:
+                del self._links[key]
+                self._spawn(link.stop())
+            if entry is None:
+                ws = self._inbound.pop(key, None)
+                if ws is not None:
+                    self._spawn(ws.close(code=wire.CLOSE_REMOVED, message=b"no longer a validator"))
+        for key, entry in peers.items():
+            link = self._links.get(key)
+            if link is None:
+                link = PeerLink(self, key, str(entry.get("org", "")), str(entry["p2p"]))
+                self._links[key] = link
+                if self._running:
+                    link.start()
+            else:
+                link.org = str(entry.get("org", ""))
+
+    def _is_peer(self, key: bytes) -> bool:
+        return key in self._validators and key != self.key
+
+    # ------------------------------------------------------------------- outbound
+
+    def broadcast(self, message: bytes) -> None:
+        """Send an encoded consensus message to every other validator (priority lane)."""
+        frame = self._consensus_frame(message)
+        if frame is not None:
+            for link in self._links.values():
+                link.queue.push(frame, priority=True)
+
+    def send(self, peer_key: bytes, message: bytes) -> None:
+        link = self._links.get(peer_key)
+        if link is None:
+            log.warning("p2p: send to %s dropped: not a peer", bytes(peer_key).hex()[:12])
+            return
+        frame = self._consensus_frame(message)
+        if frame is not None:
+            link.queue.push(frame, priority=True)
+
+    def _consensus_frame(self, message: bytes) -> bytes | None:
+        frame = wire.encode_frame(wire.ConsensusFrame(bytes(message)))
+        if len(frame) > self.limits.max_frame_bytes:
+            log.error("p2p: consensus message of %d bytes exceeds the frame limit; not sent", len(message))
+            return None
+        return frame
+
+    def gossip_txs(self, raw_txs: list[bytes]) -> None:
+        """Queue transactions for gossip; each hash is sent at most once (bounded memory),
+        and one that arrived from a peer is not sent back out (full mesh: its origin sent it
+        to everyone). Batches go out after `tx_batch_delay_ms` or when full."""
+        limits = self.limits
+        for tx in raw_txs:
+            tx = bytes(tx)
+            if len(tx) + wire.FRAME_OVERHEAD > limits.max_batch_bytes:
+                log.warning("p2p: transaction of %d bytes is above the batch limit; not gossiped", len(tx))
+                continue
+            if not self._sent_seen.add(sha256(tx)):
+                continue
+            if self._batch and self._batch_bytes + len(tx) + wire.FRAME_OVERHEAD > limits.max_batch_bytes:
+                self._flush_txs()
+            self._batch.append(tx)
+            self._batch_bytes += len(tx) + 8
+            if len(self._batch) >= limits.max_batch_txs:
+                self._flush_txs()
+        if self._batch and self._flush_handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._flush_txs()
+                return
+            self._flush_handle = loop.call_later(limits.tx_batch_delay_ms / 1000, self._flush_txs)
+
+    def _flush_txs(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if not self._batch:
+            return
+        frame = wire.encode_frame(wire.TxsFrame(tuple(self._batch)))
+        self._batch, self._batch_bytes = [], 0
+        for link in self._links.values():
+            link.queue.push(frame, priority=False)
+
+    async def fetch_blocks(self, from_height: int, peer_key: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        """Blocks with certificates from `from_height` on, at most `limit` (and at most
+        `max_blocks_per_request`). With `peer_key=None` tries connected peers in random
+        order and returns the first non-empty answer. Raises `PeerUnavailable` when no
+        peer could be asked or none answered in time. Blocks are not verified here."""
+        limit = min(limit, self.limits.max_blocks_per_request)
+        if limit <= 0:
+            return []
+        if peer_key is not None:
+            link = self._links.get(peer_key)
+            if link is None:
+                raise PeerUnavailable(f"{bytes(peer_key).hex()[:12]} is not a peer")
+            return await link.request_blocks(from_height, limit)
+        candidates = [link for link in self._links.values() if link.connected]
+        if not candidates:
+            raise PeerUnavailable("no connected peer to fetch blocks from")
+        random.shuffle(candidates)
+        failures: list[str] = []
+        for link in candidates:
+            try:
+                blocks = await link.request_blocks(from_height, limit)
+            except PeerUnavailable as exc:
+                failures.append(str(exc))
+                continue
+            if blocks:
+                return blocks
+        if len(failures) == len(candidates):
+            raise PeerUnavailable("; ".join(failures))
+        return []
+
+    # ----------------------------------------------------------------- status
+
+    def peer_status(self) -> list[dict]:
+        return [link.status(key in self._inbound) for key, link in self._links.items()]
+
+    # -------------------------------------------------------------------- inbound
+
+    async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
+        limits = self.limits
+        if not self._running:
+            return web.Response(status=503, text="p2p transport is shutting down")
+        if self._handshaking >= limits.max_pending_handshakes:
+            return web.Response(status=503, text="too many pending p2p handshakes; retry later")
+        ws = web.WebSocketResponse(max_msg_size=limits.max_frame_bytes, heartbeat=limits.heartbeat_s,
+                                   timeout=limits.close_timeout_s)
+        self._handshaking += 1
+        try:
+            await ws.prepare(request)
+            async with asyncio.timeout(limits.handshake_timeout_s):
+                peer_key = await self._server_handshake(ws)
+        except (HandshakeRefused, asyncio.TimeoutError) as exc:
+            reason = str(exc) if isinstance(exc, HandshakeRefused) else "handshake timed out"
+            log.warning("p2p: refused session from %s: %s", request.remote, reason)
+            if not ws.closed:
+                await ws.close(code=wire.CLOSE_REFUSED, message=reason.encode()[:120])
+            return ws
+        except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+            log.debug("p2p: handshake from %s broke off: %s", request.remote, exc)
+            return ws
+        finally:
+            self._handshaking -= 1
+        old = self._inbound.get(peer_key)
+        if old is not None:
+            self._spawn(old.close(code=wire.CLOSE_REPLACED, message=b"replaced by a newer session"))
+        self._inbound[peer_key] = ws
+        link = self._links.get(peer_key)
+        if link is not None:
+            link.last_seen = time.monotonic()
+        try:
+            await self._serve_session(ws, peer_key)
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            log.debug("p2p: session from %s broke off: %s", peer_key.hex()[:12], exc)
+        finally:
+            if self._inbound.get(peer_key) is ws:
+                del self._inbound[peer_key]
+        return ws
+
+    async def _server_handshake(self, ws: web.WebSocketResponse) -> bytes:
+        tls_key = None
+        if self.tls is not None:
+            tls_key = peer_certificate_key(ws.get_extra_info("ssl_object"))
+            if tls_key is None or not self._is_peer(tls_key):
+                raise HandshakeRefused("client TLS certificate key is not a current validator")
+        challenge = os.urandom(wire.NONCE_SIZE)
+        await ws.send_bytes(wire.encode_challenge(self.chain_id, self.key, challenge))
+        msg = await ws.receive()
+        if msg.type != aiohttp.WSMsgType.BINARY:
+            raise HandshakeRefused(f"expected a binary hello, got {msg.type.name}")
+        hello = wire.decode_hello(msg.data)
+        wire.check_hello(hello, chain_id=self.chain_id, server_key=self.key, issued_challenge=challenge,
+                         now_ms=now_ms(), window_ms=self.limits.handshake_window_ms, is_validator=self._is_peer)
+        if tls_key is not None and tls_key != hello.client_key:
+            raise HandshakeRefused("hello key differs from the client's TLS certificate key")
+        await ws.send_bytes(wire.encode_welcome(self.signer, self.chain_id, hello.client_key,
+                                                hello.client_nonce, now_ms()))
+        return hello.client_key
+
+    async def _serve_session(self, ws: web.WebSocketResponse, peer: bytes) -> None:
+        max_frame = self.limits.max_frame_bytes
+        short = peer.hex()[:12]
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.ERROR:
+                # aiohttp already closed it (1009 for an oversized frame).
+                log.warning("p2p: closed session from %s: %s", short, ws.exception())
+                return
+            try:
+                if msg.type != aiohttp.WSMsgType.BINARY:
+                    raise ProtocolViolation(f"unexpected {msg.type.name} message")
+                frame = wire.decode_frame(msg.data, max_frame)
+                link = self._links.get(peer)
+                if link is None:  # removed from the validator set meanwhile
+                    return
+                link.seen()
+                if isinstance(frame, wire.ConsensusFrame):
+                    self._deliver(self.inbox.on_consensus, peer, frame.message)
+                elif isinstance(frame, wire.TxsFrame):
+                    self._receive_txs(peer, frame.txs)
+                elif isinstance(frame, wire.BlocksRequest):
+                    await ws.send_bytes(self._serve_blocks(frame))
+                else:
+                    raise ProtocolViolation(f"{type(frame).__name__} is not allowed from a client")
+            except ProtocolViolation as exc:
+                log.warning("p2p: closing session from %s: %s", short, exc)
+                await ws.close(code=wire.CLOSE_PROTOCOL, message=str(exc).encode()[:120])
+                return
+
+    def _receive_txs(self, peer: bytes, txs: tuple[bytes, ...]) -> None:
+        fresh = []
+        for tx in txs:
+            digest = sha256(tx)
+            if self._recv_seen.add(digest):
+                self._sent_seen.add(digest)
+                fresh.append(tx)
+        if fresh:
+            self._deliver(self.inbox.on_txs, peer, fresh)
+
+    @staticmethod
+    def _deliver(callback: Any, peer: bytes, payload: Any) -> None:
+        try:
+            callback(peer, payload)
+        except Exception:  # the node's bug, not the peer's: keep the session
+            log.exception("p2p: inbox %s raised", getattr(callback, "__name__", callback))
+
+    def _serve_blocks(self, req: wire.BlocksRequest) -> bytes:
+        limit = min(req.limit, self.limits.max_blocks_per_request)
+        items: list = []
+        if limit > 0:
+            try:
+                items = list(self.inbox.serve_blocks(req.from_height, limit))[:limit]
+            except Exception:
+                log.exception("p2p: serve_blocks(%d, %d) raised", req.from_height, limit)
+        budget = self.limits.max_frame_bytes - wire.FRAME_OVERHEAD
+        blocks: list[tuple[bytes, bytes]] = []
+        for block, cert in items:
+            budget -= len(block) + len(cert) + 16
+            if budget < 0:
+                if not blocks:
+                    log.error("p2p: block %d does not fit in one frame; raise max_frame_bytes", req.from_height)
+                break
+            blocks.append((bytes(block), bytes(cert)))
+        return wire.encode_frame(wire.BlocksResponse(req.request_id, tuple(blocks)))

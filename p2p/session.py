@@ -1,0 +1,271 @@
+"""One validator peer as seen from this node: its outbound session, queue and counters.
+
+`PeerLink` keeps one persistent WebSocket *to* the peer: dial, handshake (pinning the
+peer's node key), then a sender task drains the outbound queue while the reader takes
+block-sync responses. When the session ends for any reason it redials with capped,
+jittered exponential backoff. Frames the peer sends *to us* arrive on the peer's own
+outbound session (our server side), handled by `PeerNetwork`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from p2p import wire
+from p2p.buffers import OutboundQueue
+from p2p.errors import HandshakeRefused, P2PError, PeerUnavailable, ProtocolViolation
+from p2p.tls import peer_certificate_key
+
+if TYPE_CHECKING:
+    from p2p.network import PeerNetwork
+
+log = logging.getLogger("cxl.p2p")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff, capped, with jitter in [50%, 100%] of the step."""
+    step = min(cap, base * (2 ** min(attempt, 30)))
+    return step * (rng or random).uniform(0.5, 1.0)
+
+
+class PeerLink:
+    def __init__(self, net: "PeerNetwork", key: bytes, org: str, url: str):
+        self.net = net
+        self.key = key
+        self.org = org
+        self.url = url
+        limits = net.limits
+        self.queue = OutboundQueue(limits.max_queue_frames, limits.max_queue_bytes)
+        self.connected = False
+        self.sent = 0
+        self.received = 0
+        self.reconnects = 0
+        self.connects = 0
+        self.last_seen: float | None = None  # time.monotonic() of the last frame from this peer
+        self.last_error = ""
+        self._task: asyncio.Task | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._pending: dict[int, tuple[asyncio.Future, int]] = {}
+        self._next_request = 1
+
+    @property
+    def short(self) -> str:
+        return self.key.hex()[:12]
+
+    @property
+    def ws_url(self) -> str:
+        url = self.url.rstrip("/")
+        if self.net.tls is not None and url.startswith("http://"):
+            url = "https://" + url[len("http://"):]
+        return url + wire.WS_PATH
+
+    def seen(self) -> None:
+        self.received += 1
+        self.last_seen = time.monotonic()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"p2p-link-{self.short}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._fail_pending("link stopped")
+
+    async def _run(self) -> None:
+        limits = self.net.limits
+        attempt = 0
+        while True:
+            established = False
+            try:
+                established = await self._session()
+            except asyncio.CancelledError:
+                raise
+            except HandshakeRefused as exc:
+                self.last_error = str(exc)
+                log.warning("p2p: handshake with %s (%s) failed: %s", self.short, self.url, exc)
+            except (P2PError, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.debug("p2p: session to %s (%s) ended: %s", self.short, self.url, self.last_error)
+            except Exception:  # a bug here must not kill the link forever
+                log.exception("p2p: unexpected error in session to %s", self.short)
+            if established:
+                attempt = 0
+            await asyncio.sleep(backoff_delay(attempt, limits.backoff_base_s, limits.backoff_cap_s))
+            attempt += 1
+
+    # -------------------------------------------------------------------- session
+
+    async def _session(self) -> bool:
+        """Dial, authenticate, run until the session ends. True if it was established."""
+        net, limits = self.net, self.net.limits
+        ws = None
+        try:
+            async with asyncio.timeout(limits.connect_timeout_s):
+                ws = await net.client.ws_connect(
+                    self.ws_url,
+                    ssl=net.client_ssl if net.client_ssl is not None else True,
+                    max_msg_size=limits.max_frame_bytes,
+                    heartbeat=limits.heartbeat_s,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=limits.close_timeout_s),
+                )
+                self._ws = ws
+                await self._handshake(ws)
+            self.connected = True
+            self.connects += 1
+            if self.connects > 1:
+                self.reconnects += 1
+            self.last_seen = time.monotonic()
+            self.last_error = ""
+            log.info("p2p: connected to %s (%s)", self.short, self.url)
+            sender = asyncio.create_task(self._send_loop(ws))
+            reader = asyncio.create_task(self._read_loop(ws))
+            try:
+                done, _ = await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (sender, reader):
+                    task.cancel()
+                await asyncio.gather(sender, reader, return_exceptions=True)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            return True
+        finally:
+            if self.connected:
+                log.info("p2p: disconnected from %s (%s)", self.short, self.url)
+            self.connected = False
+            self._ws = None
+            self._fail_pending("session closed")
+            if ws is not None and not ws.closed:
+                await ws.close(code=wire.CLOSE_GOING_AWAY)
+
+    async def _handshake(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        net = self.net
+        if net.tls is not None:
+            tls_key = peer_certificate_key(ws.get_extra_info("ssl_object"))
+            if tls_key != self.key:
+                got = tls_key.hex()[:16] + "…" if tls_key else "none"
+                raise HandshakeRefused(f"TLS certificate key {got} is not the pinned node key")
+        msg = await ws.receive()
+        self._expect_binary(ws, msg, "challenge")
+        challenge = wire.decode_challenge(msg.data)
+        if challenge.version != wire.VERSION:
+            raise HandshakeRefused(f"peer speaks p2p version {challenge.version}, we speak {wire.VERSION}")
+        if challenge.chain_id != net.chain_id:
+            raise HandshakeRefused(f"peer is on chain {challenge.chain_id!r}, we are on {net.chain_id!r}")
+        if challenge.server_key != self.key:
+            raise HandshakeRefused("peer announced a different node key than the validator set lists")
+        nonce = os.urandom(wire.NONCE_SIZE)
+        await ws.send_bytes(wire.encode_hello(net.signer, net.chain_id, self.key, challenge.challenge,
+                                              now_ms(), nonce))
+        msg = await ws.receive()
+        self._expect_binary(ws, msg, "welcome")
+        welcome = wire.decode_welcome(msg.data)
+        wire.check_welcome(welcome, chain_id=net.chain_id, server_key=self.key, client_key=net.key,
+                           client_nonce=nonce, now_ms=now_ms(), window_ms=net.limits.handshake_window_ms)
+
+    @staticmethod
+    def _expect_binary(ws: aiohttp.ClientWebSocketResponse, msg: aiohttp.WSMessage, what: str) -> None:
+        if msg.type == aiohttp.WSMsgType.BINARY:
+            return
+        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+            raise HandshakeRefused(f"peer closed the session ({ws.close_code}: {msg.extra or ''})")
+        raise HandshakeRefused(f"expected a binary {what}, got {msg.type.name}")
+
+    async def _send_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        queue = self.queue
+        while True:
+            await queue.wait()
+            frame = queue.pop()
+            if frame is not None:
+                await ws.send_bytes(frame)
+                self.sent += 1
+
+    async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        max_frame = self.net.limits.max_frame_bytes
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.ERROR:
+                log.warning("p2p: session to %s failed: %s", self.short, ws.exception())
+                return
+            try:
+                if msg.type != aiohttp.WSMsgType.BINARY:
+                    raise ProtocolViolation(f"unexpected {msg.type.name} message")
+                frame = wire.decode_frame(msg.data, max_frame)
+                self.seen()
+                if not isinstance(frame, wire.BlocksResponse):
+                    raise ProtocolViolation(f"{type(frame).__name__} is not allowed from a server")
+                self._resolve(frame)
+            except ProtocolViolation as exc:
+                log.warning("p2p: closing session to %s: %s", self.short, exc)
+                await ws.close(code=wire.CLOSE_PROTOCOL, message=str(exc).encode()[:120])
+                return
+
+    # ----------------------------------------------------------------- block sync
+
+    async def request_blocks(self, from_height: int, limit: int) -> list[tuple[bytes, bytes]]:
+        if not self.connected:
+            raise PeerUnavailable(f"no session to peer {self.short}")
+        rid = self._next_request
+        self._next_request += 1
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending[rid] = (future, limit)
+        self.queue.push(wire.encode_frame(wire.BlocksRequest(rid, from_height, limit)), priority=True)
+        try:
+            return await asyncio.wait_for(future, self.net.limits.fetch_timeout_s)
+        except asyncio.TimeoutError:
+            raise PeerUnavailable(
+                f"peer {self.short} did not answer a block request within {self.net.limits.fetch_timeout_s}s"
+            ) from None
+        finally:
+            self._pending.pop(rid, None)
+
+    def _resolve(self, frame: wire.BlocksResponse) -> None:
+        entry = self._pending.get(frame.request_id)
+        if entry is None:
+            log.debug("p2p: late or unknown block response %d from %s", frame.request_id, self.short)
+            return
+        future, limit = entry
+        if len(frame.blocks) > limit:
+            raise ProtocolViolation(f"block response has {len(frame.blocks)} blocks, asked for {limit}")
+        if not future.done():
+            future.set_result(list(frame.blocks))
+
+    def _fail_pending(self, reason: str) -> None:
+        for future, _ in self._pending.values():
+            if not future.done():
+                future.set_exception(PeerUnavailable(f"peer {self.short}: {reason}"))
+        self._pending.clear()
+
+    def status(self, inbound: bool) -> dict:
+        return {
+            "key": self.key.hex(),
+            "org": self.org,
+            "url": self.url,
+            "connected": self.connected,
+            "inbound": inbound,
+            "last_seen_ms": None if self.last_seen is None else int((time.monotonic() - self.last_seen) * 1000),
+            "sent": self.sent,
+            "received": self.received,
+            "dropped": self.queue.dropped,
+            "queued": len(self.queue),
+            "reconnects": self.reconnects,
+            "last_error": self.last_error,
+        }
