@@ -22,6 +22,7 @@ import json
 import re
 from pathlib import Path
 
+from ledger.accounts import MAX_AMOUNT
 from ledger.crypto import address_of, is_address
 from ledger.encoding import encode, sha256
 from ledger.errors import GenesisError
@@ -123,7 +124,7 @@ def validate(doc) -> dict:
         where = f"validators[{i}]"
         if not isinstance(v, dict):
             _fail(where, "must be an object")
-        if v.get("org") not in org_ids:
+        if not isinstance(v.get("org"), str) or v["org"] not in org_ids:
             _fail(f"{where}.org", f"names no organisation in orgs ({v.get('org')!r})")
         key = _hexkey(v.get("key"), f"{where}.key")
         if key in seen_keys:
@@ -135,14 +136,22 @@ def validate(doc) -> dict:
 
     out["balances"] = []
     seen_addr: set[str] = set()
-    for i, b in enumerate(doc.get("balances", [])):
+    balances = doc.get("balances", [])
+    if not isinstance(balances, list):
+        _fail("balances", "must be a list")
+    for i, b in enumerate(balances):
         where = f"balances[{i}]"
-        if not isinstance(b, dict) or not is_address(b.get("address")):
+        if not isinstance(b, dict):
+            _fail(where, "must be an object")
+        if not is_address(b.get("address")):
             _fail(f"{where}.address", "must be an address (cx + 40 hex digits)")
         if b["address"] in seen_addr:
             _fail(f"{where}.address", "duplicate address")
         seen_addr.add(b["address"])
         out["balances"].append({"address": b["address"], "amount": _int(b.get("amount"), f"{where}.amount", 1)})
+    # the supply is stored as one integer: it must stay encodable (and leave room for mint)
+    if sum(b["amount"] for b in out["balances"]) > MAX_AMOUNT:
+        _fail("balances", f"the total of all balances must not exceed {MAX_AMOUNT}")
     return out
 
 
