@@ -168,6 +168,10 @@ def _execute(state: StateView, height: int, action: str, args: dict) -> None:
         params[args["name"]] = args["value"]
         state.put(b"params", params)
     elif action == "mint":
+        # supply bounds every balance; keeping it <= MAX_AMOUNT keeps all of them encodable
+        if accounts.supply(state) + args["amount"] > accounts.MAX_AMOUNT:
+            raise TxRejected(f"minting {args['amount']} would take the supply above {accounts.MAX_AMOUNT}",
+                             "supply_overflow")
         accounts.credit(state, args["to"], args["amount"])
         state.put(b"supply", accounts.supply(state) + args["amount"])
     else:  # normalise_action already refused anything else
