@@ -281,3 +281,14 @@ def test_single_org_network_passes_on_proposal():
     pid = g.propose("mint", {"to": NEWKEY.address, "amount": 3})
     assert g.status(pid)["status"] == "executed"
     assert accounts.balance(g.state, NEWKEY.address) == 3
+
+
+def test_mint_cannot_overflow_the_supply(g):
+    room = accounts.MAX_AMOUNT - accounts.supply(g.state)
+    pid, r = g.pass_("mint", {"to": NEWKEY.address, "amount": room})
+    assert r.result["status"] == "executed"
+    assert accounts.supply(g.state) == accounts.MAX_AMOUNT
+    for _ in range(3):  # before the fix the third one crashed block building with EncodingError
+        pid, r = g.pass_("mint", {"to": NEWKEY.address, "amount": accounts.MAX_AMOUNT})
+        assert r.result["status"] == "failed" and g.status(pid)["reason"].startswith("supply_overflow")
+    assert accounts.balance(g.state, NEWKEY.address) == room
