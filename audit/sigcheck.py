@@ -1,0 +1,125 @@
+"""Transaction signature checks spread over all cores, ahead of block validation.
+
+Replay hands each block's raw transactions to a pool; the pool answers with the hashes
+of those whose signature verifies, and those hashes go to `Chain.validate_block` as
+`verified=`. A transaction that does not verify is simply left out of the set, so
+validation checks it again on its own and fails with the ledger's `bad_signature`: the
+pool can only save work, never approve something the ledger would refuse.
+
+A process pool is the default: PyNaCl's verify holds the GIL for part of each call
+(argument conversion, object creation), so threads scale poorly; see docs/audit.md for
+the measurements.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+
+from ledger.errors import EncodingError
+from ledger.tx import decode_tx
+
+HASH = 32
+MIN_CHUNK = 256  # transactions per task: below this, pool overhead outweighs the work
+
+
+def verify_chunk(raws: list[bytes], max_tx_bytes: int) -> bytes:
+    """Hashes (concatenated, 32 bytes each) of the transactions whose signature verifies.
+
+    Undecodable transactions are skipped: block validation reports them with its own code.
+    """
+    out = []
+    for raw in raws:
+        try:
+            stx = decode_tx(raw, max_tx_bytes)
+        except EncodingError:
+            continue
+        if stx.verify_signature():
+            out.append(stx.hash)
+    return b"".join(out)
+
+
+def _warm() -> int:
+    return os.getpid()
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class _Done:
+    """A finished future-alike for the inline (no pool) path."""
+
+    def __init__(self, value: bytes):
+        self._value = value
+
+    def result(self) -> bytes:
+        return self._value
+
+
+class Pending:
+    """The signature verdicts of one block, possibly split over several tasks."""
+
+    def __init__(self, parts: list):
+        self._parts = parts
+
+    def result(self) -> frozenset[bytes]:
+        hashes: set[bytes] = set()
+        for part in self._parts:
+            blob = part.result()
+            hashes.update(blob[i : i + HASH] for i in range(0, len(blob), HASH))
+        return frozenset(hashes)
+
+
+class SignatureChecker:
+    """`submit(raw_txs) -> Pending` whose `result()` is the set of verified tx hashes.
+
+    kind: "process" (default), "thread", or "inline" (no pool; also used when workers=1).
+    """
+
+    def __init__(self, workers: int | None = None, kind: str = "process", max_tx_bytes: int = 64 * 1024):
+        self.workers = default_workers() if workers is None else max(1, workers)
+        self.kind = "inline" if self.workers == 1 else kind
+        if self.kind not in ("process", "thread", "inline"):
+            raise ValueError(f"unknown pool kind {kind!r}: use process, thread or inline")
+        self.max_tx_bytes = max_tx_bytes
+        self._pool: Executor | None = None
+        if self.kind == "process":
+            # fork: workers start in milliseconds and need no importable __main__. They are
+            # all started here, before replay starts any thread of its own (HTTP fetchers),
+            # and they run only decode + verify, which take no lock a thread could hold.
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
+            for f in [self._pool.submit(_warm) for _ in range(self.workers)]:
+                f.result()
+        elif self.kind == "thread":
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="cxl-sigcheck")
+
+    def submit(self, raws: list[bytes] | tuple[bytes, ...]) -> Pending:
+        raws = list(raws)
+        if not raws:
+            return Pending([])
+        if self._pool is None:
+            return Pending([_Done(verify_chunk(raws, self.max_tx_bytes))])
+        parts = max(1, min(self.workers, len(raws) // MIN_CHUNK))
+        size = -(-len(raws) // parts)
+        futures: list[Future] = [
+            self._pool.submit(verify_chunk, raws[i : i + size], self.max_tx_bytes) for i in range(0, len(raws), size)
+        ]
+        return Pending(futures)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> "SignatureChecker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
