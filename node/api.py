@@ -1,0 +1,314 @@
+"""The client API: JSON over HTTP (aiohttp).
+
+Every error is ``{"error": {"code": "...", "message": "..."}}`` with the status its
+convention says: 400 malformed input, 401 bad signature, 403 sender not permitted,
+404 unknown, 405 wrong method, 409 nonce conflict, 413 body or transaction too large,
+422 transaction rejected, 429 sender quota, 503 mempool full, 500 a bug.
+
+Other packages add endpoints with `register_extension(fn)` (called with the app and the
+node for every app built) or `add_routes(app, routes)`; handlers reach the node through
+``request.app[NODE]`` and should raise `NodeError` subclasses for errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import re
+from typing import Callable, Iterable
+
+from aiohttp import web
+
+from ledger import accounts
+from ledger.crypto import address_of, is_address
+
+from node import views
+from node.errors import BadRequest, NodeError, NotFound
+from node.openapi import openapi_document
+
+NODE: web.AppKey = web.AppKey("cxl_node", object)
+_EXTENSIONS: list[Callable[[web.Application, object], None]] = []
+_HEX32 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def register_extension(fn: Callable[[web.Application, object], None]) -> Callable:
+    """Register `fn(app, node)`, called for every client API app built from now on."""
+    if fn not in _EXTENSIONS:
+        _EXTENSIONS.append(fn)
+    return fn
+
+
+def add_routes(app: web.Application, routes: Iterable[web.AbstractRouteDef]) -> None:
+    app.router.add_routes(list(routes))
+
+
+def json_response(data, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, separators=(",", ":")))
+
+
+def error_response(code: str, message: str, status: int) -> web.Response:
+    return json_response({"error": {"code": code, "message": message}}, status)
+
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 413: "body_too_large", 429: "too_many_requests",
+               503: "unavailable"}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except NodeError as exc:
+        return error_response(exc.code, exc.message, exc.status)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_response("body_too_large", f"request body above the limit of {exc.max_size} bytes "
+                              "(split the batch)", 413)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        message = exc.reason if exc.status != 404 else f"no such endpoint: {request.method} {request.path}"
+        return error_response(code, message, exc.status)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a bug: answer in the documented shape, log it
+        request.app[NODE].log.exception("API handler failed: %s %s", request.method, request.path)
+        return error_response("internal", f"internal error: {type(exc).__name__}", 500)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def _tx_hash(request: web.Request) -> bytes:
+    text = request.match_info["hash"]
+    if not _HEX32.fullmatch(text):
+        raise BadRequest("transaction hash must be 64 hex digits", "bad_hash")
+    return bytes.fromhex(text)
+
+
+def _b64(value, where: str) -> bytes:
+    if not isinstance(value, str):
+        raise BadRequest(f"{where}: expected a base64 string", "bad_base64")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"{where}: not valid base64", "bad_base64") from None
+
+
+async def _json_body(request: web.Request):
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}", "bad_json") from None
+
+
+def _admission_json(a) -> dict:
+    if a.error is not None:
+        return a.error.to_json() | ({"hash": a.hash.hex()} if a.hash else {})
+    out = {"hash": a.hash.hex(), "status": a.status}
+    if a.height is not None:
+        out["height"] = a.height
+    return out
+
+
+# -- handlers -------------------------------------------------------------------------------------
+
+async def get_status(request: web.Request) -> web.Response:
+    return json_response(request.app[NODE].status())
+
+
+async def post_txs(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    body = await _json_body(request)
+    if not isinstance(body, dict) or (("tx" in body) == ("txs" in body)):
+        raise BadRequest('body must be {"tx": "<base64>"} or {"txs": ["<base64>", ...]}', "bad_request")
+    if "tx" in body:
+        raw = _b64(body["tx"], "tx")
+        (a,) = await node.submit_txs([raw])
+        if a.error is not None:
+            raise a.error
+        return json_response(_admission_json(a), 202 if a.status == "pending" else 200)
+    items = body["txs"]
+    if not isinstance(items, list) or not items:
+        raise BadRequest("txs: expected a non-empty list of base64 strings", "bad_request")
+    if len(items) > node.config.max_batch_txs:
+        raise NodeError(f"txs: {len(items)} transactions, at most {node.config.max_batch_txs} per request",
+                        "batch_too_large", 413)
+    raws: list[bytes | None] = []
+    results: list[dict | None] = []
+    for i, item in enumerate(items):
+        try:
+            raws.append(_b64(item, f"txs[{i}]"))
+            results.append(None)
+        except BadRequest as exc:
+            raws.append(None)
+            results.append(exc.to_json())
+    admitted = iter(await node.submit_txs([r for r in raws if r is not None]))
+    for i, r in enumerate(raws):
+        if r is not None:
+            results[i] = _admission_json(next(admitted))
+    return json_response({"results": results}, 200)
+
+
+def _committed_json(node, tx_hash: bytes) -> dict | None:
+    rec = node.chain.get_tx(tx_hash)
+    if rec is None:
+        return None
+    block = node.chain.get_block(rec.height)
+    return {"hash": tx_hash.hex(), "status": "committed", "height": rec.height, "index": rec.index,
+            "block_hash": block.hash.hex(), "tx": views.tx_view(rec.tx), "receipt": views.receipt_view(rec.receipt)}
+
+
+def _wait_param(request: web.Request, cap: int) -> float:
+    text = request.query.get("wait")
+    if text is None:
+        return 0.0
+    try:
+        wait = float(text)
+    except ValueError:
+        raise BadRequest("wait: expected a number of seconds", "bad_wait") from None
+    if not 0 <= wait <= 3600:
+        raise BadRequest("wait: must be between 0 and 3600 seconds", "bad_wait")
+    return min(wait, cap)
+
+
+async def get_tx(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    tx_hash = _tx_hash(request)
+    wait = _wait_param(request, node.config.max_wait_s)
+    found = _committed_json(node, tx_hash)
+    if found is None and wait > 0:
+        fut = node.runner.wait_committed(tx_hash)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), wait)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            node.runner.forget_waiter(tx_hash, fut)
+        found = _committed_json(node, tx_hash)
+    if found is not None:
+        return json_response(found)
+    stx = node.mempool.get(tx_hash)
+    if stx is not None:
+        return json_response({"hash": tx_hash.hex(), "status": "pending", "ready": node.mempool.is_ready(tx_hash),
+                              "tx": views.tx_view(stx)})
+    raise NotFound(f"transaction {tx_hash.hex()} is neither pending on this node nor committed", "unknown_tx")
+
+
+async def get_tx_proof(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    tx_hash = _tx_hash(request)
+    proof = node.chain.tx_proof(tx_hash)
+    if proof is None:
+        raise NotFound(f"transaction {tx_hash.hex()} is not committed", "unknown_tx")
+    return json_response(views.proof_view(proof, tx_hash))
+
+
+async def get_block(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    text = request.match_info["height"]
+    if text == "latest":
+        height = node.chain.height
+    elif text.isdigit() and len(text) < 20:
+        height = int(text)
+    elif _HEX32.fullmatch(text):
+        found = node.chain.height_of(bytes.fromhex(text))
+        if found is None:
+            raise NotFound(f"no block with hash {text}", "unknown_block")
+        height = found
+    else:
+        raise BadRequest("block: expected a height, 'latest' or a 64-hex-digit block hash", "bad_height")
+    if height == 0:
+        raise NotFound("height 0 is the genesis state; blocks start at 1 (see /v1/status)", "unknown_block")
+    block = node.chain.get_block(height)
+    if block is None:
+        raise NotFound(f"no block at height {height}; the head is {node.chain.height}", "unknown_block")
+    return json_response(views.block_view(block, node.chain.get_cert(height)))
+
+
+async def get_account(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    address = request.match_info["address"]
+    if not is_address(address):
+        if _HEX32.fullmatch(address):  # a public key: accept it, answer with its address
+            address = address_of(bytes.fromhex(address))
+        else:
+            raise BadRequest("address: expected cx + 40 hex digits, or a 64-hex-digit public key", "bad_address")
+    state = node.chain.state()
+    member = accounts.member(state, address)
+    nonce = accounts.next_nonce(state, address)
+    pending = nonce
+    if member is not None:
+        pn = node.mempool.pending_nonce(member["key"])
+        pending = nonce if pn is None else pn
+    return json_response({
+        "address": address,
+        "balance": accounts.balance(state, address),
+        "nonce": nonce,
+        "pending_nonce": pending,
+        "member": None if member is None else views.jsonable(member),
+        "height": node.chain.height,
+    })
+
+
+async def get_validators(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    vals = node.chain.validators
+    return json_response({"height": node.chain.height, "validators": [views.validator_view(v) for v in vals],
+                          "quorum": 2 * ((len(vals) - 1) // 3) + 1})
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return json_response(openapi_document(request.app))
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    node.refresh_metrics()
+    return web.Response(body=node.metrics.render(), headers={"Content-Type": node.metrics.content_type})
+
+
+ROUTES = [
+    web.get("/v1/status", get_status),
+    web.post("/v1/txs", post_txs),
+    web.get("/v1/txs/{hash}", get_tx),
+    web.get("/v1/txs/{hash}/proof", get_tx_proof),
+    web.get("/v1/blocks/{height}", get_block),
+    web.get("/v1/accounts/{address}", get_account),
+    web.get("/v1/validators", get_validators),
+    web.get("/v1/openapi.json", get_openapi),
+    web.get("/metrics", get_metrics),
+]
+
+
+def make_app(node, extra_routes: Iterable[web.AbstractRouteDef] = ()) -> web.Application:
+    app = web.Application(client_max_size=node.config.max_body_bytes, middlewares=[errors_middleware])
+    app[NODE] = node
+    add_routes(app, ROUTES)
+    add_routes(app, extra_routes)
+    for ext in _EXTENSIONS:
+        ext(app, node)
+    return app
+
+
+async def start_api(app: web.Application, host: str, port: int, max_connections: int) -> tuple[web.AppRunner, int]:
+    """Serve `app`; refuse connections beyond `max_connections` (closed at once).
+    Port 0 picks a free port; returns (runner, port)."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    server = runner.server
+    accept = server.connection_made
+
+    def limited(handler, transport):
+        accept(handler, transport)
+        if len(server.connections) > max_connections:
+            transport.close()
+
+    server.connection_made = limited  # type: ignore[method-assign]
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    sock = site._server.sockets[0]  # type: ignore[union-attr]
+    return runner, sock.getsockname()[1]

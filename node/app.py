@@ -1,0 +1,373 @@
+"""Composition root: config, store, chain, mempool, consensus replica, runner, transport
+and the client API of one validator node.
+
+Programmatic use (tests, scripts)::
+
+    node = Node(home)                  # HOME laid out by node.config.init_home
+    await node.start()                 # opens LevelDB, starts runner, transport, API
+    ... node.api_url ...
+    await node.stop()                  # stops everything, closes the store
+
+`run_node(home)` does the same until SIGTERM/SIGINT (what `python -m node HOME` and
+`cxl node start` run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from aiohttp import web
+
+from ledger import accounts
+from ledger.chain import Chain
+from ledger.crypto import Signer
+from ledger.store.leveldb import LevelDBStore
+from ledger.tx import SignedTx
+
+from node import config as cfgmod
+from node import views
+from node.config import NodeConfig, NodeHome
+from node.errors import ConfigError, NodeError, TxAdmissionError
+from node.mempool import Mempool, check_raw
+from node.metrics import NodeMetrics
+from node.runner import Runner
+from node.transport import NodeInbox, NullTransport, Transport
+
+MAX_SERVE_BLOCKS = 100
+
+
+# -- logging ------------------------------------------------------------------------------
+
+class JsonLines(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg (+ exc when there is one)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def setup_stderr_logging(level: str = "info") -> None:
+    root = logging.getLogger("cxl")
+    if not any(getattr(h, "_cxl_stderr", False) for h in root.handlers):
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(JsonLines())
+        h._cxl_stderr = True  # type: ignore[attr-defined]
+        root.addHandler(h)
+    root.setLevel(level.upper())
+
+
+# -- the transport hook ---------------------------------------------------------------------
+
+def make_transport(config: NodeConfig, inbox: NodeInbox, signer: Signer) -> Transport:
+    """The peer transport for a network of more than one validator: `p2p.PeerNetwork`
+    listening on p2p_host:p2p_port, with pinned mutual TLS when `p2p_tls` is set (the
+    certificate derived from the node key, or the PEM files tls_cert / tls_key)."""
+    try:
+        from p2p import PeerNetwork, TLSConfig
+    except ImportError as exc:
+        raise ConfigError(f"this chain has several validators but the p2p transport is unavailable: {exc}",
+                          "no_transport") from None
+    tls = None
+    if config.tls_cert and config.tls_key:
+        try:
+            tls = TLSConfig(cert_pem=Path(config.tls_cert).read_bytes(), key_pem=Path(config.tls_key).read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"tls_cert / tls_key: cannot read {exc.filename}: {exc.strerror}") from None
+    elif config.p2p_tls:
+        tls = TLSConfig.for_signer(signer)
+    return PeerNetwork(inbox, signer, config.p2p_host, config.p2p_port, inbox.validators(), tls=tls)
+
+
+# -- admission results --------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    hash: bytes | None
+    status: str                  # "pending" | "committed" | "rejected"
+    error: NodeError | None = None
+    height: int | None = None
+
+
+def _check_batch(raws: list[bytes], chain_id: str, max_tx_bytes: int) -> list:
+    out = []
+    for raw in raws:
+        try:
+            out.append(check_raw(raw, chain_id, max_tx_bytes))
+        except TxAdmissionError as exc:
+            out.append(exc)
+    return out
+
+
+# -- the node -------------------------------------------------------------------------------
+
+class Node:
+    def __init__(
+        self,
+        home: str | Path,
+        *,
+        config: NodeConfig | None = None,
+        passphrase: str | None = None,
+        transport_factory: Callable[[NodeConfig, NodeInbox, Signer], Transport] | None = None,
+        replica_factory=None,
+        extra_routes: list | None = None,
+    ):
+        self.home = NodeHome(Path(home))
+        self.config = config or cfgmod.load_config(self.home.path)
+        self.genesis_doc, self.genesis_hash = cfgmod.load_genesis(self.home.path)
+        self.signer = cfgmod.load_node_key(self.home.path, passphrase)
+        self.chain_id = self.genesis_doc["chain_id"]
+        self._transport_factory = transport_factory
+        self._replica_factory = replica_factory
+        self._extra_routes = list(extra_routes or [])
+        self.log = logging.getLogger(f"cxl.node.{self.signer.public_key.hex()[:8]}")
+        self.metrics = NodeMetrics()
+        self.store = None
+        self.chain: Chain | None = None
+        self.mempool: Mempool | None = None
+        self.runner: Runner | None = None
+        self.transport: Transport | None = None
+        self.inbox: NodeInbox | None = None
+        self.app: web.Application | None = None
+        self._web_runner: web.AppRunner | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._log_handler: logging.Handler | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self.api_port: int | None = None
+        self.started_ms = 0
+
+    # lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._start_log()
+        self.store = LevelDBStore(self.home.data_dir)
+        try:
+            await self._start_inner()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_inner(self) -> None:
+        cfg = self.config
+        self.chain = Chain(self.store, self.genesis_doc, self.genesis_hash)
+        params = self.chain.params
+        self.mempool = Mempool(
+            self.chain_id, self._lookup,
+            max_txs=cfg.mempool_max_txs, max_bytes=cfg.mempool_max_bytes,
+            max_per_sender=cfg.mempool_max_per_sender, max_nonce_ahead=cfg.mempool_max_nonce_ahead,
+            max_tx_bytes=params.get("max_tx_bytes", 64 * 1024),
+        )
+        self._executor = concurrent.futures.ThreadPoolExecutor(cfg.sig_check_threads, thread_name_prefix="cxl-sig")
+        self.inbox = NodeInbox(
+            self.chain_id, lambda: self.chain.validator_keys, self._on_consensus, self._on_peer_txs,
+            self.serve_blocks, node_key=self.signer.public_key, validators=lambda: self.chain.validators,
+        )
+        validators = self.chain.validators
+        if self.signer.public_key not in [v["key"] for v in validators]:
+            self.log.warning("this node's key %s is not in the validator set: it will not vote",
+                             self.signer.public_key.hex())
+        if self._transport_factory is not None:
+            self.transport = self._transport_factory(cfg, self.inbox, self.signer)
+        elif len(validators) == 1:
+            self.transport = NullTransport()
+        else:
+            self.transport = make_transport(cfg, self.inbox, self.signer)
+        self.transport.set_validators(validators)
+        self.runner = Runner(
+            self.chain, self.mempool, self.signer, self.transport,
+            replica_factory=self._replica_factory, block_interval_ms=cfg.block_interval_ms,
+            max_block_txs=cfg.max_block_txs, log=self.log,
+        )
+        self.runner.commit_listeners.append(self._on_commit_metrics)
+        self.metrics.height.set(self.chain.height)
+        from node.api import make_app, start_api  # late: api imports this module's types
+        self.app = make_app(self, self._extra_routes)
+        await self.transport.start()
+        self.runner.start()
+        self._web_runner, self.api_port = await start_api(self.app, cfg.api_host, cfg.api_port, cfg.max_connections)
+        self.started_ms = time.time_ns() // 1_000_000
+        self.log.info("node started chain=%s height=%d node_key=%s api=%s", self.chain_id, self.chain.height,
+                      self.signer.public_key.hex(), self.api_url)
+
+    async def stop(self) -> None:
+        if self._web_runner is not None:
+            await self._web_runner.cleanup()
+            self._web_runner = None
+        if self.runner is not None:
+            await self.runner.stop()
+        if self.transport is not None:
+            try:
+                await self.transport.stop()
+            except Exception:
+                self.log.exception("transport stop failed")
+        for t in list(self._tasks):
+            t.cancel()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+            self.log.info("node stopped")
+        if self._log_handler is not None:
+            self.log.removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
+
+    def _start_log(self) -> None:
+        h = logging.FileHandler(self.home.log_file)
+        h.setFormatter(JsonLines())
+        self.log.addHandler(h)
+        self.log.setLevel(self.config.log_level.upper())
+        self._log_handler = h
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.config.api_host}:{self.api_port}"
+
+    # state lookups --------------------------------------------------------------------------
+    def _lookup(self, address: str) -> tuple[bool, int]:
+        state = self.chain.state()
+        return accounts.member(state, address) is not None, accounts.next_nonce(state, address)
+
+    # transactions -----------------------------------------------------------------------------
+    async def submit_txs(self, raws: list[bytes], *, gossip: bool = True) -> list[Admission]:
+        """Admit raw transactions: signature checks in the thread pool, then the mempool.
+        Answers every one, in order; new ones are gossiped to peers and wake the proposer."""
+        loop = asyncio.get_running_loop()
+        max_tx = self.mempool.max_tx_bytes
+        checked = await loop.run_in_executor(self._executor, _check_batch, raws, self.chain_id, max_tx)
+        out: list[Admission] = []
+        fresh: list[bytes] = []
+        for item in checked:
+            if isinstance(item, NodeError):
+                self.metrics.txs_rejected.labels(item.code).inc()
+                out.append(Admission(None, "rejected", item))
+                continue
+            stx: SignedTx = item
+            rec = self.chain.get_tx(stx.hash)
+            if rec is not None:
+                out.append(Admission(stx.hash, "committed", None, rec.height))
+                continue
+            try:
+                if self.mempool.add(stx):
+                    fresh.append(stx.raw)
+                out.append(Admission(stx.hash, "pending"))
+            except NodeError as exc:
+                self.metrics.txs_rejected.labels(exc.code).inc()
+                out.append(Admission(stx.hash, "rejected", exc))
+        if fresh:
+            if gossip:
+                self.transport.gossip_txs(fresh)
+            self.runner.notify_txs_added(len(fresh))
+        return out
+
+    def _on_peer_txs(self, sender_key: bytes, raws: list[bytes]) -> None:
+        task = asyncio.get_running_loop().create_task(self.submit_txs(list(raws), gossip=False))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_consensus(self, sender_key: bytes, raw: bytes) -> None:
+        self.runner.on_consensus_bytes(sender_key, raw)
+
+    def serve_blocks(self, from_height: int, limit: int) -> list[tuple[bytes, bytes]]:
+        out = []
+        h = max(1, from_height)
+        top = min(self.chain.height, h + max(0, min(limit, MAX_SERVE_BLOCKS)) - 1)
+        while h <= top:
+            block = self.chain.get_block_raw(h)
+            cert = self.chain.get_cert(h)
+            if block is None or cert is None:
+                break
+            out.append((block, cert.encode()))
+            h += 1
+        return out
+
+    # status and metrics -------------------------------------------------------------------------
+    def _on_commit_metrics(self, block, result, cert, admitted: dict) -> None:
+        m = self.metrics
+        m.height.set(block.height)
+        m.blocks_committed.inc()
+        m.txs_committed.inc(len(result.txs))
+        now = time.monotonic()
+        for t in admitted.values():
+            if t is not None:
+                m.commit_latency.observe(max(0.0, now - t))
+
+    def refresh_metrics(self) -> None:
+        m = self.metrics
+        m.height.set(self.chain.height)
+        m.view.set(self.runner.view)
+        m.view_changes.set(self.runner.view_changes)
+        m.mempool_txs.set(len(self.mempool))
+        m.mempool_bytes.set(self.mempool.bytes)
+        m.peers_connected.set(sum(1 for p in self.transport.peer_status() if p.get("connected")))
+        m.evidence.set(self.runner.evidence_count)
+
+    def status(self) -> dict:
+        head = self.chain.head
+        primary = self.runner.primary()
+        return {
+            "chain_id": self.chain_id,
+            "genesis_hash": self.genesis_hash.hex(),
+            "node_key": self.signer.public_key.hex(),
+            "node_address": self.signer.address,
+            "height": head.height,
+            "head_hash": head.block_hash.hex(),
+            "state_root": head.state_root.hex(),
+            "time_ms": head.time_ms,
+            "now_ms": time.time_ns() // 1_000_000,
+            "view": self.runner.view,
+            "view_changes": self.runner.view_changes,
+            "primary": None if primary is None else primary.hex(),
+            "validators": [views.validator_view(v) for v in self.chain.validators],
+            "mempool": {"txs": len(self.mempool), "bytes": self.mempool.bytes,
+                        "ready": self.mempool.ready_count()},
+            "peers": self.transport.peer_status(),
+            "evidence": self.runner.evidence_count,
+        }
+
+
+# -- running until a signal ------------------------------------------------------------------------
+
+async def serve(home: str | Path, *, passphrase: str | None = None, config: NodeConfig | None = None) -> None:
+    node = Node(home, passphrase=passphrase, config=config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+            pass
+    await node.start()
+    print(json.dumps({"event": "started", "api": node.api_url, "height": node.chain.height,
+                      "node_key": node.signer.public_key.hex()}), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        node.log.info("shutting down")
+        await node.stop()
+
+
+def run_node(home: str | Path, *, passphrase: str | None = None) -> None:
+    """Run a node until SIGTERM or SIGINT; logs JSON lines to stderr and HOME/node.log."""
+    cfg = cfgmod.load_config(home)
+    setup_stderr_logging(cfg.log_level)
+    if passphrase is None:
+        passphrase = os.environ.get("CXL_PASSPHRASE")
+    asyncio.run(serve(home, passphrase=passphrase, config=cfg))

@@ -1,0 +1,232 @@
+"""Node home layout and configuration.
+
+A node home is a directory::
+
+    HOME/config.json     node settings (this module; every field optional)
+    HOME/genesis.json    the chain's genesis file (genesis.schema)
+    HOME/node_key.json   the validator's Ed25519 key file (ledger.keystore, mode 0600)
+    HOME/data/           LevelDB: chain, state, indexes and the consensus WAL
+    HOME/node.log        structured log (JSON lines)
+
+`load_config(home)` reads config.json into a frozen `NodeConfig`; an unknown field or a
+value of the wrong type is a `ConfigError` that names the field and says what fits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from genesis import schema as genesis_schema
+from ledger.crypto import Signer
+from ledger.errors import GenesisError, KeystoreError
+from ledger import keystore
+
+from node.errors import ConfigError
+
+CONFIG_FILE = "config.json"
+GENESIS_FILE = "genesis.json"
+NODE_KEY_FILE = "node_key.json"
+DATA_DIR = "data"
+LOG_FILE = "node.log"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    api_host: str = "127.0.0.1"
+    api_port: int = 26701
+    p2p_host: str = "127.0.0.1"
+    p2p_port: int = 26601
+    mempool_max_txs: int = 20_000
+    mempool_max_bytes: int = 64 * 1024 * 1024
+    mempool_max_per_sender: int = 1_000      # per-sender quota (429 when exceeded)
+    mempool_max_nonce_ahead: int = 1_000     # how far past the account's next nonce a tx may wait
+    max_body_bytes: int = 4 * 1024 * 1024     # client API request body limit (413 above it)
+    max_batch_txs: int = 1_000                # transactions in one POST /v1/txs
+    max_connections: int = 512                # concurrent client API connections
+    max_wait_s: int = 30                      # cap on ?wait= long polls
+    sig_check_threads: int = 2                # thread pool for transaction signature checks
+    block_interval_ms: int | None = None      # None: the chain parameter
+    max_block_txs: int | None = None          # None: the chain parameter
+    log_level: str = "info"
+    p2p_tls: bool = False                     # mutual TLS between validators, pinned to node keys
+    tls_cert: str | None = None               # PEM files for the p2p transport (optional; default: derived)
+    tls_key: str | None = None
+    tls_ca: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+_PORT = (1, 65535)
+_RANGES: dict[str, tuple[int, int]] = {
+    "api_port": _PORT,
+    "p2p_port": _PORT,
+    "mempool_max_txs": (1, 10_000_000),
+    "mempool_max_bytes": (1024, 2**40),
+    "mempool_max_per_sender": (1, 10_000_000),
+    "mempool_max_nonce_ahead": (0, 10_000_000),
+    "max_body_bytes": (1024, 2**31),
+    "max_batch_txs": (1, 100_000),
+    "max_connections": (1, 100_000),
+    "max_wait_s": (0, 3600),
+    "sig_check_threads": (1, 256),
+    "block_interval_ms": (1, 3_600_000),
+    "max_block_txs": (1, 1_000_000),
+}
+_OPTIONAL = {"block_interval_ms", "max_block_txs", "tls_cert", "tls_key", "tls_ca"}
+
+
+def _check_field(name: str, value, where: str):
+    if value is None and name in _OPTIONAL:
+        return None
+    if name in _RANGES:
+        lo, hi = _RANGES[name]
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise ConfigError(f"{where}: {name}: must be an integer in [{lo}, {hi}], got {value!r}")
+        return value
+    if name == "p2p_tls":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: p2p_tls: must be true or false, got {value!r}")
+        return value
+    if name == "log_level":
+        if value not in LOG_LEVELS:
+            raise ConfigError(f"{where}: log_level: must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+        return value
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: {name}: must be a non-empty string, got {value!r}")
+    return value
+
+
+def config_from_dict(doc, where: str = CONFIG_FILE) -> NodeConfig:
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: must be a JSON object")
+    known = {f.name for f in fields(NodeConfig)}
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise ConfigError(f"{where}: {unknown[0]}: unknown field (known: {', '.join(sorted(known))})")
+    values = {name: _check_field(name, value, where) for name, value in doc.items()}
+    cfg = NodeConfig(**values)
+    if (cfg.tls_cert is None) != (cfg.tls_key is None):
+        raise ConfigError(f"{where}: tls_cert and tls_key: give both or neither")
+    return cfg
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHome:
+    path: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def genesis_file(self) -> Path:
+        return self.path / GENESIS_FILE
+
+    @property
+    def key_file(self) -> Path:
+        return self.path / NODE_KEY_FILE
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path / DATA_DIR
+
+    @property
+    def log_file(self) -> Path:
+        return self.path / LOG_FILE
+
+
+def load_config(home: str | Path) -> NodeConfig:
+    """Read HOME/config.json (a missing file means all defaults)."""
+    path = NodeHome(Path(home)).config_file
+    if not path.exists():
+        return NodeConfig()
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from exc
+    return config_from_dict(doc, str(path))
+
+
+def save_config(home: str | Path, cfg: NodeConfig) -> None:
+    path = NodeHome(Path(home)).config_file
+    path.write_text(json.dumps(cfg.to_json(), indent=2) + "\n")
+
+
+def load_genesis(home: str | Path) -> tuple[dict, bytes]:
+    path = NodeHome(Path(home)).genesis_file
+    try:
+        return genesis_schema.load(path)
+    except GenesisError as exc:
+        raise ConfigError(f"genesis: {exc}") from exc
+
+
+def load_node_key(home: str | Path, passphrase: str | None = None) -> Signer:
+    try:
+        return keystore.load_key(NodeHome(Path(home)).key_file, passphrase)
+    except KeystoreError as exc:
+        raise ConfigError(f"node key: {exc}", exc.code) from exc
+
+
+def init_home(
+    home: str | Path,
+    genesis_path: str | Path,
+    node_key_path: str | Path | None = None,
+    *,
+    passphrase: str | None = None,
+    overwrite: bool = False,
+    **settings,
+) -> NodeHome:
+    """Create a node home: copy and validate the genesis, install or create the node key,
+    write config.json with `settings` (NodeConfig field names) over the defaults.
+
+    Without `node_key_path` a fresh key is generated: encrypted when `passphrase` is given,
+    otherwise an unencrypted dev key (its file says so)."""
+    nh = NodeHome(Path(home))
+    if nh.config_file.exists() and not overwrite:
+        raise ConfigError(f"{nh.path} is already a node home (config.json exists); use another directory")
+    try:
+        doc, _ = genesis_schema.load(genesis_path)
+    except GenesisError as exc:
+        raise ConfigError(f"genesis: {exc}") from exc
+    cfg = config_from_dict(settings, "settings")
+    nh.path.mkdir(parents=True, exist_ok=True)
+    nh.data_dir.mkdir(exist_ok=True)
+    genesis_schema.save(doc, nh.genesis_file)
+    if node_key_path is not None:
+        if Path(node_key_path).resolve() != nh.key_file.resolve():
+            try:
+                keystore.read_key_document(node_key_path)
+            except KeystoreError as exc:
+                raise ConfigError(f"node key: {exc}", exc.code) from exc
+            data = Path(node_key_path).read_bytes()
+            fd = os.open(nh.key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never world-readable
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            nh.key_file.chmod(0o600)
+    elif not nh.key_file.exists():
+        try:
+            keystore.write_key(nh.key_file, Signer.generate(), name="node", passphrase=passphrase)
+        except KeystoreError as exc:
+            raise ConfigError(f"node key: {exc}", exc.code) from exc
+    save_config(nh.path, cfg)
+    return nh
+
+
+def with_overrides(cfg: NodeConfig, **changes) -> NodeConfig:
+    """A copy of `cfg` with checked changes (tests, CLI flags)."""
+    merged = cfg.to_json()
+    merged.update(changes)
+    return config_from_dict(merged, "overrides")
+
+
+__all__ = [
+    "NodeConfig", "NodeHome", "ConfigError", "config_from_dict", "load_config", "save_config",
+    "load_genesis", "load_node_key", "init_home", "with_overrides",
+]

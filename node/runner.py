@@ -1,0 +1,510 @@
+"""The runner: one asyncio task drains one queue of events into the consensus core and
+carries out the effects it returns, one event at a time, in order.
+
+Ordering rules (conventions §7, cometbft `receiveRoutine` + `WriteSync`):
+
+* `PersistSigned` is written to the WAL key with a synced write *before* any later
+  `Send`/`Broadcast` in the same effect list is handed to the transport, so a restarted
+  node loads what it signed and never signs a conflicting message.
+* Answers the node produces itself (`BlockVerdict`, `ProposalReady`, `Committed`) are
+  fed back into the core before the next queued event, so the core sees them in order.
+* Timers (`ScheduleTimeout`) come back through the queue as `TimeoutFired`.
+
+Batching: when the core asks for a proposal, a block is cut as soon as `max_block_txs`
+transactions are ready, or `block_interval_ms` after the oldest ready transaction
+arrived, whichever comes first. No empty blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from consensus import effects as fx
+from consensus import events as ev
+from consensus.messages import decode_message, encode_message, verify_message
+from consensus.state import ConsensusConfig, SignedState, primary_index
+from ledger.block import Block, Certificate, commit_signing_bytes
+from ledger.chain import Chain
+from ledger.encoding import decode, encode
+from ledger.errors import BlockInvalid, EncodingError, LedgerError
+from ledger.execution import BlockResult
+from ledger.store.base import PREFIX_WAL
+
+from node.mempool import Mempool
+from node.transport import Transport
+
+WAL_SIGNED = PREFIX_WAL + b"signed"
+WAL_PROPOSAL = PREFIX_WAL + b"proposal"  # [height, view, block]: our last proposal, for restart
+MAX_INBOUND_QUEUE = 10_000   # peer messages beyond this are dropped (consensus recovers by timeouts)
+FETCH_LIMIT = 100            # blocks per catch-up request
+MAX_EVIDENCE = 1_000
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def load_signed_state(store) -> SignedState | None:
+    raw = store.get(WAL_SIGNED)
+    return None if raw is None else SignedState.decode(raw)
+
+
+def persist_signed_state(store, record: SignedState) -> None:
+    store.write({WAL_SIGNED: record.encode()}, sync=True)
+
+
+def consensus_config(params: dict) -> ConsensusConfig:
+    return ConsensusConfig(
+        view_timeout_ms=params.get("view_timeout_ms", 2000),
+        rotation_blocks=params.get("rotation_blocks", 30),
+    )
+
+
+def default_replica_factory(chain: Chain, signer) -> Callable[[SignedState | None, int], Any]:
+    def make(signed: SignedState | None, height: int):
+        from consensus.core import Replica  # late: the core is optional for tests with a fake
+        return Replica(chain.chain_id, signer, tuple(chain.validator_keys), height,
+                       consensus_config(chain.params), signed)
+    return make
+
+
+# Internal events: handled by the runner itself, never shown to the core.
+@dataclass(frozen=True, slots=True)
+class _TxsAdded:
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class _ProposeCheck:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    blocks: list  # [(block_raw, cert_raw)]
+    peer: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    fn: Callable[[], None]
+
+
+_STOP = object()
+_INTERNAL = (_TxsAdded, _ProposeCheck, _Fetched, _Call)
+
+
+class Runner:
+    def __init__(
+        self,
+        chain: Chain,
+        mempool: Mempool,
+        signer,
+        transport: Transport,
+        *,
+        replica_factory: Callable[[SignedState | None, int], Any] | None = None,
+        block_interval_ms: int | None = None,
+        max_block_txs: int | None = None,
+        log: logging.Logger | None = None,
+        clock_ms: Callable[[], int] = now_ms,
+    ):
+        self.chain = chain
+        self.store = chain.store
+        self.mempool = mempool
+        self.signer = signer
+        self.transport = transport
+        self.log = log or logging.getLogger("cxl.node")
+        self.clock_ms = clock_ms
+        self._interval_override = block_interval_ms
+        self._max_txs_override = max_block_txs
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self._local: collections.deque = collections.deque()
+        self._results: dict[bytes, tuple[Block, BlockResult]] = {}
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._proposal: fx.RequestProposal | None = None
+        self._propose_timer: asyncio.TimerHandle | None = None
+        self._fetching = False
+        self._waiters: dict[bytes, list[asyncio.Future]] = {}
+        self._task: asyncio.Task | None = None
+        # called after each commit with (block, result, certificate, {tx hash: admission time})
+        self.commit_listeners: list[Callable[[Block, BlockResult, Certificate, dict], None]] = []
+        self.evidence: collections.deque = collections.deque(maxlen=MAX_EVIDENCE)
+        self.evidence_count = 0
+        self.view = 0
+        self.view_changes = 0
+        self.last_cert: Certificate | None = chain.get_cert(chain.height) if chain.height else None
+        factory = replica_factory or default_replica_factory(chain, signer)
+        self.signed_state = load_signed_state(self.store)
+        self.replica = factory(self.signed_state, chain.height + 1)
+        if self.signed_state is not None:
+            self.view = self.signed_state.current_view
+
+    # parameters ---------------------------------------------------------------------
+    @property
+    def block_interval_ms(self) -> int:
+        return self._interval_override or self.chain.params.get("block_interval_ms", 100)
+
+    @property
+    def max_block_txs(self) -> int:
+        return self._max_txs_override or self.chain.params.get("max_block_txs", 2000)
+
+    # lifecycle ------------------------------------------------------------------------
+    def start(self) -> asyncio.Task:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="cxl-runner")
+        return self._task
+
+    async def stop(self) -> None:
+        for h in self._timers:
+            h.cancel()
+        self._timers.clear()
+        if self._propose_timer is not None:
+            self._propose_timer.cancel()
+        if self._task is not None and not self._task.done():
+            self.queue.put_nowait(_STOP)
+            try:
+                await asyncio.wait_for(self._task, 10)
+            except asyncio.TimeoutError:
+                self._task.cancel()
+        for futs in self._waiters.values():
+            for f in futs:
+                if not f.done():
+                    f.cancel()
+        self._waiters.clear()
+
+    async def _run(self) -> None:
+        self._carry_out(self._core("start", self.replica.start))
+        self._drain_local()
+        self._recover_single()
+        self._drain_local()
+        while True:
+            item = await self.queue.get()
+            if item is _STOP:
+                return
+            try:
+                self._dispatch(item)
+                self._drain_local()
+            except Exception:  # a bug must not stop the node silently: log it and go on
+                self.log.exception("runner: event %s failed", type(item).__name__)
+
+    # inputs from the rest of the node -------------------------------------------------
+    def put(self, event) -> None:
+        self.queue.put_nowait(event)
+
+    def notify_txs_added(self, count: int) -> None:
+        self.queue.put_nowait(_TxsAdded(count))
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the runner task, between two events (e.g. reads that must not race a commit)."""
+        self.queue.put_nowait(_Call(fn))
+
+    def on_consensus_bytes(self, sender_key: bytes, raw: bytes) -> None:
+        if self.queue.qsize() > MAX_INBOUND_QUEUE:
+            self.log.warning("runner: queue full, dropping a consensus message from %s", sender_key.hex()[:16])
+            return
+        try:
+            msg = decode_message(raw)
+        except EncodingError as exc:
+            self.log.info("consensus message from %s refused: %s", sender_key.hex()[:16], exc)
+            return
+        if not verify_message(msg, self.chain.chain_id, self.chain.validator_keys):
+            self.log.info("consensus message from %s refused: bad signature or unknown signer", sender_key.hex()[:16])
+            return
+        self.queue.put_nowait(ev.MessageReceived(msg))
+
+    def wait_committed(self, tx_hash: bytes) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(tx_hash, []).append(fut)
+        return fut
+
+    def forget_waiter(self, tx_hash: bytes, fut: asyncio.Future) -> None:
+        futs = self._waiters.get(tx_hash)
+        if futs and fut in futs:
+            futs.remove(fut)
+            if not futs:
+                del self._waiters[tx_hash]
+
+    # the loop body ----------------------------------------------------------------------
+    def _dispatch(self, item) -> None:
+        if isinstance(item, _TxsAdded):
+            self._feed(ev.PendingTxs(self.mempool.ready_count()))
+            self._maybe_propose()
+        elif isinstance(item, _ProposeCheck):
+            self._propose_timer = None
+            self._maybe_propose()
+        elif isinstance(item, _Fetched):
+            self._apply_fetched(item)
+        elif isinstance(item, _Call):
+            item.fn()
+        else:
+            self._feed(item)
+
+    def _drain_local(self) -> None:
+        while self._local:
+            self._feed(self._local.popleft())
+
+    def _feed(self, event) -> None:
+        self._carry_out(self._core(type(event).__name__, lambda: self.replica.on_event(event)))
+        self._note_view(self.view)
+
+    def _core(self, what: str, call) -> list:
+        try:
+            return list(call() or [])
+        except Exception:
+            self.log.exception("consensus core failed on %s", what)
+            return []
+
+    def _carry_out(self, effects: list) -> None:
+        for e in effects:
+            try:
+                self._effect(e)
+            except Exception:
+                self.log.exception("runner: effect %s failed", type(e).__name__)
+                if isinstance(e, fx.PersistSigned):
+                    # never send what we could not persist: drop the rest of this list
+                    return
+
+    def _effect(self, e) -> None:
+        if isinstance(e, fx.PersistSigned):
+            persist_signed_state(self.store, e.record)
+            self.signed_state = e.record
+            self._note_view(e.record.current_view)
+        elif isinstance(e, fx.Broadcast):
+            self.transport.broadcast(encode_message(e.msg))
+        elif isinstance(e, fx.Send):
+            self.transport.send(e.to, encode_message(e.msg))
+        elif isinstance(e, fx.ScheduleTimeout):
+            self._note_view(e.view)
+            self._schedule(e)
+        elif isinstance(e, fx.ValidateBlock):
+            self._validate(e)
+        elif isinstance(e, fx.RequestProposal):
+            self._note_view(e.view)
+            self._proposal = e
+            self._maybe_propose()
+        elif isinstance(e, fx.CommitBlock):
+            self._commit(e)
+        elif isinstance(e, fx.FetchBlocks):
+            self._fetch(e)
+        elif isinstance(e, fx.Evidence):
+            self._evidence(e)
+        else:
+            self.log.warning("runner: unknown effect %r", type(e).__name__)
+
+    def _note_view(self, view: int) -> None:
+        view = max(view, getattr(self.replica, "view", view))
+        if view > self.view:
+            self.view_changes += 1
+            self.view = view
+
+    # timers -------------------------------------------------------------------------------
+    def _schedule(self, e: fx.ScheduleTimeout) -> None:
+        loop = asyncio.get_running_loop()
+        event = ev.TimeoutFired(e.kind, e.view, e.height)
+
+        def fire():
+            self._timers.discard(handle)
+            self.queue.put_nowait(event)
+
+        handle = loop.call_later(max(0, e.after_ms) / 1000, fire)
+        self._timers.add(handle)
+
+    # proposals ------------------------------------------------------------------------------
+    def _maybe_propose(self) -> None:
+        req = self._proposal
+        if req is None or req.height != self.chain.height + 1:
+            return
+        ready = self.mempool.ready_count()
+        if ready == 0:
+            return
+        oldest = self.mempool.oldest_ready()
+        waited_ms = (self.mempool.clock() - oldest) * 1000 if oldest is not None else 0
+        if ready < self.max_block_txs and waited_ms < self.block_interval_ms:
+            if self._propose_timer is None:
+                delay = (self.block_interval_ms - waited_ms) / 1000
+                self._propose_timer = asyncio.get_running_loop().call_later(
+                    max(0.0, delay), self.queue.put_nowait, _ProposeCheck())
+            return
+        txs = self.mempool.take(self.max_block_txs)
+        verified = self.mempool.verified_hashes()
+        block, result = self.chain.build_block(
+            txs, time_ms=self.clock_ms(), view=req.view, proposer=self.signer.public_key,
+            last_cert=self.last_cert, verified=verified)
+        for stx, code, message in result.excluded:
+            self.log.info("dropping tx %s from the mempool: %s (%s)", stx.hash.hex(), message, code)
+            self.mempool.remove(stx.hash)
+        if not result.txs:
+            self._maybe_propose_later()
+            return
+        self._proposal = None
+        self._results[block.hash] = (block, result)
+        raw = block.encode()
+        # kept so a lone validator that crashes after signing can finish this block; made
+        # durable by the synced PersistSigned that precedes any signature over it
+        self.store.write({WAL_PROPOSAL: encode([block.height, req.view, raw])}, sync=False)
+        self.log.info("proposing block %d view %d with %d txs", block.height, req.view, len(block.txs))
+        self._local.append(ev.ProposalReady(req.view, req.height, block.hash, raw))
+
+    def _maybe_propose_later(self) -> None:
+        if self.mempool.ready_count() and self._propose_timer is None:
+            self._propose_timer = asyncio.get_running_loop().call_later(
+                self.block_interval_ms / 1000, self.queue.put_nowait, _ProposeCheck())
+
+    # validation --------------------------------------------------------------------------------
+    def _validate(self, e: fx.ValidateBlock) -> None:
+        try:
+            block = Block.decode(e.block)
+            if block.hash != e.block_hash:
+                raise BlockInvalid("block hash does not match its header", "bad_hash")
+            cached = self._results.get(block.hash)
+            if cached is None:
+                result = self.chain.validate_block(block, now_ms=self.clock_ms(),
+                                                   verified=self.mempool.verified_hashes())
+                self._results[block.hash] = (block, result)
+            verdict = ev.BlockVerdict(e.block_hash, True, "")
+        except (LedgerError, ValueError) as exc:
+            code = getattr(exc, "code", "invalid")
+            self.log.warning("block %s at height %d is invalid: %s", e.block_hash.hex()[:16], e.height, exc)
+            verdict = ev.BlockVerdict(e.block_hash, False, f"{code}: {exc}")
+        self._local.append(verdict)
+
+    # commit -------------------------------------------------------------------------------------
+    def _commit(self, e: fx.CommitBlock) -> None:
+        if e.height <= self.chain.height:
+            self.log.info("commit of height %d ignored: already at %d", e.height, self.chain.height)
+            return
+        cached = self._results.get(e.block_hash)
+        try:
+            if cached is None:
+                block = Block.decode(e.block)
+                result = self.chain.validate_block(block, verified=self.mempool.verified_hashes())
+            else:
+                block, result = cached
+            self.chain.commit_block(block, e.certificate, result)
+        except LedgerError as exc:
+            self.log.critical("cannot commit certified block %d (%s): %s", e.height, e.block_hash.hex(), exc)
+            return
+        self._after_commit(block, result, e.certificate)
+
+    def _after_commit(self, block: Block, result: BlockResult, cert: Certificate) -> None:
+        self._results.clear()
+        self.last_cert = cert
+        self._proposal = None
+        if self._propose_timer is not None:
+            self._propose_timer.cancel()
+            self._propose_timer = None
+        admitted = {stx.hash: self.mempool.added_at(stx.hash) for stx in result.txs if stx.hash in self.mempool}
+        dropped = self.mempool.on_commit(result.txs, block.height + 1)
+        for stx in dropped:
+            self.log.info("dropped stale tx %s after block %d", stx.hash.hex(), block.height)
+        if block.header.validator_set_hash != getattr(self, "_vset_hash", None):
+            self._vset_hash = block.header.validator_set_hash
+            self.transport.set_validators(self.chain.validators)
+        self.log.info("committed block %d %s txs=%d", block.height, block.hash.hex(), len(block.txs))
+        for fn in self.commit_listeners:
+            try:
+                fn(block, result, cert, admitted)
+            except Exception:
+                self.log.exception("commit listener failed")
+        for stx in result.txs:
+            for fut in self._waiters.pop(stx.hash, []):
+                if not fut.done():
+                    fut.set_result(block.height)
+        self._local.append(ev.Committed(block.height, block.hash, tuple(self.chain.validator_keys)))
+        ready = self.mempool.ready_count()
+        if ready:
+            self._local.append(ev.PendingTxs(ready))
+
+    # catch-up --------------------------------------------------------------------------------------
+    def _fetch(self, e: fx.FetchBlocks) -> None:
+        if self._fetching:
+            return
+        self._fetching = True
+        from_height = max(e.from_height, self.chain.height + 1)
+
+        async def go():
+            try:
+                blocks = await self.transport.fetch_blocks(from_height, e.peer, FETCH_LIMIT)
+            except Exception as exc:
+                self.log.warning("fetching blocks from %d failed: %s", from_height, exc)
+                blocks = []
+            self.queue.put_nowait(_Fetched(blocks, e.peer))
+
+        asyncio.get_running_loop().create_task(go())
+
+    def _apply_fetched(self, item: _Fetched) -> None:
+        """Hand fetched blocks to the core one at a time (it checks each certificate against
+        its validator set and answers CommitBlock); stop at the first it does not take."""
+        self._fetching = False
+        for block_raw, cert_raw in item.blocks:
+            try:
+                block = Block.decode(block_raw)
+                cert = Certificate.from_wire(decode(cert_raw))
+            except LedgerError as exc:
+                self.log.warning("fetched block refused: %s", exc)
+                return
+            if block.height <= self.chain.height:
+                continue
+            if block.height != self.chain.height + 1:
+                return
+            self._local.append(ev.FetchedBlock(block.height, block.hash, block_raw, cert))
+            self._drain_local()
+            if self.chain.height < block.height:
+                self.log.warning("fetched block %d was not committed (certificate refused?)", block.height)
+                return
+
+    def _recover_single(self) -> None:
+        """A lone validator that crashed after signing at height h but before committing
+        cannot be rescued by a view change (there is nobody else). If what it signed is the
+        block it proposed (or prepared), its own commit signature over that same block is
+        the whole certificate: sign it (deterministic, so identical to any earlier one) and
+        let the core commit it. Never signs for a different block."""
+        keys = self.chain.validator_keys
+        rec = self.signed_state
+        h = self.chain.height + 1
+        if keys != [self.signer.public_key] or rec is None or rec.height != h:
+            return
+        digest = rec.signed("commit") or rec.signed("pp")
+        if digest is None:
+            return
+        block_raw = None
+        if rec.prepared is not None and rec.prepared.block_hash == digest:
+            block_raw = rec.prepared.preprepare.block
+        else:
+            stored = self.store.get(WAL_PROPOSAL)
+            if stored is not None:
+                height, _view, raw = decode(stored)
+                if height == h and Block.decode(raw).hash == digest:
+                    block_raw = raw
+        if block_raw is None:
+            self.log.error("signed block %s at height %d but no longer have it; cannot finish it",
+                           digest.hex(), h)
+            return
+        sig = self.signer.sign(commit_signing_bytes(self.chain.chain_id, rec.view, h, digest))
+        cert = Certificate.build(h, rec.view, digest, {self.signer.public_key: sig})
+        self.log.info("finishing block %d %s signed before a restart", h, digest.hex())
+        self._local.append(ev.FetchedBlock(h, digest, block_raw, cert))
+
+    # evidence ------------------------------------------------------------------------------------------
+    def _evidence(self, e: fx.Evidence) -> None:
+        self.evidence_count += 1
+        record = {"kind": e.kind, "sender": e.sender.hex(), "msg_a": encode_message(e.msg_a).hex(),
+                  "msg_b": encode_message(e.msg_b).hex(), "time_ms": self.clock_ms()}
+        self.evidence.append(record)
+        self.log.warning("evidence: %s by validator %s", e.kind, e.sender.hex())
+
+    # reads for the API -------------------------------------------------------------------------------
+    def primary(self) -> bytes | None:
+        keys = self.chain.validator_keys
+        if not keys:
+            return None
+        idx = primary_index(self.view, self.chain.height + 1, len(keys), self.chain.params.get("rotation_blocks", 30))
+        return keys[idx]
+
+
+__all__ = ["Runner", "WAL_SIGNED", "load_signed_state", "persist_signed_state", "consensus_config",
+           "default_replica_factory"]

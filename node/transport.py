@@ -1,0 +1,109 @@
+"""The boundary between the node and the peer network.
+
+`Transport` is what the node calls (implemented by `p2p/` for n > 1, `NullTransport`
+for a single validator). `NodeInbox` is what a transport calls when something arrives;
+every method is synchronous and cheap (work is queued for the runner), so a transport
+may call it straight from its request handlers.
+
+Messages are opaque bytes here: encoded consensus messages (`consensus.messages`) and
+raw signed transactions (`ledger.tx`). The transport authenticates peers (only the
+validators given to `set_validators` are peers); the inbox still checks every
+consensus signature and every transaction, so a faulty peer can only be refused.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from node.app import Node
+
+
+@runtime_checkable
+class Transport(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def broadcast(self, message: bytes) -> None: ...          # encoded consensus message to all other validators
+    def send(self, peer_key: bytes, message: bytes) -> None: ...
+    def gossip_txs(self, raw_txs: list[bytes]) -> None: ...    # batched, duplicate-suppressed by receiver
+    async def fetch_blocks(self, from_height: int, peer_key: bytes | None, limit: int) -> list[tuple[bytes, bytes]]: ...  # (block_raw, cert_raw)
+    def set_validators(self, validators: list[dict]) -> None: ...  # [{key: bytes, org, p2p, api}] — only these are peers
+    def peer_status(self) -> list[dict]: ...
+
+
+class NullTransport:
+    """The transport of a network of one: nothing to send, nobody to fetch from."""
+
+    def __init__(self) -> None:
+        self.validators: list[dict] = []
+        self.sent = 0
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def broadcast(self, message: bytes) -> None:
+        self.sent += 1
+
+    def send(self, peer_key: bytes, message: bytes) -> None:
+        self.sent += 1
+
+    def gossip_txs(self, raw_txs: list[bytes]) -> None:
+        pass
+
+    async def fetch_blocks(self, from_height: int, peer_key: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        return []
+
+    def set_validators(self, validators: list[dict]) -> None:
+        self.validators = list(validators)
+
+    def peer_status(self) -> list[dict]:
+        return []
+
+
+class NodeInbox:
+    """What the transport calls. Built by the node; safe to call from the event loop thread."""
+
+    def __init__(
+        self,
+        chain_id: str,
+        validator_keys: Callable[[], list[bytes]],
+        on_consensus: Callable[[bytes, bytes], None],
+        on_txs: Callable[[bytes, list[bytes]], None],
+        serve_blocks: Callable[[int, int], list[tuple[bytes, bytes]]],
+        node_key: bytes = b"",
+        validators: Callable[[], list[dict]] | None = None,
+    ):
+        self.chain_id = chain_id
+        self.node_key = node_key
+        self._validator_keys = validator_keys
+        self._on_consensus = on_consensus
+        self._on_txs = on_txs
+        self._serve_blocks = serve_blocks
+        self._validators = validators or (lambda: [{"key": k} for k in validator_keys()])
+
+    def validator_keys(self) -> list[bytes]:
+        """Public keys of the validator set deciding the next height (the peers to accept)."""
+        return self._validator_keys()
+
+    def validators(self) -> list[dict]:
+        """The validator set deciding the next height: [{key: bytes, org, p2p, api}]."""
+        return self._validators()
+
+    def on_consensus(self, sender_key: bytes, message: bytes) -> None:
+        """An encoded consensus message from peer `sender_key`; decoded, signature-checked
+        and queued for the consensus core (dropped if it does not verify)."""
+        self._on_consensus(sender_key, message)
+
+    def on_txs(self, sender_key: bytes, raw_txs: list[bytes]) -> None:
+        """Raw transactions gossiped by a peer; admitted to the mempool in the background."""
+        self._on_txs(sender_key, raw_txs)
+
+    def serve_blocks(self, from_height: int, limit: int) -> list[tuple[bytes, bytes]]:
+        """Committed blocks from `from_height` on, at most `limit`, as (block_raw, cert_raw)."""
+        return self._serve_blocks(from_height, limit)
+
+
+TransportFactory = Callable[["object", NodeInbox], Transport]
