@@ -33,6 +33,7 @@ class MarketNet:
         self.time_ms = start_ms if start_ms is not None else net.doc["genesis_time_ms"] + 1000
         self.cert = None
         self._nonces: dict[str, int] = {}
+        self.last_result = None
 
     # building ---------------------------------------------------------------------
     def tx(self, signer: Signer, kind: str, payload: dict) -> SignedTx:
@@ -57,6 +58,7 @@ class MarketNet:
         self.chain.commit_block(blk, cert, result)
         self.cert = cert
         self.time_ms = blk.header.time_ms
+        self.last_result = result
         return result.receipts
 
     def send(self, signer: Signer, kind: str, payload: dict, advance_ms: int = 1000):

@@ -131,10 +131,11 @@ def accept(state: StateView, ctx, payload: dict) -> dict:
     lease = as_provider(state, ctx, payload)
     digest = bytes_field(payload, "attestation_digest", 32)
     sealed = check_sealed(payload["sealed_access"])
+    if lease["status"] in ("pending", "expired") and ctx.time_ms >= lease["accept_deadline_ms"]:
+        # the hook expired it at the deadline; say why rather than "not pending"
+        raise reject("accept_window_closed", f"lease {lease['id']} had to be accepted before {lease['accept_deadline_ms']}")
     if lease["status"] != "pending":
         raise reject("lease_not_pending", f"lease {lease['id']} is {lease['status']}")
-    if ctx.time_ms >= lease["accept_deadline_ms"]:
-        raise reject("accept_window_closed", f"lease {lease['id']} had to be accepted before {lease['accept_deadline_ms']}")
     unschedule(state, lease["accept_deadline_ms"], DUE_ACCEPT, lease["id"])
     lease.update(status="active", start_ms=ctx.time_ms, end_ms=ctx.time_ms + lease["hours"] * HOUR_MS,
                  attestation_digest=digest, sealed_access=sealed, accepted_by=ctx.sender)

@@ -123,10 +123,12 @@ def report(state: StateView, ctx, payload: dict) -> dict:
 
 
 def _pending(lease: dict, rep: dict, now_ms: int) -> None:
+    # the window first: once it has closed the report was confirmed automatically, and
+    # "the window closed" is what the tenant needs to hear
+    if now_ms >= rep["window_end_ms"]:
+        raise reject("dispute_window_closed", f"the window for report {lease['id']}/{rep['period']} closed at {rep['window_end_ms']}")
     if rep["status"] != "pending":
         raise reject("report_not_pending", f"report {lease['id']}/{rep['period']} is {rep['status']}")
-    if now_ms >= rep["window_end_ms"]:
-        raise reject("dispute_window_closed", f"the window for report {lease['id']}/{rep['period']} closed")
 
 
 def confirm(state: StateView, ctx, payload: dict) -> dict:
