@@ -298,7 +298,7 @@ class Replayer:
 
     def __init__(self, source: BlockSource, genesis_doc: dict, genesis_hash: bytes, *,
                  workers: int | None = None, pool: str = "process",
-                 progress: Callable[[int], None] | None = None, upto: int | None = None,
+                 progress: Callable[[int, int], None] | None = None, upto: int | None = None,
                  lookahead_txs: int | None = None, compare_store: bool = True):
         self.source = source
         self.doc = genesis_doc
@@ -439,7 +439,7 @@ class Replayer:
                 self._block(item, prev_header_raw)
                 prev_header_raw = item.block.header.encode()
                 if self.progress:
-                    self.progress(item.height)
+                    self.progress(item.height, head)
             if self.upto is None:
                 self._head(head)
                 self._compare_store(head)
