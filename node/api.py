@@ -64,8 +64,9 @@ async def errors_middleware(request: web.Request, handler):
     except NodeError as exc:
         return error_response(exc.code, exc.message, exc.status)
     except web.HTTPRequestEntityTooLarge as exc:
-        return error_response("body_too_large", f"request body above the limit of {exc.max_size} bytes "
-                              "(split the batch)", 413)
+        limit = request.app[NODE].config.max_body_bytes
+        return error_response("body_too_large", f"request body above the limit of {limit} bytes "
+                              "(send fewer transactions per request)", 413)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -1,0 +1,394 @@
+"""A real single-validator node: LevelDB in a temp dir, the client API on a free
+127.0.0.1 port, the real consensus core. What a client sees: transactions commit with
+receipts, every bad input gets the right status and code and changes nothing, and a
+restarted node resumes where it stopped without ever signing a different block."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from genesis.schema import save as save_genesis
+from genesis.testnet import make_testnet
+from ledger.chain import Chain
+from ledger.keystore import write_key
+from ledger.merkle import verify_inclusion
+from ledger.store.leveldb import LevelDBStore
+from ledger.tx import make_tx
+
+from consensus.state import SignedState
+from node.app import Node
+from node.config import init_home, load_config
+from node.runner import WAL_PROPOSAL, WAL_SIGNED, load_signed_state
+
+ROOT = Path(__file__).resolve().parents[2]
+NET = make_testnet(n_validators=1)
+CHAIN_ID = NET.doc["chain_id"]
+ADMIN = NET.admins["org1"]
+OP2 = NET.operators["org2"]
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def transfer(signer, nonce, amount=5, to=None, chain=CHAIN_ID):
+    return make_tx(signer, chain, nonce, "transfer", {"to": to or OP2.address, "amount": amount})
+
+
+def make_home(tmp_path: Path, **settings) -> Path:
+    save_genesis(NET.doc, tmp_path / "genesis.json")
+    write_key(tmp_path / "validator.json", NET.validators[0])
+    home = tmp_path / "home"
+    init_home(home, tmp_path / "genesis.json", tmp_path / "validator.json", api_port=1, **settings)
+    return home
+
+
+async def start(home: Path, **overrides) -> Node:
+    cfg = dataclasses.replace(load_config(home), api_port=0, **overrides)
+    node = Node(home, config=cfg)
+    await node.start()
+    return node
+
+
+class Client:
+    def __init__(self, node: Node, session: aiohttp.ClientSession):
+        self.url = node.api_url
+        self.s = session
+
+    async def get(self, path: str):
+        async with self.s.get(self.url + path) as r:
+            return r.status, await r.json()
+
+    async def post(self, path: str, body=None, data: bytes | None = None):
+        kw = {"json": body} if data is None else {"data": data}
+        async with self.s.post(self.url + path, **kw) as r:
+            return r.status, await r.json()
+
+    async def submit(self, stx):
+        return await self.post("/v1/txs", {"tx": b64(stx.raw)})
+
+    async def wait(self, stx, seconds=10):
+        status, body = await self.get(f"/v1/txs/{stx.hash.hex()}?wait={seconds}")
+        assert status == 200 and body["status"] == "committed", body
+        return body
+
+
+@pytest.fixture
+async def node(tmp_path):
+    n = await start(make_home(tmp_path))
+    yield n
+    await n.stop()
+
+
+@pytest.fixture
+async def client(node):
+    async with aiohttp.ClientSession() as s:
+        yield Client(node, s)
+
+
+async def balance(client, address) -> int:
+    return (await client.get(f"/v1/accounts/{address}"))[1]["balance"]
+
+
+# -- the happy path ---------------------------------------------------------------------
+
+async def test_single_transfer_commits_with_receipt_and_proof(node, client):
+    before = await balance(client, OP2.address)
+    t = transfer(ADMIN, 0, amount=7)
+    status, body = await client.submit(t)
+    assert status == 202 and body == {"hash": t.hash.hex(), "status": "pending"}
+    done = await client.wait(t)
+    assert done["receipt"]["code"] == "ok" and done["height"] == 1 and done["index"] == 0
+    assert done["tx"]["sender_address"] == ADMIN.address and done["tx"]["payload"]["amount"] == 7
+    assert await balance(client, OP2.address) == before + 7
+    acct = (await client.get(f"/v1/accounts/{ADMIN.address}"))[1]
+    assert acct["nonce"] == 1 and acct["member"]["org"] == "org1"
+
+    status, proof = await client.get(f"/v1/txs/{t.hash.hex()}/proof")
+    assert status == 200
+    header_raw = base64.b64decode(proof["header_raw"])
+    assert bytes.fromhex(proof["header"]["bytes"]) == header_raw
+    assert verify_inclusion(bytes.fromhex(proof["tx"]), proof["index"], proof["tx_count"],
+                            [bytes.fromhex(p) for p in proof["tx_proof"]], bytes.fromhex(proof["header"]["txs_root"]))
+    assert proof["certificate"]["block_hash"] == done["block_hash"]
+
+    status, blk = await client.get("/v1/blocks/latest")
+    assert status == 200 and blk["height"] == 1 and blk["txs"] == [t.hash.hex()]
+    assert blk["certificate"]["signatures"][0]["key"] == NET.validators[0].public_key.hex()
+    assert (await client.get(f"/v1/blocks/{blk['hash']}"))[1]["height"] == 1
+
+    status, st = await client.get("/v1/status")
+    assert st["height"] == 1 and st["chain_id"] == CHAIN_ID and st["primary"] == st["node_key"]
+    assert st["mempool"]["txs"] == 0 and st["genesis_hash"] == NET.genesis_hash.hex()
+
+
+async def test_batch_commits_every_tx(node, client):
+    txs = [transfer(ADMIN, n) for n in range(30)] + [transfer(NET.operators["org3"], n) for n in range(10)]
+    status, body = await client.post("/v1/txs", {"txs": [b64(t.raw) for t in txs]})
+    assert status == 200
+    assert [r["hash"] for r in body["results"]] == [t.hash.hex() for t in txs]
+    assert all(r["status"] == "pending" for r in body["results"])
+    for t in txs:
+        assert (await client.wait(t))["receipt"]["code"] == "ok"
+    assert (await client.get(f"/v1/accounts/{ADMIN.address}"))[1]["nonce"] == 30
+    # resubmitting a committed transaction says so, and changes nothing
+    status, body = await client.submit(txs[0])
+    assert status == 200 and body["status"] == "committed"
+
+
+async def test_batch_answers_each_item(node, client):
+    good = transfer(ADMIN, 0)
+    stranger = make_tx(NET.validators[0], CHAIN_ID, 0, "transfer", {"to": OP2.address, "amount": 1})
+    status, body = await client.post("/v1/txs", {"txs": [b64(good.raw), "***", b64(stranger.raw), b64(b"\x01")]})
+    assert status == 200
+    codes = [r.get("status") or r["error"]["code"] for r in body["results"]]
+    assert codes == ["pending", "bad_base64", "unknown_sender", "bad_encoding"]
+    await client.wait(good)
+
+
+async def test_overspend_commits_with_insufficient_funds(node, client):
+    before = await balance(client, OP2.address)
+    t = transfer(ADMIN, 0, amount=10**15)
+    assert (await client.submit(t))[0] == 202
+    done = await client.wait(t)
+    assert done["receipt"]["code"] == "insufficient_funds"
+    assert await balance(client, OP2.address) == before
+    assert (await client.get(f"/v1/accounts/{ADMIN.address}"))[1]["nonce"] == 1  # nonce consumed
+
+
+async def test_nonce_gap_waits_then_commits(node, client):
+    t0, t1 = transfer(ADMIN, 0), transfer(ADMIN, 1)
+    assert (await client.submit(t1))[0] == 202
+    await asyncio.sleep(0.4)  # several block intervals: nothing to commit yet
+    status, body = await client.get(f"/v1/txs/{t1.hash.hex()}")
+    assert status == 200 and body["status"] == "pending" and body["ready"] is False
+    assert (await client.get("/v1/status"))[1]["height"] == 0
+    assert (await client.submit(t0))[0] == 202
+    assert (await client.wait(t1))["receipt"]["code"] == "ok"
+    assert (await client.wait(t0))["height"] <= (await client.wait(t1))["height"]
+
+
+# -- bad inputs: right status and code, nothing changes ---------------------------------------
+
+def _mutate_sig(raw: bytes) -> bytes:
+    return raw[:-1] + bytes([raw[-1] ^ 0x01])
+
+
+BAD_INPUTS = [
+    ("malformed json", None, b"{not json", 400, "bad_json"),
+    ("neither tx nor txs", {"foo": 1}, None, 400, "bad_request"),
+    ("malformed base64", {"tx": "@@not-base64@@"}, None, 400, "bad_base64"),
+    ("malformed msgpack", {"tx": b64(b"\x93\x01\x02")}, None, 400, "bad_encoding"),
+    ("trailing bytes", {"tx": b64(transfer(ADMIN, 0).raw + b"\x00")}, None, 400, "bad_encoding"),
+    ("bad signature", {"tx": b64(_mutate_sig(transfer(ADMIN, 0).raw))}, None, 401, "bad_signature"),
+    ("wrong chain id", {"tx": b64(transfer(ADMIN, 0, chain="other-chain").raw)}, None, 422, "wrong_chain"),
+    ("unknown sender", {"tx": b64(make_tx(NET.validators[0], CHAIN_ID, 0, "transfer",
+                                          {"to": OP2.address, "amount": 1}).raw)}, None, 403, "unknown_sender"),
+    ("nonce too far ahead", {"tx": b64(transfer(ADMIN, 5000).raw)}, None, 422, "nonce_too_far"),
+]
+
+
+@pytest.mark.parametrize("name,body,data,status,code", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+async def test_bad_input_is_refused_and_changes_nothing(node, client, name, body, data, status, code):
+    before = (await client.get("/v1/status"))[1]
+    got_status, got = await client.post("/v1/txs", body, data=data)
+    assert got_status == status, got
+    assert got["error"]["code"] == code and got["error"]["message"]
+    after = (await client.get("/v1/status"))[1]
+    assert after["mempool"] == before["mempool"] and after["height"] == before["height"]
+    assert after["state_root"] == before["state_root"]
+
+
+async def test_nonce_reuse_and_conflict_are_409(node, client):
+    t = transfer(ADMIN, 0)
+    assert (await client.submit(t))[0] == 202
+    await client.wait(t)
+    status, body = await client.submit(transfer(ADMIN, 0, amount=6))  # nonce 0 is used now
+    assert status == 409 and body["error"]["code"] == "nonce_used"
+    late = transfer(ADMIN, 3)
+    assert (await client.submit(late))[0] == 202  # waits for nonces 1, 2
+    status, body = await client.submit(transfer(ADMIN, 3, amount=99))
+    assert status == 409 and body["error"]["code"] == "nonce_conflict"
+    assert (await client.get("/v1/status"))[1]["mempool"]["txs"] == 1
+
+
+async def test_oversize_body_is_413(tmp_path):
+    node = await start(make_home(tmp_path), max_body_bytes=4096)
+    try:
+        async with aiohttp.ClientSession() as s:
+            c = Client(node, s)
+            status, body = await c.post("/v1/txs", {"tx": "A" * 8000})
+            assert status == 413 and body["error"]["code"] == "body_too_large"
+            assert (await c.get("/v1/status"))[1]["mempool"]["txs"] == 0
+    finally:
+        await node.stop()
+
+
+async def test_full_mempool_answers_429_and_503(tmp_path):
+    node = await start(make_home(tmp_path), block_interval_ms=3_600_000, mempool_max_txs=5,
+                       mempool_max_per_sender=3)
+    try:
+        async with aiohttp.ClientSession() as s:
+            c = Client(node, s)
+            for n in range(3):
+                assert (await c.submit(transfer(ADMIN, n)))[0] == 202
+            status, body = await c.submit(transfer(ADMIN, 3))
+            assert status == 429 and body["error"]["code"] == "sender_quota"
+            for n in range(2):
+                assert (await c.submit(transfer(OP2, n)))[0] == 202
+            status, body = await c.submit(transfer(NET.operators["org3"], 0))
+            assert status == 503 and body["error"]["code"] == "mempool_full"
+            assert (await c.get("/v1/status"))[1]["mempool"]["txs"] == 5
+    finally:
+        await node.stop()
+
+
+async def test_unknown_and_malformed_lookups(node, client):
+    assert (await client.get("/v1/txs/" + "ab" * 32)) == (404, {"error": {
+        "code": "unknown_tx", "message": f"transaction {'ab' * 32} is neither pending on this node nor committed"}})
+    assert (await client.get("/v1/txs/xyz"))[1]["error"]["code"] == "bad_hash"
+    assert (await client.get("/v1/blocks/7"))[0] == 404
+    assert (await client.get("/v1/blocks/-1"))[0] == 400
+    assert (await client.get("/v1/accounts/nope"))[0] == 400
+    status, body = await client.get("/v1/nothing-here")
+    assert status == 404 and body["error"]["code"] == "not_found"
+    async with client.s.delete(client.url + "/v1/status") as r:
+        assert r.status == 405 and (await r.json())["error"]["code"] == "method_not_allowed"
+    t0 = time.monotonic()
+    status, _ = await client.get("/v1/txs/" + "cd" * 32 + "?wait=0.3")
+    assert status == 404 and time.monotonic() - t0 >= 0.25
+
+
+async def test_validators_openapi_and_metrics(node, client):
+    status, vals = await client.get("/v1/validators")
+    assert status == 200 and vals["quorum"] == 1
+    assert vals["validators"][0]["key"] == NET.validators[0].public_key.hex()
+    status, doc = await client.get("/v1/openapi.json")
+    assert status == 200 and doc["openapi"].startswith("3.")
+    assert {"/v1/status", "/v1/txs", "/v1/txs/{hash}", "/v1/blocks/{height}"} <= set(doc["paths"])
+    t = transfer(ADMIN, 0)
+    await client.submit(t)
+    await client.wait(t)
+    async with client.s.get(client.url + "/metrics") as r:
+        text = await r.text()
+    assert r.status == 200 and "cxl_height 1.0" in text and "cxl_txs_committed_total 1.0" in text
+    assert "cxl_commit_latency_seconds_count 1.0" in text
+
+
+# -- restarts ------------------------------------------------------------------------------------
+
+async def test_restart_resumes_and_keeps_committing(tmp_path):
+    home = make_home(tmp_path)
+    node = await start(home)
+    async with aiohttp.ClientSession() as s:
+        c = Client(node, s)
+        for n in range(3):
+            t = transfer(ADMIN, n)
+            await c.submit(t)
+            await c.wait(t)
+        st1 = (await c.get("/v1/status"))[1]
+        blocks1 = [(await c.get(f"/v1/blocks/{h}"))[1]["hash"] for h in range(1, st1["height"] + 1)]
+    await node.stop()
+    assert st1["height"] >= 1
+
+    node = await start(home)
+    try:
+        async with aiohttp.ClientSession() as s:
+            c = Client(node, s)
+            st2 = (await c.get("/v1/status"))[1]
+            assert (st2["height"], st2["head_hash"], st2["state_root"]) == \
+                   (st1["height"], st1["head_hash"], st1["state_root"])
+            t = transfer(ADMIN, 3)
+            assert (await c.submit(t))[0] == 202
+            assert (await c.wait(t))["height"] == st1["height"] + 1
+            blocks2 = [(await c.get(f"/v1/blocks/{h}"))[1]["hash"] for h in range(1, st1["height"] + 1)]
+            assert blocks2 == blocks1
+        rec = load_signed_state(node.store)
+        assert rec.height == st1["height"] + 1
+    finally:
+        await node.stop()
+
+
+async def test_restart_after_crash_finishes_the_signed_block_not_another(tmp_path):
+    """Crash window: the validator signed a pre-prepare for block X at height 1 (WAL
+    synced) and died before committing. On restart it must commit exactly X, even though
+    other transactions are waiting that would make a different block."""
+    home = make_home(tmp_path)
+    store = LevelDBStore(home / "data")
+    chain = Chain(store, NET.doc, NET.genesis_hash)
+    signed_tx = transfer(ADMIN, 0, amount=11)
+    block, _ = chain.build_block([signed_tx], time_ms=int(time.time() * 1000), view=0,
+                                 proposer=NET.validators[0].public_key, last_cert=None)
+    from ledger.encoding import encode
+    store.write({WAL_PROPOSAL: encode([1, 0, block.encode()]),
+                 WAL_SIGNED: SignedState(1, 0, (("pp", block.hash),)).encode()}, sync=True)
+    store.close()
+
+    node = await start(home)
+    try:
+        async with aiohttp.ClientSession() as s:
+            c = Client(node, s)
+            other = transfer(OP2, 0, to=ADMIN.address)
+            await c.submit(other)
+            done = await c.wait(signed_tx)
+            assert done["height"] == 1 and done["block_hash"] == block.hash.hex()
+            assert (await c.wait(other))["height"] == 2
+    finally:
+        await node.stop()
+
+
+# -- a real process ------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_python_m_node_runs_and_stops_on_sigterm(tmp_path):
+    home = make_home(tmp_path)
+    cfg = json.loads((home / "config.json").read_text())
+    cfg["api_port"] = _free_port()
+    (home / "config.json").write_text(json.dumps(cfg))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "node", str(home)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, cwd=str(ROOT), text=True)
+    try:
+        line = proc.stdout.readline()
+        started = json.loads(line)
+        assert started["event"] == "started"
+        import urllib.request
+        t = transfer(ADMIN, 0)
+        req = urllib.request.Request(started["api"] + "/v1/txs", data=json.dumps({"tx": b64(t.raw)}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 202
+        with urllib.request.urlopen(f"{started['api']}/v1/txs/{t.hash.hex()}?wait=10", timeout=20) as r:
+            assert json.loads(r.read())["status"] == "committed"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log_lines = (home / "node.log").read_text().splitlines()
+    assert any(json.loads(x)["msg"].startswith("committed block 1") for x in log_lines)
+    store = LevelDBStore(home / "data")  # closed cleanly: the lock is free
+    try:
+        assert Chain(store, NET.doc, NET.genesis_hash).height == 1
+    finally:
+        store.close()
