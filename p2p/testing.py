@@ -108,11 +108,19 @@ class Cluster:
         await asyncio.gather(*(node.net.stop() for node in self.nodes))
 
     def fully_connected(self) -> bool:
-        return all(all(p["connected"] for p in node.net.peer_status()) for node in self.nodes)
+        """Every node has an outbound session to every other node of the cluster."""
+        keys = {node.key.hex() for node in self.nodes}
+        return all(
+            all(p["connected"] for p in node.net.peer_status() if p["key"] in keys) for node in self.nodes
+        )
 
     async def __aenter__(self) -> "Cluster":
         await self.start()
-        await wait_until(self.fully_connected)
+        try:
+            await wait_until(self.fully_connected)
+        except BaseException:
+            await self.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
