@@ -43,7 +43,8 @@ def resolve_key_path(name_or_path: str, keys_dir: str | Path | None = None) -> P
     raise CliError(f"key file {name_or_path} does not exist")
 
 
-def _passphrase(passphrase_file: str | None, *, prompt: str, confirm: bool = False) -> str:
+def read_passphrase(passphrase_file: str | None, *, prompt: str, confirm: bool = False) -> str:
+    """From `passphrase_file` (its first line), else $CXL_PASSPHRASE, else a hidden prompt."""
     if passphrase_file:
         return read_secret_file(passphrase_file)
     env = os.environ.get(PASSPHRASE_ENV)
@@ -68,7 +69,7 @@ def load_signer(path: str | Path, passphrase_file: str | None = None, keys_dir: 
     doc = read_key_document(key_path)
     if not doc.get("encrypted"):
         return load_key(key_path)
-    passphrase = _passphrase(passphrase_file, prompt=f"Passphrase for {key_path}")
+    passphrase = read_passphrase(passphrase_file, prompt=f"Passphrase for {key_path}")
     return load_key(key_path, passphrase)
 
 
@@ -127,7 +128,7 @@ def keys_new(name, keys_dir, unencrypted, passphrase_file, force, as_json):
         raise CliError(f"{path} exists; choose another name or pass --force to replace it (the old key is lost)")
     passphrase = None
     if not unencrypted:
-        passphrase = _passphrase(passphrase_file, prompt="Passphrase for the new key", confirm=True)
+        passphrase = read_passphrase(passphrase_file, prompt="Passphrase for the new key", confirm=True)
         if not passphrase:
             raise CliError("empty passphrase; choose one, or use --unencrypted for a dev key")
     signer = Signer.generate()

@@ -31,6 +31,10 @@ class CxlGroup(click.Group):
             raise click.ClickException(exc.message) from None
         except _node_package_error() as exc:  # node.errors.NodeError: config problems and the like
             raise click.ClickException(exc.message) from None
+        except OSError as exc:  # a file or directory the user named cannot be read or written
+            if exc.filename is None:
+                raise
+            raise click.ClickException(f"{exc.filename}: {exc.strerror}") from None
 
 
 def _node_package_error() -> type[Exception]:

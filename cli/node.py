@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -9,7 +10,8 @@ import click
 
 from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json, print_table
 from genesis.schema import load as load_genesis
-from ledger.keystore import read_key_document
+from cli.keys import read_passphrase
+from ledger.keystore import is_encrypted, read_key_document
 
 
 def _node_errors():
@@ -46,8 +48,11 @@ def node_group() -> None:
               help="Client API port [default: the genesis entry of --node-key, else 26701].")
 @click.option("--p2p-port", type=click.IntRange(1, 65535),
               help="Peer port [default: the genesis entry of --node-key, else 26601].")
+@click.option("--encrypt-key", is_flag=True,
+              help="Encrypt the generated node key (passphrase from --passphrase-file, $CXL_PASSPHRASE or a prompt).")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False), help="Passphrase for --encrypt-key.")
 @click.option("--force", is_flag=True, help="Re-initialise an existing home (keeps its data directory).")
-def node_init(home, genesis_path, node_key, api_port, p2p_port, force):
+def node_init(home, genesis_path, node_key, api_port, p2p_port, encrypt_key, passphrase_file, force):
     """Create a node home: genesis, node key and config.json."""
     from node.config import init_home
 
@@ -57,8 +62,13 @@ def node_init(home, genesis_path, node_key, api_port, p2p_port, force):
         settings["api_port"] = api_port or g_api
     if (p2p_port or g_p2p) is not None:
         settings["p2p_port"] = p2p_port or g_p2p
+    passphrase = None
+    if encrypt_key:
+        if node_key:
+            raise click.UsageError("--encrypt-key applies to a generated key; --node-key files keep their own encryption")
+        passphrase = read_passphrase(passphrase_file, prompt="Passphrase for the new node key", confirm=True)
     try:
-        nh = init_home(home, genesis_path, node_key, overwrite=force, **settings)
+        nh = init_home(home, genesis_path, node_key, passphrase=passphrase, overwrite=force, **settings)
     except _node_errors() as exc:
         raise CliError(f"{exc.message}") from None
     key = read_key_document(nh.key_file)
@@ -74,8 +84,10 @@ def node_init(home, genesis_path, node_key, api_port, p2p_port, force):
 
 @node_group.command("start")
 @click.option("--home", required=True, type=click.Path(file_okay=False), help="The node's home directory.")
-def node_start(home):
-    """Run the node in the foreground until SIGINT/SIGTERM."""
+@click.option("--passphrase-file", type=click.Path(dir_okay=False),
+              help="Passphrase of an encrypted node key [default: $CXL_PASSPHRASE or prompt].")
+def node_start(home, passphrase_file):
+    """Run the node in the foreground until SIGINT/SIGTERM (logs to stderr and HOME/node.log)."""
     if not (Path(home) / "config.json").exists():
         raise CliError(f"{home} is not a node home (no config.json); create it with "
                        f"`cxl node init --home {home} --genesis FILE`")
@@ -83,10 +95,20 @@ def node_start(home):
         from node.app import run_node
     except ImportError as exc:
         raise CliError(f"this installation has no runnable node ({exc}); is the node package complete?") from None
+    passphrase = None
+    key_file = Path(home) / "node_key.json"
+    if key_file.exists() and is_encrypted(key_file):
+        passphrase = read_passphrase(passphrase_file, prompt=f"Passphrase for {key_file}")
     try:
-        run_node(home)
+        run_node(home, passphrase=passphrase)
     except _node_errors() as exc:
         raise CliError(f"node did not start: {exc.message}") from None
+    except OSError as exc:  # typically a port in use or a home it may not write
+        hint = ""
+        if exc.errno == errno.EADDRINUSE:
+            hint = (f"; another process (another node?) holds that port: stop it, or change api_port/p2p_port "
+                    f"in {Path(home) / 'config.json'}")
+        raise CliError(f"node did not start: {exc.strerror or exc}{hint}") from None
 
 
 @click.command("status")

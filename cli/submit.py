@@ -110,8 +110,11 @@ def _as_options(ctx_or_opts: Any) -> TxOptions:
 
 
 def fetch_nonce(client: NodeClient, address: str) -> int:
+    """The next nonce to use: after the account's transactions already waiting in the
+    node's mempool (``pending_nonce``), so back-to-back ``--no-wait`` sends do not collide."""
     try:
-        return int(client.account(address).get("nonce", 0))
+        info = client.account(address)
+        return int(info.get("pending_nonce", info.get("nonce", 0)))
     except NodeError as exc:
         if exc.status == 404:  # an account the node has never seen starts at nonce 0
             return 0

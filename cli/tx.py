@@ -198,5 +198,11 @@ def account_show(account, node_url, as_json):
     if as_json:
         print_json(info)
         return
+    member = info.get("member")
+    if isinstance(member, dict):
+        member = f"{member.get('role')} of {member.get('org')}"
+    pending = info.get("pending_nonce")
     print_fields([("address", info.get("address", address)), ("balance", info.get("balance")),
-                  ("nonce", info.get("nonce")), ("member", info.get("member") or "not a member")])
+                  ("nonce", info.get("nonce")),
+                  ("pending nonce", pending if pending is not None and pending != info.get("nonce") else None),
+                  ("member", member or "not a member"), ("at height", info.get("height"))])
