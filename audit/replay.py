@@ -351,7 +351,7 @@ class Replayer:
         try:
             result = chain.validate_block(block, verified=verified)
         except BlockInvalid as exc:
-            if exc.code in ("bad_last_cert", "bad_certificate") and block.last_cert is not None:
+            if exc.code == "bad_certificate" and block.last_cert is not None:
                 check_certificate(block.last_cert, chain_id=chain.chain_id, height=h - 1,
                                   block_hash=chain.head.block_hash, validators=chain.head_validator_keys,
                                   what=f"the certificate of block {h - 1} carried in block {h}", at=h)
