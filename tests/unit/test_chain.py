@@ -368,3 +368,53 @@ def test_certify_helper_signatures_verify(net, chain):
     cert = chain.get_cert(2)
     msg = commit_signing_bytes(chain.chain_id, cert.view, cert.height, cert.block_hash)
     assert all(verify(k, msg, s) for k, s in cert.signatures)
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as hst  # noqa: E402
+from ledger.errors import EncodingError  # noqa: E402
+
+_NET = make_testnet(n_orgs=4, n_validators=4)
+_CHAIN = _NET.chain()
+advance(_NET, _CHAIN, transfers(_NET, _CHAIN))
+advance(_NET, _CHAIN, transfers(_NET, _CHAIN))
+_RAW = _CHAIN.get_block_raw(2)
+
+
+@hst.composite
+def _mutations(draw):
+    raw = bytearray(_RAW)
+    for _ in range(draw(hst.integers(1, 3))):
+        i = draw(hst.integers(0, len(raw) - 1))
+        raw[i] = draw(hst.integers(0, 255))
+    return bytes(raw)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mutations())
+def test_mutated_block_bytes_never_validate(mutated):
+    """A stored/received block with any byte changed is refused, with a typed error only."""
+    fresh = _NET.chain()
+    advance(_NET, fresh, [decode_tx_(r) for r in _CHAIN.get_block(1).txs])
+    try:
+        block = Block.decode(mutated)
+    except EncodingError:
+        return
+    assert block.encode() == mutated
+    if mutated == _RAW:
+        return
+    try:
+        fresh.validate_block(block)
+    except BlockInvalid:
+        assert fresh.height == 1
+        return
+    # still valid: only fields a proposer chooses freely may differ (consensus checks the view)
+    original = Block.decode(_RAW)
+    assert block.txs == original.txs and block.last_cert == original.last_cert
+    assert dataclasses.replace(block.header, view=original.header.view, time_ms=original.header.time_ms) \
+        == original.header
+
+
+def decode_tx_(raw):
+    from ledger.tx import decode_tx
+    return decode_tx(raw)

@@ -337,3 +337,58 @@ def test_same_blocks_same_roots_on_two_fresh_chains(net):
         assert (res1.state_root, res1.results_root) == (res2.state_root, res2.results_root)
         assert [r.code for r in res1.receipts] == ["ok", "insufficient_funds"]
     assert c1.head == c2.head
+
+
+# -- the layered state view, against a plain dict model ---------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as hst  # noqa: E402
+
+from ledger.store.memory import MemoryStore  # noqa: E402
+
+_keys = hst.sampled_from([b"a/1", b"a/2", b"a/3", b"a", b"b/1", b"a/\xff", b"ab"])
+_ops = hst.lists(
+    hst.tuples(hst.sampled_from(["put", "del", "child", "merge", "drop"]), _keys, hst.integers(0, 5)),
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(hst.dictionaries(_keys, hst.integers(0, 5), max_size=5), _ops)
+def test_state_view_layers_match_a_dict_model(initial, ops):
+    store = MemoryStore()
+    store.write({b"s/" + k: encode(v) for k, v in initial.items()})
+    store.write({b"x/outside": b"\x01"})  # not state: must never show up
+    views = [StateView(store)]
+    models = [dict(initial)]
+    for op, key, value in ops:
+        top, model = views[-1], models[-1]
+        if op == "put":
+            top.put(key, value)
+            model[key] = value
+        elif op == "del":
+            top.delete(key)
+            model.pop(key, None)
+        elif op == "child":
+            views.append(top.child())
+            models.append(dict(model))
+        elif op == "merge" and len(views) > 1:
+            views.pop().merge_into_parent()
+            merged = models.pop()
+            models[-1] = merged
+        elif op == "drop" and len(views) > 1:
+            views.pop()
+            models.pop()
+        top, model = views[-1], models[-1]
+        for k in {key, b"a/1", b"zz"}:
+            assert top.get(k) == model.get(k)
+        assert list(top.items(b"a/")) == sorted((k, v) for k, v in model.items() if k.startswith(b"a/"))
+        assert list(top.items(b"")) == sorted(model.items())
+    # nothing reaches the store until the caller commits the bottom view's writes
+    assert {k: v for k, v in store.iterate(b"s/")} == {b"s/" + k: encode(v) for k, v in initial.items()}
+    while len(views) > 1:
+        views.pop().merge_into_parent()
+        merged = models.pop()
+        models[-1] = merged
+    store.write(views[0].store_writes())
+    assert list(StateView(store).items(b"")) == sorted(models[0].items())

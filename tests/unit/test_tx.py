@@ -152,3 +152,28 @@ def test_oversize_rejected():
 def test_garbage_is_encoding_error(blob):
     with pytest.raises(EncodingError):
         decode_tx(blob)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_mutated_transactions_are_rejected_or_exact(data):
+    raw = bytearray(good().raw)
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    mutated = bytes(raw)
+    try:
+        stx = decode_tx(mutated)
+    except EncodingError:
+        return
+    # whatever decodes is exactly what its fields encode to, and is hashed as such
+    assert encode([stx.tx.to_wire(), stx.signature]) == mutated
+    assert stx.hash == hashlib.sha256(mutated).digest()
+    if mutated != good().raw:
+        assert stx.hash != good().hash
+        with pytest.raises(TxRejected):  # any change breaks the signature (or the chain id)
+            check_stateless(stx, CHAIN)
