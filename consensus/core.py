@@ -1,0 +1,512 @@
+"""The PBFT replica: a pure state machine, `on_event(event) -> list[Effect]`.
+
+One block is in flight at a time and the sequence number is the block height. The view
+is carried across heights; the primary of view v at height h is
+validators[(v + (h-1)//R) mod n] (see `primary_index`). Normal case: PrePrepare ->
+validate -> Prepare; pre-prepare + 2f prepares = prepared -> Commit; 2f+1 matching
+commits (any view, this height) = a Certificate -> CommitBlock. See docs/consensus.md.
+"""
+
+from __future__ import annotations
+
+from ledger.block import Certificate, quorum
+from ledger.crypto import Signer
+from ledger.encoding import sha256
+from ledger.errors import BlockInvalid
+
+from consensus import proofs
+from consensus.effects import (
+    Broadcast, CommitBlock, Evidence, FetchBlocks, PersistSigned, RequestProposal, ScheduleTimeout,
+    Send, ValidateBlock,
+)
+from consensus.events import (
+    BlockVerdict, Committed, FetchedBlock, MessageReceived, PendingTxs, ProposalReady, Tick, TimeoutFired,
+)
+from consensus.messages import (
+    Commit, NewView, Prepare, PreparedCert, PrePrepare, ViewChange, make_commit, make_new_view,
+    make_prepare, make_preprepare, make_view_change, signed_bytes,
+)
+from consensus.state import ConsensusConfig, Faults, SignedState, primary_index
+
+
+class Replica:
+    def __init__(self, chain_id: str, signer: Signer, validators: tuple[bytes, ...], height: int,
+                 config: ConsensusConfig = ConsensusConfig(), signed_state: SignedState | None = None,
+                 faults: Faults = Faults()):
+        self.chain_id = chain_id
+        self.signer = signer
+        self.me = signer.public_key
+        self.config = config
+        self.faults = faults
+        self._set_validators(tuple(validators))
+        self.height = height
+        if faults.forget_signed_on_restart:
+            signed_state = None
+        rec = signed_state or SignedState()
+        self.rec = rec
+        self.view = rec.current_view
+        self.changing = rec.changing  # sent ViewChange(self.view), NewView not yet accepted
+        self.nv_height, self.nv_hash = rec.nv_height, rec.nv_hash
+        self.prepared: PreparedCert | None = rec.prepared if rec.prepared and rec.prepared.height == height else None
+        self.pending = 0
+        self.failed_views = 0
+        self.vc_latest: dict[bytes, ViewChange] = {}  # per sender, its highest-view ViewChange
+        self.new_view_msg: NewView | None = None  # proof of the current view, for laggards
+        self.last_cert: Certificate | None = None
+        self.future: list = []
+        self.fetching = False
+        self.fetches = 0
+        self.seen: dict[tuple, tuple[bytes, object]] = {}  # equivocation detection
+        self._reset_height()
+
+    # -- bookkeeping ----------------------------------------------------------------
+
+    def _set_validators(self, validators: tuple[bytes, ...]) -> None:
+        self.validators = validators
+        self.vset = frozenset(validators)
+        self.n = len(validators)
+        self.f = (self.n - 1) // 3
+        self.q = quorum(self.n)
+
+    def _reset_height(self) -> None:
+        self.pp: PrePrepare | None = None  # accepted pre-prepare at (view, height)
+        self.blocks: dict[bytes, bytes] = {}
+        self.valid: set[bytes] = set()
+        self.invalid: set[bytes] = set()
+        self.validating: set[bytes] = set()
+        self.prepares: dict[tuple[int, bytes], dict[bytes, Prepare]] = {}
+        self.commits: dict[tuple[int, bytes], dict[bytes, Commit]] = {}
+        self.deciding: bytes | None = None
+        self.armed: set[tuple[int, int]] = set()
+        self.requested: tuple[int, int] | None = None
+        self.helped: set[tuple] = set()
+
+    def primary(self, view: int, height: int) -> bytes:
+        return self.validators[primary_index(view, height, self.n, self.config.rotation_blocks)]
+
+    def _active(self) -> bool:
+        return not self.changing and self.deciding is None
+
+    def _timeout(self) -> int:
+        return min(self.config.view_timeout_ms << min(self.failed_views, 30), self.config.max_timeout_ms)
+
+    def _can_sign(self, height: int, view: int, phase: str, digest: bytes) -> bool:
+        rec = self.rec
+        if (height, view) != (rec.height, rec.view):
+            return (height, view) > (rec.height, rec.view)
+        prev = rec.signed(phase)
+        return prev is None or prev == digest
+
+    def _sign(self, out: list, height: int, view: int, items: list[tuple[str, bytes]]) -> bool:
+        """Record what we are about to sign at (height, view); refuse anything that would
+        conflict with what was signed there before. Emits PersistSigned before the caller
+        emits the message."""
+        if not all(self._can_sign(height, view, p, d) for p, d in items):
+            return False
+        phases = self.rec.phases if (height, view) == (self.rec.height, self.rec.view) else ()
+        rec = SignedState(height, view, phases + tuple(p for p in items if p not in phases), self.view,
+                          self.changing, self.nv_height, self.nv_hash, self.prepared)
+        if rec != self.rec:
+            out.append(PersistSigned(rec))
+            self.rec = rec
+        return True
+
+    def _seen(self, key: tuple, digest: bytes, msg, out: list) -> bool:
+        """True (and evidence once) if the sender signed something else at this position."""
+        prev = self.seen.get(key)
+        if prev is None:
+            self.seen[key] = (digest, msg)
+            return False
+        if prev[0] == digest:
+            return False
+        if prev[1] is not None:
+            out.append(Evidence("equivocation", msg.sender, prev[1], msg))
+            self.seen[key] = (prev[0], None)
+        return True
+
+    def _fetch(self, out: list, hint: bytes | None) -> None:
+        if self.fetching:
+            return
+        self.fetching = True
+        self.fetches += 1
+        out.append(FetchBlocks(self.height, hint))
+        out.append(ScheduleTimeout("fetch", self.view, self.height, self.config.view_timeout_ms))
+
+    def _arm_progress(self, out: list) -> None:
+        if self.n == 1 or not self._active():
+            return
+        key = (self.view, self.height)
+        if key not in self.armed:
+            self.armed.add(key)
+            out.append(ScheduleTimeout("progress", self.view, self.height, self._timeout()))
+
+    def _maybe_propose(self, out: list) -> None:
+        h, v = self.height, self.view
+        if not self._active() or self.primary(v, h) != self.me or self.pp is not None or self.requested == (v, h):
+            return
+        if h < self.nv_height or (h == self.nv_height and self.nv_hash is not None):
+            return
+        if (h, v) == (self.rec.height, self.rec.view) and self.rec.signed("pp") is not None:
+            return  # proposed here before a restart; cannot sign another
+        self.requested = (v, h)
+        out.append(RequestProposal(v, h))
+
+    # -- entry points ---------------------------------------------------------------
+
+    def start(self) -> list:
+        """Initial effects after construction (or restart from a persisted SignedState)."""
+        out: list = []
+        if self.changing and self.n > 1:
+            vc = make_view_change(self.signer, self.chain_id, self.view, self.height - 1, self.prepared)
+            if self._sign(out, self.height, self.view, [("vc", sha256(signed_bytes(vc, self.chain_id)))]):
+                self.vc_latest[self.me] = vc
+                out.append(Broadcast(vc))
+            out.append(ScheduleTimeout("viewchange", self.view, self.height, self._timeout()))
+        else:
+            self._maybe_propose(out)
+        return out
+
+    def on_event(self, event) -> list:
+        out: list = []
+        if isinstance(event, MessageReceived):
+            if getattr(event.msg, "sender", None) in self.vset:
+                self._dispatch(event.msg, out)
+        elif isinstance(event, BlockVerdict):
+            self._on_verdict(event, out)
+        elif isinstance(event, ProposalReady):
+            self._on_proposal(event, out)
+        elif isinstance(event, TimeoutFired):
+            self._on_timeout(event, out)
+        elif isinstance(event, Committed):
+            self._on_committed(event, out)
+        elif isinstance(event, FetchedBlock):
+            self._on_fetched(event, out)
+        elif isinstance(event, PendingTxs):
+            self.pending = event.count
+            if event.count > 0:
+                self._arm_progress(out)
+        elif isinstance(event, Tick):
+            pass
+        return out
+
+    def _dispatch(self, msg, out: list) -> None:
+        if isinstance(msg, PrePrepare):
+            self._on_preprepare(msg, out)
+        elif isinstance(msg, Prepare):
+            self._on_prepare(msg, out)
+        elif isinstance(msg, Commit):
+            self._on_commit(msg, out)
+        elif isinstance(msg, ViewChange):
+            self._on_view_change(msg, out)
+        elif isinstance(msg, NewView):
+            self._on_new_view(msg, out)
+
+    # -- normal case ----------------------------------------------------------------
+
+    def _triage(self, msg, out: list) -> bool:
+        """Route messages not for (current view, current height); True if msg is for now."""
+        if msg.height < self.height:
+            self._help(msg.sender, msg.view, out)
+            return False
+        if msg.height > self.height or msg.view > self.view or (msg.view == self.view and self.changing):
+            self._buffer(msg, out)
+            return False
+        if msg.view < self.view:
+            self._stale(msg.sender, msg.view, out)
+            return False
+        return True
+
+    def _on_preprepare(self, pp: PrePrepare, out: list) -> None:
+        if not self._triage(pp, out) or pp.sender != self.primary(pp.view, pp.height):
+            return
+        if self._seen(("pp", pp.sender, pp.view, pp.height), pp.block_hash, pp, out):
+            return
+        if self.pp is not None or self.deciding is not None:
+            return
+        if pp.height < self.nv_height or (pp.height == self.nv_height and self.nv_hash not in (None, pp.block_hash)):
+            return  # the NewView of this view requires a different block here
+        self.pp = pp
+        self.blocks.setdefault(pp.block_hash, pp.block)
+        self._arm_progress(out)
+        if pp.block_hash in self.valid:  # our own proposals are valid
+            self._on_valid(out)
+        elif pp.block_hash in self.invalid:
+            self._start_view_change(self.view + 1, out)
+        elif pp.block_hash not in self.validating:
+            self.validating.add(pp.block_hash)
+            out.append(ValidateBlock(pp.view, pp.height, pp.block_hash, pp.block))
+
+    def _on_valid(self, out: list) -> None:
+        pp = self.pp
+        if pp.sender != self.me:
+            if not self._sign(out, pp.height, pp.view, [("prepare", pp.block_hash)]):
+                return
+            mine = make_prepare(self.signer, self.chain_id, pp.view, pp.height, pp.block_hash)
+            self.prepares.setdefault((pp.view, pp.block_hash), {})[self.me] = mine
+            out.append(Broadcast(mine))
+        self._check_prepared(out)
+
+    def _on_prepare(self, p: Prepare, out: list) -> None:
+        if not self._triage(p, out) or p.sender == self.primary(p.view, p.height):
+            return
+        if self._seen(("prepare", p.sender, p.view, p.height), p.block_hash, p, out):
+            return
+        self.prepares.setdefault((p.view, p.block_hash), {})[p.sender] = p
+        self._check_prepared(out)
+
+    def _check_prepared(self, out: list) -> None:
+        pp = self.pp
+        if pp is None or not self._active() or pp.block_hash not in self.valid:
+            return
+        votes = self.prepares.get((pp.view, pp.block_hash), {})
+        if len(votes) < 2 * self.f:
+            return
+        if self.prepared is None or self.prepared.view < pp.view:
+            chosen = tuple(votes[k] for k in sorted(votes)[: 2 * self.f])
+            self.prepared = PreparedCert(pp, chosen)
+        if self.rec.signed("commit") is not None and (self.rec.height, self.rec.view) == (pp.height, pp.view):
+            return  # already committed-voted here
+        if not self._sign(out, pp.height, pp.view, [("commit", pp.block_hash)]):
+            return
+        mine = make_commit(self.signer, self.chain_id, pp.view, pp.height, pp.block_hash)
+        self.commits.setdefault((pp.view, pp.block_hash), {})[self.me] = mine
+        out.append(Broadcast(mine))
+        self._check_committed(out)
+
+    def _on_commit(self, c: Commit, out: list) -> None:
+        if c.height < self.height:
+            self._help(c.sender, c.view, out)
+            return
+        if c.height > self.height:
+            self._buffer(c, out)
+            return
+        if self._seen(("commit", c.sender, c.view, c.height), c.block_hash, c, out):
+            return
+        self.commits.setdefault((c.view, c.block_hash), {})[c.sender] = c
+        self._check_committed(out)
+
+    def _check_committed(self, out: list) -> None:
+        if self.deciding is not None:
+            return
+        need = max(1, self.q - 1) if self.faults.commit_on_2f else self.q
+        for (view, block_hash), votes in sorted(self.commits.items()):
+            if len(votes) < need:
+                continue
+            block = self.blocks.get(block_hash)
+            voters = sorted(votes)
+            hint = voters[self.fetches % len(voters)]  # a different voter each try
+            if block is None:
+                self._fetch(out, hint)
+                return
+            if block_hash not in self.valid:
+                if block_hash in self.invalid:
+                    self._fetch(out, hint)
+                elif block_hash not in self.validating:
+                    self.validating.add(block_hash)
+                    out.append(ValidateBlock(view, self.height, block_hash, block))
+                return
+            cert = Certificate.build(self.height, view, block_hash, {k: v.signature for k, v in votes.items()})
+            self._decide(block_hash, block, cert, out)
+            return
+
+    def _decide(self, block_hash: bytes, block: bytes, cert: Certificate, out: list) -> None:
+        self.deciding = block_hash
+        self.last_cert = cert
+        out.append(CommitBlock(self.height, block_hash, block, cert))
+
+    def _on_verdict(self, ev: BlockVerdict, out: list) -> None:
+        self.validating.discard(ev.block_hash)
+        (self.valid if ev.valid else self.invalid).add(ev.block_hash)
+        pp = self.pp
+        if pp is not None and pp.block_hash == ev.block_hash and self._active() and pp.view == self.view:
+            if ev.valid:
+                self._on_valid(out)
+            else:
+                self._start_view_change(self.view + 1, out)
+        self._check_committed(out)
+
+    def _on_proposal(self, ev: ProposalReady, out: list) -> None:
+        if (ev.view, ev.height) != (self.view, self.height) or self.requested != (ev.view, ev.height):
+            return
+        if not self._active() or self.pp is not None:
+            return
+        if not self._sign(out, ev.height, ev.view, [("pp", ev.block_hash)]):
+            return
+        pp = make_preprepare(self.signer, self.chain_id, ev.view, ev.height, ev.block_hash, ev.block)
+        self.valid.add(ev.block_hash)
+        out.append(Broadcast(pp))
+        self._on_preprepare(pp, out)
+
+    def _on_committed(self, ev: Committed, out: list) -> None:
+        if ev.height < self.height:
+            return
+        if self.last_cert is not None and self.last_cert.height != ev.height:
+            self.last_cert = None
+        self.height = ev.height + 1
+        self._set_validators(tuple(ev.validators))
+        self.prepared = None
+        self.failed_views = 0
+        self.fetching = False
+        self.fetches = 0
+        self._reset_height()
+        self.seen = {k: v for k, v in self.seen.items()
+                     if (k[2] >= self.view if k[0] in ("vc", "nv") else k[3] >= self.height)}
+        self._maybe_propose(out)
+        if self.pending > 0:
+            self._arm_progress(out)
+        self._replay(out)
+        self._try_new_view(out)
+
+    def _on_fetched(self, ev: FetchedBlock, out: list) -> None:
+        cert = ev.certificate
+        if ev.height != self.height or self.deciding is not None:
+            return
+        if cert.height != ev.height or cert.block_hash != ev.block_hash:
+            return
+        try:
+            cert.verify(self.chain_id, list(self.validators))
+        except BlockInvalid:
+            return
+        self._decide(ev.block_hash, ev.block, cert, out)
+
+    def _on_timeout(self, ev: TimeoutFired, out: list) -> None:
+        if ev.kind == "progress":
+            self.armed.discard((ev.view, ev.height))
+            if (ev.view, ev.height) == (self.view, self.height) and self._active():
+                if self.pending > 0 or self.pp is not None:
+                    self._start_view_change(self.view + 1, out)
+        elif ev.kind == "viewchange":
+            if self.changing and ev.view == self.view:
+                self._start_view_change(self.view + 1, out)
+        elif ev.kind == "fetch":
+            if ev.height == self.height:
+                self.fetching = False
+
+    # -- catching up and helping others --------------------------------------------
+
+    def _buffer(self, msg, out: list) -> None:
+        ahead = msg.height - self.height
+        if ahead > 1 or (ahead == 1 and isinstance(msg, Commit)):
+            self._fetch(out, msg.sender)  # someone decided our height already
+        if ahead <= self.config.max_future_heights and len(self.future) < self.config.max_buffered:
+            self.future.append(msg)
+
+    def _replay(self, out: list) -> None:
+        pending, self.future = self.future, []
+        for msg in pending:
+            if msg.height >= self.height:
+                self._dispatch(msg, out)
+
+    def _help(self, peer: bytes, their_view: int, out: list) -> None:
+        """A peer is at a lower height: hand it the commits of our last block, so it can
+        decide it or learn that it must fetch (once per view the peer is in)."""
+        cert = self.last_cert
+        if cert is None or ("h", peer, their_view) in self.helped or peer == self.me:
+            return
+        self.helped.add(("h", peer, their_view))
+        for key, sig in cert.signatures:
+            out.append(Send(peer, Commit(cert.view, cert.height, cert.block_hash, key, sig)))
+
+    def _stale(self, peer: bytes, their_view: int, out: list) -> None:
+        """A peer is in a lower view: show it how we got here (once per view it is in)."""
+        if peer == self.me or ("s", peer, their_view) in self.helped:
+            return
+        self.helped.add(("s", peer, their_view))
+        if self.changing:
+            mine = self.vc_latest.get(self.me)
+            if mine is not None and mine.new_view == self.view:
+                out.append(Send(peer, mine))
+        elif self.new_view_msg is not None:
+            out.append(Send(peer, self.new_view_msg))
+
+    # -- view change ------------------------------------------------------------------
+
+    def _start_view_change(self, target: int, out: list) -> None:
+        if self.n == 1 or target <= self.view:
+            return
+        self.view, self.changing = target, True
+        self.pp = None
+        self.new_view_msg = None
+        self.failed_views += 1
+        vc = make_view_change(self.signer, self.chain_id, target, self.height - 1, self.prepared)
+        if self._sign(out, self.height, target, [("vc", sha256(signed_bytes(vc, self.chain_id)))]):
+            self.vc_latest[self.me] = vc
+            out.append(Broadcast(vc))
+        out.append(ScheduleTimeout("viewchange", target, self.height, self._timeout()))
+        self._try_new_view(out)
+
+    def _on_view_change(self, vc: ViewChange, out: list) -> None:
+        if vc.last_committed_height < self.height - 1:
+            self._help(vc.sender, vc.new_view, out)
+        if vc.new_view < self.view or (vc.new_view == self.view and not self.changing):
+            self._stale(vc.sender, vc.new_view, out)
+            return
+        if not proofs.view_change_ok(vc, self.validators, self.config.rotation_blocks):
+            return
+        if self._seen(("vc", vc.sender, vc.new_view, vc.last_committed_height), sha256(signed_bytes(vc, self.chain_id)), vc, out):
+            return
+        prev = self.vc_latest.get(vc.sender)
+        if prev is None or vc.new_view > prev.new_view:
+            self.vc_latest[vc.sender] = vc
+        if vc.last_committed_height >= self.height:
+            self._fetch(out, vc.sender)
+        views = sorted((x.new_view for s, x in self.vc_latest.items() if s != self.me and x.new_view > self.view),
+                       reverse=True)
+        if len(views) > self.f:
+            self._start_view_change(views[self.f], out)  # f+1 want at least this view: join
+        self._try_new_view(out)
+
+    def _try_new_view(self, out: list) -> None:
+        v, h = self.view, self.height
+        if not self.changing or self.deciding is not None or self.primary(v, h) != self.me:
+            return
+        vcs = tuple(sorted((x for x in self.vc_latest.values() if x.new_view == v), key=lambda x: x.sender))
+        if len(vcs) < self.q:
+            return
+        if proofs.start_height(vcs) > h:
+            self._fetch(out, max(vcs, key=lambda x: x.last_committed_height).sender)
+            return
+        chosen = None if self.faults.ignore_prepared else proofs.select_prepared(vcs, h)
+        pp = None
+        items = []
+        if chosen is not None:
+            pp = make_preprepare(self.signer, self.chain_id, v, h, chosen.block_hash, chosen.preprepare.block)
+            items.append(("pp", chosen.block_hash))
+        nv = make_new_view(self.signer, self.chain_id, v, h, vcs, pp)
+        items.insert(0, ("nv", sha256(signed_bytes(nv, self.chain_id))))
+        if not all(self._can_sign(h, v, p, d) for p, d in items):
+            return
+        self._enter_view(nv, None if chosen is None else chosen.block_hash)
+        self._sign(out, h, v, items)
+        out.append(Broadcast(nv))
+        self._after_enter(nv, out)
+
+    def _on_new_view(self, nv: NewView, out: list) -> None:
+        if nv.view < self.view or (nv.view == self.view and not self.changing):
+            if nv.view < self.view:
+                self._stale(nv.sender, nv.view, out)
+            return
+        ok, must = proofs.new_view_ok(nv, self.validators, self.config.rotation_blocks, self.q,
+                                      self.faults.ignore_prepared)
+        if not ok or self._seen(("nv", nv.sender, nv.view, nv.height), sha256(signed_bytes(nv, self.chain_id)), nv, out):
+            return
+        self._enter_view(nv, must)
+        if nv.height > self.height:
+            self._fetch(out, nv.sender)
+        self._after_enter(nv, out)
+
+    def _enter_view(self, nv: NewView, must: bytes | None) -> None:
+        self.view, self.changing = nv.view, False
+        self.nv_height, self.nv_hash = nv.height, must
+        self.new_view_msg = nv
+        self.pp = None
+        self.requested = None
+
+    def _after_enter(self, nv: NewView, out: list) -> None:
+        if nv.preprepare is not None:
+            self._on_preprepare(nv.preprepare, out)
+        self._maybe_propose(out)
+        if self.pending > 0:
+            self._arm_progress(out)
+        self._replay(out)
+

@@ -1,0 +1,85 @@
+"""Inputs to the consensus core. The node turns network traffic, validation results,
+timers and storage progress into these; the core never asks for anything directly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from ledger.block import Certificate
+
+from consensus.messages import Message
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """A message whose signatures the node has checked with `verify_message`."""
+
+    msg: Message
+
+
+@dataclass(frozen=True, slots=True)
+class BlockVerdict:
+    """Answer to `ValidateBlock`: is the block valid on top of the current chain?"""
+
+    block_hash: bytes
+    valid: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalReady:
+    """Answer to `RequestProposal`: the node built a block (it hashed it)."""
+
+    view: int
+    height: int
+    block_hash: bytes
+    block: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutFired:
+    """A timer scheduled by `ScheduleTimeout` expired; kinds are "progress", "viewchange", "fetch"."""
+
+    kind: str
+    view: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """The node executed and stored block `height`; `validators` is the set for height+1."""
+
+    height: int
+    block_hash: bytes
+    validators: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedBlock:
+    """A block and its certificate obtained by catch-up; the core verifies the certificate
+    before asking the node to commit it. The node must have computed `block_hash` from
+    `block` itself."""
+
+    height: int
+    block_hash: bytes
+    block: bytes
+    certificate: Certificate
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTxs:
+    """How many transactions wait in the node's mempool."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Optional clock reading; the core does not need it (timers are effects)."""
+
+    now_ms: int
+
+
+Event = Union[MessageReceived, BlockVerdict, ProposalReady, TimeoutFired, Committed, FetchedBlock,
+              PendingTxs, Tick]

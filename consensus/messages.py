@@ -1,0 +1,335 @@
+"""Consensus messages, their exact wire arrays, signing and signature checks.
+
+Every message is a msgpack array whose first element is a small integer tag. What a
+message signs is `ledger.encoding.signing_bytes(DOMAIN_*, chain_id, payload)`, so a
+signature is bound to its kind, the chain, the view and the height. Commit signs
+`ledger.block.commit_signing_bytes`, so 2f+1 Commit signatures are a `Certificate`.
+
+Wire forms (`encode_message` / `decode_message`):
+
+    PrePrepare  [1, view, height, block_hash, block, sender, signature]
+    Prepare     [2, view, height, block_hash, sender, signature]
+    Commit      [3, view, height, block_hash, sender, signature]
+    ViewChange  [4, new_view, last_committed_height, prepared | nil, sender, signature]
+    NewView     [5, view, height, [view_change, ...], preprepare | nil, sender, signature]
+    prepared  = [preprepare, [prepare, ...]]      (nested messages in their wire form)
+
+Signed payloads:
+
+    PrePrepare  DOMAIN_PREPREPARE  [view, height, block_hash]
+    Prepare     DOMAIN_PREPARE     [view, height, block_hash]
+    Commit      DOMAIN_COMMIT      [view, height, block_hash]
+    ViewChange  DOMAIN_VIEW_CHANGE [new_view, last_committed_height, nil | [view, height, block_hash]]
+    NewView     DOMAIN_NEW_VIEW    [view, height, [sha256(encode(vc wire)), ...],
+                                    nil | [pp.view, pp.height, pp.block_hash]]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Union
+
+from ledger.block import HASH_SIZE, commit_signing_bytes
+from ledger.crypto import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, Signer, verify
+from ledger.encoding import (
+    DOMAIN_NEW_VIEW,
+    DOMAIN_PREPARE,
+    DOMAIN_PREPREPARE,
+    DOMAIN_VIEW_CHANGE,
+    decode,
+    encode,
+    expect,
+    expect_array,
+    sha256,
+    signing_bytes,
+)
+from ledger.errors import EncodingError
+
+TAG_PREPREPARE = 1
+TAG_PREPARE = 2
+TAG_COMMIT = 3
+TAG_VIEW_CHANGE = 4
+TAG_NEW_VIEW = 5
+
+MAX_MESSAGE_BYTES = 80 * 1024 * 1024  # a NewView may carry a few blocks
+MAX_PROOFS = 1024  # nested prepares / view changes in one message
+
+
+@dataclass(frozen=True, slots=True)
+class PrePrepare:
+    view: int
+    height: int
+    block_hash: bytes
+    block: bytes
+    sender: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    view: int
+    height: int
+    block_hash: bytes
+    sender: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    view: int
+    height: int
+    block_hash: bytes
+    sender: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCert:
+    """A pre-prepare plus 2f matching prepares from other validators: proof that a block
+    was prepared at (view, height). Carries the block so a new primary can re-propose it."""
+
+    preprepare: PrePrepare
+    prepares: tuple[Prepare, ...]
+
+    @property
+    def view(self) -> int:
+        return self.preprepare.view
+
+    @property
+    def height(self) -> int:
+        return self.preprepare.height
+
+    @property
+    def block_hash(self) -> bytes:
+        return self.preprepare.block_hash
+
+
+@dataclass(frozen=True, slots=True)
+class ViewChange:
+    new_view: int
+    last_committed_height: int
+    prepared: PreparedCert | None
+    sender: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NewView:
+    view: int
+    height: int  # the height the new view starts deciding at
+    view_changes: tuple[ViewChange, ...]
+    preprepare: PrePrepare | None  # re-proposal of the highest prepared block, if any
+    sender: bytes
+    signature: bytes
+
+
+Message = Union[PrePrepare, Prepare, Commit, ViewChange, NewView]
+
+
+# -- wire forms ---------------------------------------------------------------------
+
+def prepared_to_wire(p: PreparedCert) -> list:
+    return [to_wire(p.preprepare), [to_wire(x) for x in p.prepares]]
+
+
+def to_wire(msg: Message) -> list:
+    if isinstance(msg, PrePrepare):
+        return [TAG_PREPREPARE, msg.view, msg.height, msg.block_hash, msg.block, msg.sender, msg.signature]
+    if isinstance(msg, Prepare):
+        return [TAG_PREPARE, msg.view, msg.height, msg.block_hash, msg.sender, msg.signature]
+    if isinstance(msg, Commit):
+        return [TAG_COMMIT, msg.view, msg.height, msg.block_hash, msg.sender, msg.signature]
+    if isinstance(msg, ViewChange):
+        prepared = None if msg.prepared is None else prepared_to_wire(msg.prepared)
+        return [TAG_VIEW_CHANGE, msg.new_view, msg.last_committed_height, prepared, msg.sender, msg.signature]
+    if isinstance(msg, NewView):
+        pp = None if msg.preprepare is None else to_wire(msg.preprepare)
+        return [TAG_NEW_VIEW, msg.view, msg.height, [to_wire(v) for v in msg.view_changes], pp,
+                msg.sender, msg.signature]
+    raise EncodingError(f"not a consensus message: {type(msg).__name__}")
+
+
+def encode_message(msg: Message) -> bytes:
+    return encode(to_wire(msg))
+
+
+def _uint(v, what: str) -> int:
+    expect(v, int, what)
+    if v < 0:
+        raise EncodingError(f"{what}: must not be negative")
+    return v
+
+
+def _fixed(v, size: int, what: str) -> bytes:
+    expect(v, bytes, what)
+    if len(v) != size:
+        raise EncodingError(f"{what}: expected {size} bytes, got {len(v)}")
+    return v
+
+
+def _list(v, what: str) -> list:
+    expect(v, list, what)
+    if len(v) > MAX_PROOFS:
+        raise EncodingError(f"{what}: more than {MAX_PROOFS} entries")
+    return v
+
+
+def _tail(w: list, what: str) -> tuple[bytes, bytes]:
+    return _fixed(w[-2], PUBLIC_KEY_SIZE, f"{what}.sender"), _fixed(w[-1], SIGNATURE_SIZE, f"{what}.signature")
+
+
+def _expect_tag(w, tag: int, length: int, what: str) -> list:
+    expect(w, list, what)
+    if not w or w[0] != tag or isinstance(w[0], bool):
+        raise EncodingError(f"{what}: expected a message with tag {tag}")
+    return expect_array(w, length, what)
+
+
+def _preprepare(w) -> PrePrepare:
+    _expect_tag(w, TAG_PREPREPARE, 7, "preprepare")
+    sender, sig = _tail(w, "preprepare")
+    return PrePrepare(_uint(w[1], "preprepare.view"), _uint(w[2], "preprepare.height"),
+                      _fixed(w[3], HASH_SIZE, "preprepare.block_hash"), expect(w[4], bytes, "preprepare.block"),
+                      sender, sig)
+
+
+def _vote(w, tag: int, cls, what: str):
+    _expect_tag(w, tag, 6, what)
+    sender, sig = _tail(w, what)
+    return cls(_uint(w[1], f"{what}.view"), _uint(w[2], f"{what}.height"),
+               _fixed(w[3], HASH_SIZE, f"{what}.block_hash"), sender, sig)
+
+
+def _prepared(w) -> PreparedCert:
+    expect_array(w, 2, "prepared")
+    return PreparedCert(_preprepare(w[0]),
+                        tuple(_vote(p, TAG_PREPARE, Prepare, "prepare") for p in _list(w[1], "prepared.prepares")))
+
+
+def _view_change(w) -> ViewChange:
+    _expect_tag(w, TAG_VIEW_CHANGE, 6, "viewchange")
+    sender, sig = _tail(w, "viewchange")
+    prepared = None if w[3] is None else _prepared(w[3])
+    return ViewChange(_uint(w[1], "viewchange.new_view"), _uint(w[2], "viewchange.last_committed_height"),
+                      prepared, sender, sig)
+
+
+def _new_view(w) -> NewView:
+    _expect_tag(w, TAG_NEW_VIEW, 7, "newview")
+    sender, sig = _tail(w, "newview")
+    vcs = tuple(_view_change(v) for v in _list(w[3], "newview.view_changes"))
+    pp = None if w[4] is None else _preprepare(w[4])
+    return NewView(_uint(w[1], "newview.view"), _uint(w[2], "newview.height"), vcs, pp, sender, sig)
+
+
+def from_wire(w) -> Message:
+    expect(w, list, "message")
+    if not w:
+        raise EncodingError("message: empty array")
+    tag = w[0]
+    if tag == TAG_PREPREPARE:
+        return _preprepare(w)
+    if tag == TAG_PREPARE:
+        return _vote(w, TAG_PREPARE, Prepare, "prepare")
+    if tag == TAG_COMMIT:
+        return _vote(w, TAG_COMMIT, Commit, "commit")
+    if tag == TAG_VIEW_CHANGE:
+        return _view_change(w)
+    if tag == TAG_NEW_VIEW:
+        return _new_view(w)
+    raise EncodingError(f"message: unknown tag {tag!r}")
+
+
+def decode_message(data: bytes) -> Message:
+    """Strict: raises EncodingError on anything but the canonical encoding of a message."""
+    return from_wire(decode(data, max_size=MAX_MESSAGE_BYTES))
+
+
+# -- signing --------------------------------------------------------------------------
+
+def _prepared_ref(p: PreparedCert | None):
+    return None if p is None else [p.view, p.height, p.block_hash]
+
+
+def view_change_digest(vc: ViewChange) -> bytes:
+    return sha256(encode_message(vc))
+
+
+def signed_bytes(msg: Message, chain_id: str) -> bytes:
+    """The exact bytes `msg.signature` covers."""
+    if isinstance(msg, PrePrepare):
+        return signing_bytes(DOMAIN_PREPREPARE, chain_id, [msg.view, msg.height, msg.block_hash])
+    if isinstance(msg, Prepare):
+        return signing_bytes(DOMAIN_PREPARE, chain_id, [msg.view, msg.height, msg.block_hash])
+    if isinstance(msg, Commit):
+        return commit_signing_bytes(chain_id, msg.view, msg.height, msg.block_hash)
+    if isinstance(msg, ViewChange):
+        return signing_bytes(DOMAIN_VIEW_CHANGE, chain_id,
+                             [msg.new_view, msg.last_committed_height, _prepared_ref(msg.prepared)])
+    if isinstance(msg, NewView):
+        pp = msg.preprepare
+        ref = None if pp is None else [pp.view, pp.height, pp.block_hash]
+        return signing_bytes(DOMAIN_NEW_VIEW, chain_id,
+                             [msg.view, msg.height, [view_change_digest(v) for v in msg.view_changes], ref])
+    raise EncodingError(f"not a consensus message: {type(msg).__name__}")
+
+
+_NO_SIG = b"\x00" * SIGNATURE_SIZE
+
+
+def _signed(msg, signer: Signer, chain_id: str):
+    return replace(msg, signature=signer.sign(signed_bytes(msg, chain_id)))
+
+
+def make_preprepare(signer: Signer, chain_id: str, view: int, height: int, block_hash: bytes,
+                    block: bytes) -> PrePrepare:
+    return _signed(PrePrepare(view, height, block_hash, block, signer.public_key, _NO_SIG), signer, chain_id)
+
+
+def make_prepare(signer: Signer, chain_id: str, view: int, height: int, block_hash: bytes) -> Prepare:
+    return _signed(Prepare(view, height, block_hash, signer.public_key, _NO_SIG), signer, chain_id)
+
+
+def make_commit(signer: Signer, chain_id: str, view: int, height: int, block_hash: bytes) -> Commit:
+    return _signed(Commit(view, height, block_hash, signer.public_key, _NO_SIG), signer, chain_id)
+
+
+def make_view_change(signer: Signer, chain_id: str, new_view: int, last_committed_height: int,
+                     prepared: PreparedCert | None) -> ViewChange:
+    return _signed(ViewChange(new_view, last_committed_height, prepared, signer.public_key, _NO_SIG),
+                   signer, chain_id)
+
+
+def make_new_view(signer: Signer, chain_id: str, view: int, height: int,
+                  view_changes: tuple[ViewChange, ...], preprepare: PrePrepare | None) -> NewView:
+    return _signed(NewView(view, height, tuple(view_changes), preprepare, signer.public_key, _NO_SIG),
+                   signer, chain_id)
+
+
+def _sig_ok(msg, chain_id: str, allowed: set[bytes]) -> bool:
+    return msg.sender in allowed and verify(msg.sender, signed_bytes(msg, chain_id), msg.signature)
+
+
+def verify_message(msg: Message, chain_id: str, validators) -> bool:
+    """True when `msg` and every message nested in it is signed by a validator in
+    `validators`. Pure; checks signatures and membership only (the core checks the rest)."""
+    allowed = set(validators)
+    try:
+        if not _sig_ok(msg, chain_id, allowed):
+            return False
+        if isinstance(msg, ViewChange):
+            return _prepared_ok(msg.prepared, chain_id, allowed)
+        if isinstance(msg, NewView):
+            if msg.preprepare is not None and not _sig_ok(msg.preprepare, chain_id, allowed):
+                return False
+            return all(_sig_ok(v, chain_id, allowed) and _prepared_ok(v.prepared, chain_id, allowed)
+                       for v in msg.view_changes)
+        return True
+    except EncodingError:
+        return False
+
+
+def _prepared_ok(p: PreparedCert | None, chain_id: str, allowed: set[bytes]) -> bool:
+    if p is None:
+        return True
+    return _sig_ok(p.preprepare, chain_id, allowed) and all(_sig_ok(x, chain_id, allowed) for x in p.prepares)

@@ -1,0 +1,449 @@
+"""Deterministic simulator: N replicas in one process, one `random.Random(seed)`, an
+integer-millisecond fake clock and a heap of (deliver_at, seq, dst, what).
+
+The network drops, delays, duplicates and reorders messages and applies partitions;
+nodes crash and restart from their persisted `SignedState`; byzantine validators
+equivocate, send garbage or censor; Twins run two honest replicas with one key.
+Invariants are checked at every step that could break them (a commit, a send) and raise
+`Violation`. Messages travel as bytes through `encode_message`/`decode_message` and are
+checked with `verify_message` (real Ed25519, results cached by message bytes).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field
+
+from consensus.core import Replica
+from consensus.effects import (
+    Broadcast, CommitBlock, Evidence, FetchBlocks, PersistSigned, RequestProposal, ScheduleTimeout,
+    Send, ValidateBlock,
+)
+from consensus.events import (
+    BlockVerdict, Committed, FetchedBlock, MessageReceived, PendingTxs, ProposalReady, TimeoutFired,
+)
+from consensus.messages import (
+    Commit, NewView, Prepare, PrePrepare, ViewChange, decode_message, encode_message, make_commit,
+    make_prepare, make_preprepare, signed_bytes, verify_message,
+)
+from consensus.state import ConsensusConfig, Faults, SignedState
+from ledger.block import Certificate
+from ledger.crypto import Signer
+from ledger.encoding import decode, encode, sha256
+from ledger.errors import BlockInvalid, EncodingError
+
+CHAIN_ID = "cxl-sim"
+MAX_BLOCK_TXS = 4
+FETCH_BATCH = 8
+
+_KEYS: list[Signer] = []
+OUTSIDER = Signer(sha256(b"cxl-sim-outsider"))
+_VERIFIED: dict[bytes, bool] = {}
+_CERTS: dict[bytes, bool] = {}
+
+
+def keys(n: int) -> list[Signer]:
+    """Pre-generated, deterministic validator keys (generating Ed25519 keys is not free)."""
+    while len(_KEYS) < n:
+        _KEYS.append(Signer(sha256(b"cxl-sim-key-%d" % len(_KEYS))))
+    return _KEYS[:n]
+
+
+def verified(data: bytes, msg, validators: tuple[bytes, ...]) -> bool:
+    ok = _VERIFIED.get(data)
+    if ok is None:
+        if len(_VERIFIED) > 200_000:
+            _VERIFIED.clear()
+        ok = _VERIFIED[data] = verify_message(msg, CHAIN_ID, validators)
+    return ok
+
+
+def cert_ok(cert: Certificate, validators: tuple[bytes, ...]) -> bool:
+    key = cert.encode() + b"".join(validators)
+    ok = _CERTS.get(key)
+    if ok is None:
+        try:
+            cert.verify(CHAIN_ID, list(validators))
+            ok = True
+        except BlockInvalid:
+            ok = False
+        if len(_CERTS) > 50_000:
+            _CERTS.clear()
+        _CERTS[key] = ok
+    return ok
+
+
+class Violation(Exception):
+    def __init__(self, kind: str, detail: str, at_ms: int):
+        super().__init__(f"{kind} at t={at_ms}ms: {detail}")
+        self.kind, self.detail, self.at_ms = kind, detail, at_ms
+
+
+@dataclass
+class Scenario:
+    seed: int
+    n: int
+    profile: str
+    chaos_ms: int = 3000  # adversarial phase; the network heals after it
+    bound_ms: int = 30_000  # after healing, every tx must be committed everywhere within this
+    txs: int = 6
+    drop: float = 0.0
+    dup: float = 0.0
+    delay: tuple[int, int] = (1, 20)
+    partitions: list = field(default_factory=list)  # [(at_ms, groups of instance ids | None)]
+    crashes: list = field(default_factory=list)  # [(at_ms, instance id, "crash"|"restart")]
+    byzantine: dict = field(default_factory=dict)  # key index -> "equivocate"|"garbage"|"censor"|"twin"
+    config: ConsensusConfig = ConsensusConfig(view_timeout_ms=300, rotation_blocks=3, max_timeout_ms=2400)
+    faults: Faults = Faults()
+
+
+@dataclass
+class Stats:
+    messages: int = 0
+    signatures: int = 0
+    blocks: int = 0
+    events: int = 0
+
+
+class Node:
+    def __init__(self, sim: "Sim", ident: int, key_index: int, behaviour: str | None):
+        self.sim, self.id, self.key_index, self.behaviour = sim, ident, key_index, behaviour
+        self.signer = sim.signers[key_index]
+        self.key = self.signer.public_key
+        self.honest = behaviour is None
+        self.persisted: bytes | None = None
+        self.chain: list[tuple[bytes, bytes, Certificate]] = []
+        self.roots: list[bytes] = [b"\x00" * 32]
+        self.committed: set[bytes] = set()
+        self.crashed = False
+        self.incarnation = 0
+        self.boot()
+
+    def boot(self) -> None:
+        sim = self.sim
+        state = None if self.persisted is None else SignedState.decode(self.persisted)
+        self.replica = Replica(CHAIN_ID, self.signer, sim.validators, len(self.chain) + 1, sim.sc.config,
+                               state, sim.sc.faults)
+        self.request = None
+        self.reported_pending = -1
+        self.run(self.replica.start())
+        self.report_pending()
+
+    # -- driving the replica ---------------------------------------------------------
+
+    def feed(self, event) -> None:
+        if not self.crashed:
+            self.run(self.replica.on_event(event))
+            self.report_pending()
+
+    def pending(self) -> list[bytes]:
+        return [t for t in self.sim.submitted if t not in self.committed]
+
+    def report_pending(self) -> None:
+        count = len(self.pending())
+        if count != self.reported_pending:
+            self.reported_pending = count
+            self.run(self.replica.on_event(PendingTxs(count)))
+
+    def run(self, effects: list) -> None:
+        sim = self.sim
+        for eff in effects:
+            if isinstance(eff, PersistSigned):
+                self.persisted = eff.record.encode()
+            elif isinstance(eff, (Broadcast, Send)):
+                self.send_msg(eff.msg, None if isinstance(eff, Broadcast) else eff.to)
+            elif isinstance(eff, ScheduleTimeout):
+                sim.schedule(eff.after_ms, self.id, ("timer", self.incarnation,
+                                                     TimeoutFired(eff.kind, eff.view, eff.height)))
+            elif isinstance(eff, ValidateBlock):
+                verdict = self.validate(eff.height, eff.block_hash, eff.block)
+                sim.schedule(sim.rng.randint(0, 2), self.id, ("local", self.incarnation,
+                                                              BlockVerdict(eff.block_hash, verdict, "")))
+            elif isinstance(eff, RequestProposal):
+                self.request = (eff.view, eff.height)
+                self.try_propose()
+            elif isinstance(eff, CommitBlock):
+                self.commit(eff)
+            elif isinstance(eff, FetchBlocks):
+                targets = sim.instances_of(eff.peer) if eff.peer is not None else []
+                others = [x.id for x in sim.nodes if x.key != self.key]
+                dst = sim.rng.choice(targets or others)
+                sim.net_send(self.id, dst, ("fetch_req", eff.from_height))
+            elif isinstance(eff, Evidence):
+                sim.evidence.append((self.id, eff.sender))
+                if self.honest and eff.sender in sim.honest_keys:
+                    raise Violation("false-evidence", f"node {self.id} accused honest {eff.sender.hex()[:8]}",
+                                    sim.now)
+
+    def send_msg(self, msg, to: bytes | None) -> None:
+        sim = self.sim
+        if msg.sender == self.key:
+            sim.stats.signatures += 2 if isinstance(msg, NewView) and msg.preprepare else 1
+            if self.honest:
+                sim.check_signed(self, msg)
+        if self.behaviour == "equivocate" and isinstance(msg, PrePrepare) and to is None:
+            self.equivocate(msg)
+            return
+        data = encode_message(msg)
+        dsts = sim.instances_of(to) if to is not None else [x.id for x in sim.nodes if x.key != self.key]
+        for dst in dsts:
+            sim.net_send(self.id, dst, ("msg", data))
+        if self.behaviour == "garbage" and sim.rng.random() < 0.5:
+            self.garbage(msg)
+
+    # -- the application: blocks, validation, commits ------------------------------
+
+    def try_propose(self) -> None:
+        if self.request is None or self.behaviour == "censor" or self.crashed:
+            return
+        txs = self.pending()[:MAX_BLOCK_TXS]
+        if not txs:
+            return
+        view, height = self.request
+        self.request = None
+        block = encode([height, view, self.key, self.sim.now, txs])
+        self.feed(ProposalReady(view, height, sha256(block), block))
+
+    def validate(self, height: int, block_hash: bytes, block: bytes) -> bool:
+        if sha256(block) != block_hash:
+            return False
+        try:
+            h, _view, _proposer, _t, txs = decode(block)
+        except (EncodingError, ValueError, TypeError):
+            return False
+        return (h == height == len(self.chain) + 1 and 0 < len(txs) == len(set(txs))
+                and all(t in self.sim.submitted and t not in self.committed for t in txs))
+
+    def commit(self, eff: CommitBlock) -> None:
+        sim = self.sim
+        where = f"node {self.id} height {eff.height}"
+        if eff.height != len(self.chain) + 1:
+            raise Violation("order", f"{where}: chain is at {len(self.chain)}", sim.now)
+        if not cert_ok(eff.certificate, sim.validators) or eff.certificate.block_hash != eff.block_hash:
+            raise Violation("validity", f"{where}: certificate does not verify "
+                            f"({len(eff.certificate.signatures)} signers, {sim.quorum} needed)", sim.now)
+        if sha256(eff.block) != eff.block_hash or not self.validate(eff.height, eff.block_hash, eff.block):
+            raise Violation("validity", f"{where}: block holds unsubmitted or repeated txs", sim.now)
+        txs = decode(eff.block)[4]
+        self.chain.append((eff.block_hash, eff.block, eff.certificate))
+        self.committed.update(txs)
+        self.roots.append(sha256(self.roots[-1] + encode(txs)))
+        if self.honest:
+            sim.check_agreement(self, eff.height)
+        self.feed(Committed(eff.height, eff.block_hash, sim.validators))
+
+    # -- byzantine behaviours --------------------------------------------------------
+
+    def equivocate(self, pp: PrePrepare) -> None:
+        """Send one block to half the peers and another to the rest."""
+        sim = self.sim
+        h, view, proposer, t, txs = decode(pp.block)
+        other = encode([h, view, proposer, t + 1, list(reversed(txs))])
+        alt = make_preprepare(self.signer, CHAIN_ID, pp.view, pp.height, sha256(other), other)
+        peers = [x.id for x in sim.nodes if x.key != self.key]
+        sim.rng.shuffle(peers)
+        half = len(peers) // 2
+        for i, dst in enumerate(peers):
+            sim.net_send(self.id, dst, ("msg", encode_message(pp if i < half else alt)))
+
+    def vote_everything(self, msg) -> None:
+        """An equivocator also prepares and commits every block it is shown."""
+        if isinstance(msg, PrePrepare):
+            for make in (make_prepare, make_commit):
+                vote = make(self.signer, CHAIN_ID, msg.view, msg.height, msg.block_hash)
+                for x in self.sim.nodes:
+                    if x.key != self.key:
+                        self.sim.net_send(self.id, x.id, ("msg", encode_message(vote)))
+
+    def garbage(self, msg) -> None:
+        sim, rng = self.sim, self.sim.rng
+        dst = rng.choice([x.id for x in sim.nodes if x.key != self.key])
+        height = getattr(msg, "height", 1)
+        choice = rng.randrange(6)
+        if choice == 0:
+            data = rng.randbytes(rng.randint(0, 80))
+        elif choice == 1:  # a broken signature
+            data = encode_message(msg)
+            data = data[:-1] + bytes([data[-1] ^ 1])
+        elif choice == 2:  # signed by a key that is not a validator
+            data = encode_message(make_prepare(OUTSIDER, CHAIN_ID, 0, height, rng.randbytes(32)))
+        elif choice == 3:  # far-future height, validly signed
+            data = encode_message(make_prepare(self.signer, CHAIN_ID, 0, height + 10_000, rng.randbytes(32)))
+        elif choice == 4:  # stale view, validly signed
+            data = encode_message(make_commit(self.signer, CHAIN_ID, 0, height, rng.randbytes(32)))
+        else:  # a well-formed message with a wrong tag inside
+            data = encode([9, 1, 2])
+        sim.net_send(self.id, dst, ("msg", data))
+
+    # -- network input -----------------------------------------------------------------
+
+    def receive(self, src: int, what) -> None:
+        sim = self.sim
+        kind = what[0]
+        if kind == "msg":
+            try:
+                msg = decode_message(what[1])
+            except EncodingError:
+                return
+            if not verified(what[1], msg, sim.validators):
+                return
+            if self.behaviour == "equivocate":
+                self.vote_everything(msg)
+            self.feed(MessageReceived(msg))
+        elif kind == "fetch_req":
+            start = what[1]
+            blocks = self.chain[start - 1: start - 1 + FETCH_BATCH]
+            if blocks:
+                if self.behaviour == "garbage":  # hand out a certificate with a signature missing
+                    hsh, blk, cert = blocks[0]
+                    blocks = [(hsh, blk, Certificate(cert.height, cert.view, cert.block_hash, cert.signatures[1:]))]
+                sim.net_send(self.id, src, ("fetch_resp", start, blocks))
+        elif kind == "fetch_resp":
+            for i, (hsh, blk, cert) in enumerate(what[2]):
+                if sha256(blk) == hsh:  # the node hashes fetched blocks itself
+                    self.feed(FetchedBlock(what[1] + i, hsh, blk, cert))
+
+
+class Sim:
+    def __init__(self, sc: Scenario, rng: random.Random | None = None):
+        self.sc = sc
+        self.rng = rng if rng is not None else random.Random(sc.seed)
+        self.now = 0
+        self.heap: list = []
+        self.seq = 0
+        self.stats = Stats()
+        self.signers = keys(sc.n)
+        order = list(range(sc.n))
+        self.rng.shuffle(order)  # the leader schedule: who is primary of which view
+        self.signers = [self.signers[i] for i in order]
+        self.validators = tuple(s.public_key for s in self.signers)
+        self.quorum = 2 * ((sc.n - 1) // 3) + 1
+        self.honest_keys = {self.validators[i] for i in range(sc.n) if i not in sc.byzantine}
+        self.submitted: dict[bytes, int] = {}
+        self.decided: dict[int, tuple[bytes, bytes]] = {}
+        self.signed: dict[tuple, bytes] = {}
+        self.evidence: list = []
+        self.groups: list | None = None
+        self.drop, self.dup = sc.drop, sc.dup
+        self.delay = sc.delay
+        self.nodes: list[Node] = []
+        for i in range(sc.n):
+            self.nodes.append(Node(self, i, i, sc.byzantine.get(i)))
+        for i, b in sorted(sc.byzantine.items()):
+            if b == "twin":
+                self.nodes.append(Node(self, len(self.nodes), i, "twin"))
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def schedule(self, after: int, dst: int, what) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (self.now + after, self.seq, dst, what))
+
+    def instances_of(self, key: bytes) -> list[int]:
+        return [x.id for x in self.nodes if x.key == key]
+
+    def net_send(self, src: int, dst: int, what) -> None:
+        if what[0] == "msg":
+            self.stats.messages += 1
+        if self.groups is not None and not any(src in g and dst in g for g in self.groups):
+            return
+        if self.rng.random() < self.drop:
+            return
+        copies = 2 if self.rng.random() < self.dup else 1
+        for _ in range(copies):
+            self.schedule(self.rng.randint(*self.delay), dst, ("net", src, what))
+
+    # -- invariants --------------------------------------------------------------------
+
+    def check_signed(self, node: Node, msg) -> None:
+        """No honest validator signs two different things at one (view, height, phase)."""
+        for m in ([msg, msg.preprepare] if isinstance(msg, NewView) and msg.preprepare else [msg]):
+            if isinstance(m, (PrePrepare, Prepare, Commit)):
+                pos, digest = (type(m).__name__, m.view, m.height), m.block_hash
+            elif isinstance(m, ViewChange):
+                pos, digest = ("vc", m.new_view, m.last_committed_height), sha256(signed_bytes(m, CHAIN_ID))
+            else:
+                pos, digest = ("nv", m.view, m.height), sha256(signed_bytes(m, CHAIN_ID))
+            key = (node.key,) + pos
+            prev = self.signed.setdefault(key, digest)
+            if prev != digest:
+                raise Violation("double-sign", f"node {node.id} signed two different {pos}", self.now)
+
+    def check_agreement(self, node: Node, height: int) -> None:
+        block_hash, root = node.chain[-1][0], node.roots[-1]
+        first = self.decided.setdefault(height, (block_hash, root))
+        if first[0] != block_hash:
+            raise Violation("agreement", f"node {node.id} committed a different block at height {height}",
+                            self.now)
+        if first[1] != root:
+            raise Violation("state-root", f"node {node.id} state root differs at height {height}", self.now)
+
+    def honest_done(self) -> bool:
+        return all(x.crashed or len(x.committed) >= len(self.submitted)
+                   for x in self.nodes if x.honest) and not any(x.crashed for x in self.nodes if x.honest)
+
+    # -- the run -------------------------------------------------------------------------
+
+    def submit(self, tx: bytes) -> None:
+        self.submitted[tx] = self.now
+        for x in self.nodes:
+            if not x.crashed:
+                x.report_pending()
+                x.try_propose()
+
+    def run(self) -> Stats:
+        sc = self.sc
+        for at, groups in sc.partitions:
+            self.schedule(at, -1, ("partition", groups))
+        for at, ident, what in sc.crashes:
+            self.schedule(at, ident, (what,))
+        for i in range(sc.txs):
+            self.schedule(self.rng.randint(0, sc.chaos_ms), -1, ("submit", b"tx-%d" % i))
+        self.schedule(sc.chaos_ms, -1, ("heal",))
+        healed_at = None
+        deadline = sc.chaos_ms + sc.bound_ms
+        while self.heap:
+            at, _, dst, what = heapq.heappop(self.heap)
+            self.now = at
+            self.stats.events += 1
+            if at > deadline:
+                break
+            kind = what[0]
+            if kind == "net":
+                node = self.nodes[dst]
+                if not node.crashed and (self.groups is None or any(what[1] in g and dst in g for g in self.groups)):
+                    node.receive(what[1], what[2])
+            elif kind in ("timer", "local"):
+                node = self.nodes[dst]
+                if not node.crashed and node.incarnation == what[1]:
+                    node.feed(what[2])
+            elif kind == "submit":
+                self.submit(what[1])
+            elif kind == "partition":
+                self.groups = None if healed_at is not None else what[1]
+            elif kind == "crash":
+                if healed_at is None:
+                    node = self.nodes[dst]
+                    node.crashed, node.incarnation = True, node.incarnation + 1
+            elif kind == "restart":
+                self.restart(self.nodes[dst])
+            elif kind == "heal":
+                healed_at = at
+                self.groups, self.drop, self.dup, self.delay = None, 0.0, 0.0, (1, 20)
+                for node in self.nodes:
+                    self.restart(node)
+            if healed_at is not None and self.honest_done():
+                break
+        if not self.honest_done():
+            behind = {x.id: len(x.committed) for x in self.nodes if x.honest}
+            raise Violation("liveness", f"{len(self.submitted)} txs submitted, committed per honest node: "
+                            f"{behind}, {sc.bound_ms}ms after healing", self.now)
+        self.stats.blocks = max(len(x.chain) for x in self.nodes if x.honest)
+        return self.stats
+
+    def restart(self, node: Node) -> None:
+        if node.crashed:
+            node.crashed = False
+            node.incarnation += 1
+            node.boot()
