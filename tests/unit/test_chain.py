@@ -104,6 +104,15 @@ def test_tampered_header_rejected(chain, candidate, name):
     assert chain.head == head
 
 
+def test_validation_writes_nothing(chain, candidate):
+    before = list(chain.store.iterate(b""))
+    head = chain.head
+    chain.validate_block(candidate)
+    with pytest.raises(BlockInvalid):
+        chain.validate_block(with_header(candidate, state_root=sha256(b"s")))
+    assert list(chain.store.iterate(b"")) == before and chain.head == head
+
+
 def test_time_too_far_in_future(chain, candidate):
     skew = chain.params["time_skew_ms"]
     t = candidate.header.time_ms

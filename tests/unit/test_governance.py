@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from genesis.testnet import make_testnet
 from ledger import accounts, governance
-from ledger.block import validator_set_hash
+from ledger.block import Certificate, validator_set_hash
 from ledger.crypto import Signer
 from ledger.encoding import sha256
 from ledger.errors import BlockInvalid
@@ -292,3 +294,50 @@ def test_mint_cannot_overflow_the_supply(g):
         pid, r = g.pass_("mint", {"to": NEWKEY.address, "amount": accounts.MAX_AMOUNT})
         assert r.result["status"] == "failed" and g.status(pid)["reason"].startswith("supply_overflow")
     assert accounts.balance(g.state, NEWKEY.address) == room
+
+
+def test_certificates_follow_the_validator_set_through_a_change(tmp_path):
+    from ledger.store.leveldb import LevelDBStore
+
+    net = make_testnet(n_orgs=4, n_validators=1)
+    store = LevelDBStore(tmp_path / "db")
+    g = Net()
+    g.net, g.chain = net, net.chain(store)
+    v0 = net.validators[0]
+    extra = [Signer(sha256(b"val%d" % i)) for i in range(1, 4)]
+    for i, v in enumerate(extra):
+        g.pass_("add_validator", {"org": f"org{i + 2}", "key": v.public_key,
+                                  "p2p": f"http://10.0.0.{i}:1", "api": f"http://10.0.0.{i}:2"})
+    h_change = g.state.get(b"validators_next")["height"]
+    while g.chain.height + 1 < h_change:
+        g.block()  # certified by v0 alone: still the deciding set
+    assert g.chain.validator_keys == [v0.public_key] + [v.public_key for v in extra]
+
+    # height h_change is decided by four validators: v0's signature alone is no longer a quorum
+    c = g.chain
+    block, _ = c.build_block([], time_ms=c.head.time_ms + 1, view=0, proposer=extra[0].public_key,
+                             last_cert=c.get_cert(c.height))
+    result = c.validate_block(block)
+    with pytest.raises(BlockInvalid):
+        c.commit_block(block, net.certify(c, block), result)
+    net.validators = [v0] + extra[:2]  # three of four
+    c.commit_block(block, net.certify(c, block), result)
+    assert c.height == h_change
+
+    # the next block carries that certificate and is checked against the four-validator set
+    store.close()
+    store = LevelDBStore(tmp_path / "db")
+    try:
+        c = net.chain(store)
+        assert c.head_validator_keys == [v0.public_key] + [v.public_key for v in extra]
+        block, _ = c.build_block([], time_ms=c.head.time_ms + 1, view=0, proposer=v0.public_key,
+                                 last_cert=c.get_cert(c.height))
+        c.validate_block(block)
+        weak = Certificate.build(h_change, 0, c.head.block_hash, dict([c.get_cert(c.height).signatures[0]]))
+        forged = dataclasses.replace(block, last_cert=weak,
+                                     header=dataclasses.replace(block.header, last_cert_hash=weak.hash))
+        with pytest.raises(BlockInvalid) as exc:
+            c.validate_block(forged)
+        assert exc.value.code == "bad_certificate"
+    finally:
+        store.close()
