@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from p2p.wire import MAX_TXS_PER_FRAME
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -23,7 +25,7 @@ class Limits:
     # Sessions
     handshake_timeout_s: float = 5.0
     handshake_window_ms: int = 30_000  # allowed clock skew of a hello/welcome
-    max_pending_handshakes: int = 64  # unauthenticated connections at once
+    max_pending_handshakes: int = 16  # unauthenticated connections at once (each may buffer one frame)
     connect_timeout_s: float = 5.0
     backoff_base_s: float = 0.1
     backoff_cap_s: float = 10.0
@@ -31,8 +33,6 @@ class Limits:
     close_timeout_s: float = 1.0
 
     def __post_init__(self) -> None:
-        from p2p.wire import MAX_TXS_PER_FRAME
-
         if not 1 <= self.max_batch_txs <= MAX_TXS_PER_FRAME:
             raise ValueError(f"max_batch_txs must be in 1..{MAX_TXS_PER_FRAME}")
         if self.max_batch_bytes >= self.max_frame_bytes:

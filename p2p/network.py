@@ -187,7 +187,7 @@ class PeerNetwork:
                 link.queue.push(frame, priority=True)
 
     def send(self, peer_key: bytes, message: bytes) -> None:
-        link = self._links.get(peer_key)
+        link = self._links.get(bytes(peer_key))
         if link is None:
             log.warning("p2p: send to %s dropped: not a peer", bytes(peer_key).hex()[:12])
             return
@@ -248,7 +248,7 @@ class PeerNetwork:
         if limit <= 0:
             return []
         if peer_key is not None:
-            link = self._links.get(peer_key)
+            link = self._links.get(bytes(peer_key))
             if link is None:
                 raise PeerUnavailable(f"{bytes(peer_key).hex()[:12]} is not a peer")
             return await link.request_blocks(from_height, limit)
