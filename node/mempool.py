@@ -73,13 +73,18 @@ class _Sender:
     next_nonce: int                                     # the account's next nonce in state
     by_nonce: dict[int, _Entry] = field(default_factory=dict)
     bytes: int = 0
+    ready: int = 0  # length of the contiguous run from next_nonce
 
     def ready_run(self) -> list[_Entry]:
-        out, n = [], self.next_nonce
+        return [self.by_nonce[self.next_nonce + i] for i in range(self.ready)]
+
+    def recount(self) -> int:
+        """Recompute `ready`; returns the change."""
+        old, n = self.ready, self.next_nonce
         while n in self.by_nonce:
-            out.append(self.by_nonce[n])
             n += 1
-        return out
+        self.ready = n - self.next_nonce
+        return self.ready - old
 
 
 class Mempool:
@@ -106,6 +111,7 @@ class Mempool:
         self._by_hash: dict[bytes, _Entry] = {}
         self._senders: dict[bytes, _Sender] = {}  # sender public key -> its queue
         self._bytes = 0
+        self._ready = 0  # sum of the senders' ready runs
         self._rr = 0  # round-robin start for take()
 
     # reads --------------------------------------------------------------------------
@@ -131,14 +137,15 @@ class Mempool:
         e = self._by_hash.get(tx_hash)
         if e is None:
             return False
-        return any(x is e for x in self._senders[e.stx.tx.sender].ready_run())
+        s = self._senders[e.stx.tx.sender]
+        return e.stx.tx.nonce < s.next_nonce + s.ready
 
     def verified_hashes(self) -> frozenset[bytes]:
         """Hashes whose signatures admission already checked (block validation skips them)."""
         return frozenset(self._by_hash)
 
     def ready_count(self) -> int:
-        return sum(len(s.ready_run()) for s in self._senders.values())
+        return self._ready
 
     def oldest_ready(self) -> float | None:
         """Admission time of the oldest ready transaction (drives the block interval)."""
@@ -150,7 +157,7 @@ class Mempool:
         s = self._senders.get(sender)
         if s is None:
             return None
-        return s.next_nonce + len(s.ready_run())
+        return s.next_nonce + s.ready
 
     def stats(self) -> dict:
         return {"txs": len(self._by_hash), "bytes": self._bytes, "ready": self.ready_count(),
@@ -203,6 +210,8 @@ class Mempool:
         e = _Entry(stx, size, self.clock() if now is None else now)
         s.by_nonce[tx.nonce] = e
         s.bytes += size
+        if tx.nonce == s.next_nonce + s.ready:
+            self._ready += s.recount()
         self._by_hash[stx.hash] = e
         self._bytes += size
         return True
@@ -211,8 +220,7 @@ class Mempool:
     def take(self, max_txs: int, max_bytes: int | None = None) -> list[SignedTx]:
         """Ready transactions for a block: nonce order per sender, one sender after another
         round-robin (the start rotates between calls), within both limits. Nothing is removed."""
-        runs = [s.ready_run() for s in self._senders.values()]
-        runs = [r for r in runs if r]
+        runs = [s.ready_run() for s in self._senders.values() if s.ready]
         if not runs:
             return []
         start = self._rr % len(runs)
@@ -246,7 +254,10 @@ class Mempool:
         s = self._senders[e.stx.tx.sender]
         del s.by_nonce[e.stx.tx.nonce]
         s.bytes -= e.size
+        if e.stx.tx.nonce < s.next_nonce + s.ready:  # the run breaks here (or shrinks)
+            self._ready += s.recount()
         if not s.by_nonce:
+            self._ready -= s.ready
             del self._senders[e.stx.tx.sender]
 
     def on_commit(self, committed: Iterable[SignedTx], next_height: int | None = None) -> list[SignedTx]:
@@ -260,6 +271,7 @@ class Mempool:
             s = self._senders[key]
             member, next_nonce = self.lookup(s.address)
             s.next_nonce = next_nonce
+            self._ready += s.recount()
             for nonce, e in sorted(s.by_nonce.items()):
                 tx = e.stx.tx
                 stale = nonce < next_nonce or not member

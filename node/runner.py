@@ -321,14 +321,16 @@ class Runner:
         ready = self.mempool.ready_count()
         if ready == 0:
             return
-        oldest = self.mempool.oldest_ready()
-        waited_ms = (self.mempool.clock() - oldest) * 1000 if oldest is not None else 0
-        if ready < self.max_block_txs and waited_ms < self.block_interval_ms:
-            if self._propose_timer is None:
+        if ready < self.max_block_txs:
+            if self._propose_timer is not None:
+                return  # a check is already due when the oldest ready tx has waited long enough
+            oldest = self.mempool.oldest_ready()
+            waited_ms = (self.mempool.clock() - oldest) * 1000 if oldest is not None else 0
+            if waited_ms < self.block_interval_ms:
                 delay = (self.block_interval_ms - waited_ms) / 1000
                 self._propose_timer = asyncio.get_running_loop().call_later(
-                    max(0.0, delay), self.queue.put_nowait, _ProposeCheck())
-            return
+                    delay, self.queue.put_nowait, _ProposeCheck())
+                return
         txs = self.mempool.take(self.max_block_txs)
         verified = self.mempool.verified_hashes()
         block, result = self.chain.build_block(

@@ -207,3 +207,36 @@ def test_oldest_ready_follows_admission_time():
     clock[0] = 102.0
     mp.add(tx(A, 0))
     assert mp.oldest_ready() == 100.0  # now ready; it has waited since its admission
+
+
+def test_ready_count_matches_brute_force_under_random_operations():
+    import random
+
+    rng = random.Random(7)
+    mp, st = pool(max_nonce_ahead=20)
+    signers = [A, B, C]
+    for _ in range(400):
+        s = rng.choice(signers)
+        op = rng.random()
+        if op < 0.7:
+            try:
+                mp.add(tx(s, st.nonces.get(s.address, 0) + rng.randrange(0, 8)))
+            except TxAdmissionError:
+                pass
+        elif op < 0.85:
+            got = mp.take(rng.randrange(1, 6))
+            for t in got:  # commit what a block took
+                st.nonces[t.tx.sender_address] = t.tx.nonce + 1
+            mp.on_commit(got)
+        else:
+            st.nonces[s.address] = st.nonces.get(s.address, 0) + rng.randrange(0, 3)  # committed elsewhere
+            mp.on_commit([])
+        brute = 0
+        for sender in mp._senders.values():
+            n = sender.next_nonce
+            while n in sender.by_nonce:
+                n += 1
+            brute += n - sender.next_nonce
+        assert mp.ready_count() == brute
+        assert mp.bytes == sum(len(e.stx.raw) for e in mp._by_hash.values())
+        assert len(mp.take(10_000)) == brute

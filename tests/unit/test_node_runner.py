@@ -1,0 +1,183 @@
+"""The runner with the real consensus core on a memory store: WAL before send, the
+batching rule, no empty blocks, catch-up through fetched blocks, evidence."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+
+from consensus import effects as fx
+from consensus.messages import Commit, PrePrepare, decode_message, encode_message, make_prepare
+from genesis.testnet import make_testnet
+from ledger import accounts
+from ledger.store.memory import MemoryStore
+from ledger.tx import make_tx
+
+from node.mempool import Mempool
+from node.runner import Runner, load_signed_state
+from node.transport import NullTransport
+
+NET = make_testnet(n_validators=1)
+ADMIN = NET.admins["org1"]
+OP2 = NET.operators["org2"]
+
+
+def transfer(nonce, expiry=0):
+    return make_tx(ADMIN, NET.doc["chain_id"], nonce, "transfer", {"to": OP2.address, "amount": 1}, expiry)
+
+
+class RecordingTransport(NullTransport):
+    """Checks, at the moment of every send, that the WAL already covers the message."""
+
+    def __init__(self, store):
+        super().__init__()
+        self.store = store
+        self.messages = []
+        self.uncovered = []
+        self.blocks: list[tuple[bytes, bytes]] = []
+
+    def broadcast(self, message: bytes) -> None:
+        msg = decode_message(message)
+        rec = load_signed_state(self.store)
+        phase = "pp" if isinstance(msg, PrePrepare) else "commit" if isinstance(msg, Commit) else "prepare"
+        if rec is None or (rec.height, rec.view) != (msg.height, msg.view) or rec.signed(phase) != msg.block_hash:
+            self.uncovered.append(msg)
+        self.messages.append(msg)
+
+    async def fetch_blocks(self, from_height, peer_key, limit):
+        return self.blocks[from_height - 1:][:limit]
+
+
+def make_runner(**kw):
+    store = MemoryStore()
+    chain = NET.chain(store)
+    mp = Mempool(chain.chain_id, lambda a: (True, accounts.next_nonce(chain.state(), a)))
+    transport = RecordingTransport(store)
+    runner = Runner(chain, mp, NET.validators[0], transport, **kw)
+    return runner, chain, mp, transport
+
+
+async def until(cond, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+async def test_signed_state_is_persisted_before_every_send():
+    runner, chain, mp, tr = make_runner(block_interval_ms=10)
+    runner.start()
+    try:
+        for n in range(3):
+            mp.add(transfer(n))
+            runner.notify_txs_added(1)
+            await until(lambda: chain.height == n + 1)
+        assert tr.messages and not tr.uncovered
+    finally:
+        await runner.stop()
+
+
+async def test_block_cut_when_max_block_txs_ready_even_before_interval():
+    runner, chain, mp, _ = make_runner(block_interval_ms=60_000, max_block_txs=5)
+    runner.start()
+    try:
+        for n in range(4):
+            mp.add(transfer(n))
+        runner.notify_txs_added(4)
+        await asyncio.sleep(0.2)
+        assert chain.height == 0  # 4 < 5 and the interval is a minute
+        mp.add(transfer(4))
+        runner.notify_txs_added(1)
+        await until(lambda: chain.height == 1)
+        assert len(chain.get_block(1).txs) == 5 and len(mp) == 0
+    finally:
+        await runner.stop()
+
+
+async def test_block_cut_after_interval_from_first_pending_tx():
+    runner, chain, mp, _ = make_runner(block_interval_ms=300, max_block_txs=100)
+    runner.start()
+    try:
+        t0 = time.monotonic()
+        mp.add(transfer(0))
+        runner.notify_txs_added(1)
+        await asyncio.sleep(0.1)
+        mp.add(transfer(1))
+        runner.notify_txs_added(1)
+        await until(lambda: chain.height == 1)
+        elapsed = time.monotonic() - t0
+        assert 0.28 <= elapsed < 1.5
+        assert len(chain.get_block(1).txs) == 2
+    finally:
+        await runner.stop()
+
+
+async def test_no_empty_blocks_and_unincludable_txs_are_dropped():
+    runner, chain, mp, _ = make_runner(block_interval_ms=20)
+    runner.start()
+    try:
+        await asyncio.sleep(0.2)
+        assert chain.height == 0
+        mp.add(transfer(0))
+        mp.add(make_tx(OP2, NET.doc["chain_id"], 0, "transfer", {"to": ADMIN.address, "amount": 1}))
+        runner.notify_txs_added(2)
+        await until(lambda: chain.height == 1)
+        # a tx that can never be included (expired at height 1) yields no block and leaves the pool
+        stale = make_tx(OP2, NET.doc["chain_id"], 1, "transfer", {"to": ADMIN.address, "amount": 1}, expiry=1)
+        mp.add(stale)
+        runner.notify_txs_added(1)
+        await until(lambda: len(mp) == 0)
+        await asyncio.sleep(0.1)
+        assert chain.height == 1
+    finally:
+        await runner.stop()
+
+
+async def test_catch_up_applies_fetched_blocks_in_order():
+    # a reference chain with three certified blocks
+    ref = NET.chain()
+    cert = None
+    for n in range(3):
+        block, _ = ref.build_block([transfer(n)], time_ms=1_700_000_100_000 + n, view=0,
+                                   proposer=NET.validators[0].public_key, last_cert=cert)
+        cert = NET.certify(ref, block)
+        ref.commit_block(block, cert, ref.validate_block(block))
+    runner, chain, mp, tr = make_runner()
+    tr.blocks = [(ref.get_block_raw(h), ref.get_cert(h).encode()) for h in (1, 2, 3)]
+    mp.add(transfer(0))  # will be stale once block 1 is applied
+    runner.start()
+    try:
+        runner.call_soon(lambda: runner._carry_out([fx.FetchBlocks(1, None)]))
+        await until(lambda: chain.height == 3)
+        assert [chain.get_block(h).hash for h in (1, 2, 3)] == [ref.get_block(h).hash for h in (1, 2, 3)]
+        assert chain.head.state_root == ref.head.state_root
+        assert len(mp) == 0
+    finally:
+        await runner.stop()
+
+
+async def test_evidence_is_recorded():
+    runner, chain, mp, _ = make_runner()
+    a = make_prepare(NET.validators[0], chain.chain_id, 0, 1, b"\x01" * 32)
+    b = make_prepare(NET.validators[0], chain.chain_id, 0, 1, b"\x02" * 32)
+    runner.start()
+    try:
+        runner.call_soon(lambda: runner._carry_out([fx.Evidence("equivocation", a.sender, a, b)]))
+        await until(lambda: runner.evidence_count == 1)
+        rec = runner.evidence[0]
+        assert rec["kind"] == "equivocation" and rec["sender"] == a.sender.hex()
+    finally:
+        await runner.stop()
+
+
+async def test_consensus_bytes_with_bad_signature_are_dropped():
+    runner, chain, mp, _ = make_runner()
+    good = make_prepare(NET.validators[0], chain.chain_id, 0, 1, b"\x01" * 32)
+    bad = replace(good, signature=bytes(64))
+    runner.on_consensus_bytes(good.sender, encode_message(bad))
+    runner.on_consensus_bytes(good.sender, b"\x00garbage")
+    assert runner.queue.qsize() == 0
+    runner.on_consensus_bytes(good.sender, encode_message(good))
+    assert runner.queue.qsize() == 1
