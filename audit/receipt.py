@@ -68,7 +68,16 @@ def _bytes(value: Any, what: str) -> bytes:
 def _raw(value: Any, what: str) -> bytes:
     if isinstance(value, (Header, Certificate, Receipt)):
         return value.encode()
+    if isinstance(value, dict) and "raw" not in value and "bytes" in value:  # the API's header view
+        return _bytes(value["bytes"], what)
     return _bytes(value, what)
+
+
+def _proof_raw(proof: dict, name: str) -> bytes:
+    """`header` / `certificate` as raw bytes: the API adds `header_raw` / `certificate_raw` (base64)."""
+    if proof.get(f"{name}_raw") is not None:
+        return _bytes(proof[f"{name}_raw"], f"{name}_raw")
+    return _raw(proof[name], name)
 
 
 def jsonable(value: Any) -> Any:
@@ -94,8 +103,9 @@ def cert_json(c: Certificate) -> dict:
 
 
 def _receipt_raw(proof: dict) -> bytes:
-    if proof.get("receipt_raw") is not None:
-        return _bytes(proof["receipt_raw"], "receipt_raw")
+    for name in ("receipt_raw", "receipt_bytes"):
+        if proof.get(name) is not None:
+            return _bytes(proof[name], name)
     r = proof["receipt"]
     if isinstance(r, Receipt):
         return r.encode()
@@ -113,8 +123,8 @@ def build_receipt(proof: dict, *, genesis_hash: bytes | None = None, validator_c
     every change at or below the block's height; needed only when the set changed.
     """
     try:
-        header_raw = _raw(proof["header"], "header")
-        cert_raw = _raw(proof["certificate"], "certificate")
+        header_raw = _proof_raw(proof, "header")
+        cert_raw = _proof_raw(proof, "certificate")
         header = Header.from_wire(decode(header_raw))
         cert = Certificate.from_wire(decode(cert_raw))
         tx_raw = _bytes(proof["tx"], "tx")
@@ -210,7 +220,7 @@ def fetch_receipt(node_url: str, tx_hash: bytes | str, *, genesis_doc: dict | No
     if code != 200 or not isinstance(data, dict):
         raise SourceError(f"{client.base_url}: GET /v1/txs/{hexhash}/proof answered {code}", "bad_response")
     proof = data.get("proof", data)
-    header = Header.from_wire(decode(_raw(proof["header"], "header")))
+    header = Header.from_wire(decode(_proof_raw(proof, "header")))
     changes = []
     if genesis_doc is not None and header.validator_set_hash != validator_set_hash(_genesis_keys(genesis_doc)):
         changes = _changes_by_replay(HttpSource(node_url), genesis_doc, genesis_hash, header.height, workers, replay)

@@ -220,6 +220,19 @@ class HttpSource(BlockSource):
         except ValueError:
             return None
 
+    def head_meta(self) -> dict | None:
+        """The head as `/v1/status` reported it when replay began (the node may move on)."""
+        st = self._status or self.status()
+        meta = {"height": st["height"]}
+        for ours, theirs in (("block_hash", "head_hash"), ("state_root", "state_root")):
+            try:
+                meta[ours] = bytes.fromhex(st[theirs])
+            except (KeyError, TypeError, ValueError):
+                pass
+        if isinstance(st.get("time_ms"), int):
+            meta["time_ms"] = st["time_ms"]
+        return meta
+
     def get_block(self, height: int) -> tuple[bytes | None, bytes | None]:
         code, data = self.client.get_json(f"/v1/blocks/{height}")
         if code == 404:
