@@ -42,10 +42,11 @@ def _free(port: int) -> bool:
     return True
 
 
-def free_base_port() -> int:
-    """A base port whose node-1 P2P (base+1) and API (base+101) ports are free right now."""
-    for base in range(31000 + (os.getpid() % 500) * 4, 40000, 7):
-        if _free(base + 1) and _free(base + 101):
+def free_base_port(n: int = 1) -> int:
+    """A base port whose P2P (base+k) and API (base+100+k) ports, k = 1..n, are free right now."""
+    # below the ephemeral range (32768+), where outgoing connections could take our ports
+    for base in range(21000 + (os.getpid() % 1000) * 10, 32500, 7):
+        if all(_free(base + k) and _free(base + 100 + k) for k in range(1, n + 1)):
             return base
     raise RuntimeError("no free ports")
 
@@ -172,6 +173,32 @@ def test_start_reports_a_node_that_cannot_start(localnet_dir):
 def test_init_refuses_an_existing_network(localnet_dir):
     r = cxl("localnet", "init", "--validators", 1, "--dir", localnet_dir, check=False)
     assert r.returncode == 1 and "--force" in r.stderr
+
+
+def test_four_validators_agree_on_a_transfer(tmp_path):
+    d = tmp_path / "net4"
+    cxl("localnet", "init", "--validators", 4, "--dir", d, "--base-port", free_base_port(4))
+    manifest = json.loads((d / "localnet.json").read_text())
+    assert [o["id"] for o in manifest["orgs"]] == ["org1", "org2", "org3", "org4"]
+    sender = manifest["orgs"][0]["keys"]["operator"]
+    to = manifest["orgs"][3]["keys"]["auditor"]["address"]  # auditors start unfunded
+    net = Localnet(d)
+    try:
+        assert net.wait_for("localnet running", 60), "".join(net.output) + _logs(manifest)
+        pids = [n["pid"] for n in json.loads((d / "run.json").read_text())["nodes"]]
+        assert len(pids) == 4
+        record = json.loads(cxl("tx", "transfer", "--key", sender["path"], "--to", to, "--amount", 77,
+                                "--node", manifest["nodes"][2]["api"], "--json").stdout)
+        assert record["receipt"]["code"] == "ok", record
+        for node in manifest["nodes"]:  # every replica executes the block: wait for it, then ask it
+            shown = json.loads(cxl("tx", "show", record["hash"], "--wait", 20, "--node", node["api"], "--json").stdout)
+            assert shown["status"] == "committed" and shown["block_hash"] == record["block_hash"]
+            acct = json.loads(cxl("account", "show", to, "--node", node["api"], "--json").stdout)
+            assert acct["balance"] == 77, (node["name"], acct)
+    finally:
+        rc = net.stop()
+    assert rc == 0, "".join(net.output)
+    assert not any(_alive(p) for p in pids)
 
 
 def _logs(manifest) -> str:
