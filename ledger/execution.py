@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from ledger import accounts, governance
 from ledger.context import BlockContext, TxContext
 from ledger.encoding import encode
-from ledger.errors import LedgerError, TxRejected
+from ledger.errors import EncodingError, LedgerError, TxRejected
 from ledger.merkle import merkle_root
 from ledger.state import StateView, next_state_root
 from ledger.tx import SignedTx
@@ -102,8 +102,9 @@ def execute_tx(state: StateView, stx: SignedTx, ctx: BlockContext) -> Receipt:
         result = kind.handler(child, tctx, tx.payload) or {}
     except TxRejected as exc:
         return Receipt(exc.code, exc.message, {})
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        # a payload of the wrong shape that slipped past a handler's checks
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, EncodingError) as exc:
+        # a payload of the wrong shape (or an out-of-range number) that slipped past a
+        # handler's checks: a receipt, never an exception that would stop block building
         return Receipt("bad_payload", f"malformed payload: {exc!r}", {})
     child.merge_into_parent()
     return Receipt("ok", "", result)

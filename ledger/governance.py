@@ -241,8 +241,8 @@ def propose(state: StateView, ctx, payload: dict) -> dict:
 def vote(state: StateView, ctx, payload: dict) -> dict:
     """`vote {proposal, approve}`: one vote per organisation, cast by one of its admins."""
     pid, approve = payload.get("proposal"), payload.get("approve")
-    if not isinstance(pid, int) or isinstance(pid, bool) or not isinstance(approve, bool):
-        raise TxRejected("vote needs proposal (integer id) and approve (true/false)", "bad_payload")
+    if not isinstance(pid, int) or isinstance(pid, bool) or not isinstance(approve, bool) or not 0 < pid < 2**64:
+        raise TxRejected("vote needs proposal (positive integer id) and approve (true/false)", "bad_payload")
     proposal = get_proposal(state, pid)
     if proposal is None:
         raise TxRejected(f"no proposal {pid}", "unknown_proposal")
