@@ -167,14 +167,25 @@ def test_failed_handler_leaves_no_partial_write(net, chain, monkeypatch):
         state.put(b"junk", 1)
         return payload["missing"]
 
+    def overflow(state, ctx, payload):
+        state.put(b"junk", 1)
+        return {"k": payload["n"].to_bytes(2, "big")}
+
+    def unencodable(state, ctx, payload):
+        state.put(b"junk", payload["n"] * 2**64)
+        return {}
+
+    monkeypatch.setitem(txtypes.TX_TYPES, "overflow", TxType("overflow", frozenset(), overflow))
+    monkeypatch.setitem(txtypes.TX_TYPES, "unencodable", TxType("unencodable", frozenset(), unencodable))
     monkeypatch.setitem(txtypes.TX_TYPES, "half", TxType("half", frozenset(), half_then_fail))
     monkeypatch.setitem(txtypes.TX_TYPES, "crash", TxType("crash", frozenset(), half_then_crash))
     a = net.admins["org1"]
     a0 = bal(chain, a)
-    _, res = advance(net, chain, [tx(chain, a, "half", {}), tx(chain, a, "crash", {}, n=1)])
-    assert [r.code for r in res.receipts] == ["half_done", "bad_payload"]
+    _, res = advance(net, chain, [tx(chain, a, "half", {}), tx(chain, a, "crash", {}, n=1),
+                                  tx(chain, a, "overflow", {"n": -1}, n=2), tx(chain, a, "unencodable", {"n": 1}, n=3)])
+    assert [r.code for r in res.receipts] == ["half_done", "bad_payload", "bad_payload", "bad_payload"]
     assert set(res.writes) == {accounts.nonce_key(a.address)}
-    assert chain.state().get(b"junk") is None and bal(chain, a) == a0 and nonce(chain, a) == 2
+    assert chain.state().get(b"junk") is None and bal(chain, a) == a0 and nonce(chain, a) == 4
 
 
 def _ctx(chain, height=None):

@@ -341,3 +341,11 @@ def test_certificates_follow_the_validator_set_through_a_change(tmp_path):
         assert exc.value.code == "bad_certificate"
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("pid", [-1, 0, -(2**63), 2**64 - 1, "1", True, None])
+def test_bad_vote_ids_are_receipts_not_crashes(g, pid):
+    # before the fix, proposal -1 raised OverflowError out of execute_block: no block could be built
+    r = g.block((g.admin("org2"), "vote", {"proposal": pid, "approve": True}))[0]
+    assert r.code in {"bad_payload", "unknown_proposal"}
+    assert accounts.next_nonce(g.state, g.admin("org2").address) == 1
