@@ -62,6 +62,11 @@ class PeerNetwork:
         self.listen_port = listen_port
         self.tls = tls
         self.limits = limits or Limits()
+        if tls is not None and tls.public_key != self.key:
+            shown = tls.public_key.hex() if tls.public_key else "no Ed25519 key"
+            raise ValueError(f"the TLS certificate carries {shown}, not this node's key {self.key.hex()}; "
+                             "peers pin certificates to node keys, so use TLSConfig.for_signer(node signer) "
+                             "or a certificate issued for the node key")
         self.client_ssl: ssl.SSLContext | None = tls.client_context() if tls else None
         self._server_ssl: ssl.SSLContext | None = tls.server_context() if tls else None
         self.client: aiohttp.ClientSession | None = None  # type: ignore[assignment]
@@ -157,7 +162,7 @@ class PeerNetwork:
         peers = {k: v for k, v in table.items() if k != self.key}
         for key, link in list(self._links.items()):
             entry = peers.get(key)
-            if entry is None or entry.get("p2p") != link.url:
+            if entry is None or str(entry.get("p2p") or "") != link.url:
                 del self._links[key]
                 self._spawn(link.stop())
             if entry is None:
@@ -167,7 +172,7 @@ class PeerNetwork:
         for key, entry in peers.items():
             link = self._links.get(key)
             if link is None:
-                link = PeerLink(self, key, str(entry.get("org", "")), str(entry["p2p"]))
+                link = PeerLink(self, key, str(entry.get("org", "")), str(entry.get("p2p") or ""))
                 self._links[key] = link
                 if self._running:
                     link.start()

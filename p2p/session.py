@@ -77,6 +77,9 @@ class PeerLink:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        if not self.url:
+            log.warning("p2p: validator %s has no p2p URL; accepting its sessions, not dialling it", self.short)
+            return
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"p2p-link-{self.short}")
 

@@ -68,10 +68,24 @@ def _notary_pem() -> str:
 
 @dataclass(frozen=True, slots=True)
 class TLSConfig:
-    """A node's TLS identity (PEM certificate + PEM private key for its node key)."""
+    """A node's TLS identity: PEM certificate + PEM private key for its *node key*.
+
+    Certificates from `for_signer` are issued by the public notary and accepted by every
+    node. Certificates from elsewhere must carry the node key too, and be issued either by
+    the notary or by a CA listed in `ca_pem` on every node (extra trust anchors)."""
 
     cert_pem: bytes
     key_pem: bytes
+    ca_pem: bytes | None = None
+
+    @property
+    def public_key(self) -> bytes | None:
+        """The Ed25519 key the certificate carries (None if it is not Ed25519)."""
+        try:
+            cert = x509.load_pem_x509_certificate(self.cert_pem)
+        except ValueError:
+            return None
+        return certificate_key(cert.public_bytes(serialization.Encoding.DER))
 
     def __repr__(self) -> str:  # never print a private key
         return "TLSConfig(<node certificate>)"
@@ -108,6 +122,8 @@ class TLSConfig:
     def _load_into(self, ctx: ssl.SSLContext) -> ssl.SSLContext:
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
         ctx.load_verify_locations(cadata=_notary_pem())
+        if self.ca_pem:
+            ctx.load_verify_locations(cadata=self.ca_pem.decode())
         # `ssl` only loads identities from files: write them to a private temp dir, load, delete.
         with tempfile.TemporaryDirectory(prefix="cxl-tls-") as tmp:
             cert_path = os.path.join(tmp, "cert.pem")

@@ -367,7 +367,10 @@ async def test_tls_refuses_a_certificate_for_the_wrong_key(cert_of):
     a, b, c = cluster.nodes
     # b holds its node key but presents a TLS certificate for another key
     wrong = TLSConfig.for_signer(OUTSIDER if cert_of == "outsider" else c.signer)
-    impostor = cluster.make_node(b.signer, b.port, tls=wrong)
+    with pytest.raises(ValueError, match="not this node's key"):  # an honest node refuses to start so
+        cluster.make_node(b.signer, b.port, tls=wrong)
+    impostor = cluster.make_node(b.signer, b.port, tls=True)
+    impostor.net.client_ssl, impostor.net._server_ssl = wrong.client_context(), wrong.server_context()
     cluster.nodes[1] = impostor
     async with asyncio.timeout(10):
         await cluster.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import msgpack
@@ -215,5 +216,28 @@ def test_tls_certificate_carries_the_node_key_and_is_deterministic():
     der = x509.load_pem_x509_certificate(config.cert_pem).public_bytes(serialization.Encoding.DER)
     assert certificate_key(der) == CLIENT.public_key
     assert certificate_key(None) is None and certificate_key(b"not a certificate") is None
+    assert config.public_key == CLIENT.public_key
     config.server_context()
     config.client_context()
+
+
+def test_tls_accepts_extra_trust_anchors():
+    extra = TLSConfig.for_signer(SERVER).cert_pem  # any PEM certificate loads as an anchor
+    config = dataclasses.replace(TLSConfig.for_signer(CLIENT), ca_pem=extra)
+    config.client_context()
+
+
+# ------------------------------------------------------------- node boundary
+
+
+def test_peer_network_implements_the_node_transport_protocol():
+    import inspect
+
+    from node.transport import Transport
+    from p2p.network import PeerNetwork
+
+    for name in ("start", "stop", "broadcast", "send", "gossip_txs", "fetch_blocks", "set_validators", "peer_status"):
+        ours, theirs = inspect.signature(getattr(PeerNetwork, name)), inspect.signature(getattr(Transport, name))
+        assert list(ours.parameters) == list(theirs.parameters), name
+        assert inspect.iscoroutinefunction(getattr(PeerNetwork, name)) == inspect.iscoroutinefunction(
+            getattr(Transport, name)), name
