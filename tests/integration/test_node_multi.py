@@ -1,0 +1,137 @@
+"""Four validators in one process over the real p2p transport (authenticated WebSockets
+on 127.0.0.1), each with its own LevelDB: transactions submitted to any node commit on
+all of them with identical blocks; a stopped validator does not stop the other three,
+and catches up with the chain when it comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import socket
+import time
+
+import aiohttp
+import pytest
+
+from genesis.schema import genesis_hash, save as save_genesis, validate
+from genesis.testnet import make_testnet
+from ledger.keystore import write_key
+from ledger.tx import make_tx
+
+from node.app import Node
+from node.config import init_home, load_config
+
+pytestmark = pytest.mark.slow
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.fixture
+def net_homes(tmp_path):
+    net = make_testnet(n_validators=4, params={"view_timeout_ms": 800, "block_interval_ms": 20})
+    ports = _free_ports(4)
+    doc = dict(net.doc)
+    doc["validators"] = [dict(v, p2p=f"http://127.0.0.1:{p}") for v, p in zip(doc["validators"], ports)]
+    doc = validate(doc)
+    net.doc, net.genesis_hash = doc, genesis_hash(doc)
+    save_genesis(doc, tmp_path / "genesis.json")
+    homes = []
+    for i, signer in enumerate(net.validators):
+        write_key(tmp_path / f"v{i}.json", signer)
+        homes.append(init_home(tmp_path / f"node{i}", tmp_path / "genesis.json", tmp_path / f"v{i}.json",
+                               p2p_port=ports[i]).path)
+    return net, homes
+
+
+async def start(home) -> Node:
+    node = Node(home, config=dataclasses.replace(load_config(home), api_port=0))
+    await node.start()
+    return node
+
+
+async def until(cond, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+async def submit(session, node, stx):
+    async with session.post(node.api_url + "/v1/txs", json={"tx": base64.b64encode(stx.raw).decode()}) as r:
+        assert r.status == 202, await r.text()
+
+
+async def test_four_validators_commit_the_same_chain_and_survive_one_down(net_homes):
+    net, homes = net_homes
+    chain_id = net.doc["chain_id"]
+    admin, to = net.admins["org1"], net.operators["org2"].address
+    nodes = [await start(h) for h in homes]
+    try:
+        async with aiohttp.ClientSession() as s:
+            txs = [make_tx(admin, chain_id, n, "transfer", {"to": to, "amount": 1}) for n in range(10)]
+            for i, t in enumerate(txs):
+                await submit(s, nodes[i % 4], t)  # any node: gossip brings it to the primary
+            await until(lambda: all(n.chain.get_tx(txs[-1].hash) for n in nodes), what="all nodes commit")
+            top = min(n.chain.height for n in nodes)
+            for h in range(1, top + 1):
+                assert len({n.chain.get_block(h).hash for n in nodes}) == 1
+
+            # one validator down (f = 1): the other three keep committing
+            down = nodes.pop(3)
+            await down.stop()
+            more = [make_tx(admin, chain_id, 10 + n, "transfer", {"to": to, "amount": 1}) for n in range(5)]
+            for t in more:
+                await submit(s, nodes[0], t)
+            await until(lambda: all(n.chain.get_tx(more[-1].hash) for n in nodes), timeout=30,
+                        what="three nodes commit")
+
+            # it comes back and catches up
+            nodes.append(await start(homes[3]))
+            last = make_tx(admin, chain_id, 15, "transfer", {"to": to, "amount": 1})
+            await submit(s, nodes[0], last)
+            await until(lambda: all(n.chain.get_tx(last.hash) for n in nodes), timeout=30,
+                        what="restarted node catches up")
+            top = min(n.chain.height for n in nodes)
+            assert len({n.chain.get_block(top).hash for n in nodes}) == 1
+            assert len({n.chain.head.state_root for n in nodes if n.chain.height == top}) == 1
+    finally:
+        for n in nodes:
+            await n.stop()
+
+
+async def test_primary_down_view_change_keeps_the_chain_going(net_homes):
+    net, homes = net_homes
+    chain_id = net.doc["chain_id"]
+    admin, to = net.admins["org1"], net.operators["org2"].address
+    nodes = [await start(h) for h in homes]
+    try:
+        primary_key = nodes[0].runner.primary()
+        primary = next(n for n in nodes if n.signer.public_key == primary_key)
+        nodes.remove(primary)
+        await primary.stop()
+        async with aiohttp.ClientSession() as s:
+            t = make_tx(admin, chain_id, 0, "transfer", {"to": to, "amount": 1})
+            await submit(s, nodes[0], t)
+            await until(lambda: all(n.chain.get_tx(t.hash) for n in nodes), timeout=30,
+                        what="commit after a view change")
+            assert all(n.runner.view >= 1 for n in nodes)
+            async with s.get(nodes[0].api_url + "/v1/status") as r:
+                st = await r.json()
+            assert st["view"] >= 1 and st["primary"] != primary_key.hex()
+            async with s.get(nodes[0].api_url + "/metrics") as r:
+                assert "cxl_view_changes 0.0" not in await r.text()
+    finally:
+        for n in nodes:
+            await n.stop()
