@@ -90,6 +90,8 @@ def live_claims(state: StateView, listing: dict, now_ms: int) -> list[dict]:
 
 def check_required(state: StateView, listing: dict, claims: list[str], issuers: list[str] | None, now_ms: int) -> list[int]:
     """The attestation ids backing each required claim; rejects if one has none."""
+    if not claims:
+        return []
     live = live_claims(state, listing, now_ms)
     used = []
     for claim in claims:
