@@ -76,6 +76,9 @@ def validate(doc) -> dict:
         lo, hi = PARAM_RANGES[name]
         _int(value, f"params.{name}", lo, hi)
     out["params"] = dict(sorted(params.items()))
+    num = params.get("gov_threshold_num", DEFAULT_PARAMS["gov_threshold_num"])
+    if num > params.get("gov_threshold_den", DEFAULT_PARAMS["gov_threshold_den"]):
+        _fail("params.gov_threshold_num", "must not exceed gov_threshold_den (no proposal could ever pass)")
 
     orgs = doc.get("orgs")
     if not isinstance(orgs, list) or not orgs:

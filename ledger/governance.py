@@ -166,6 +166,9 @@ def _execute(state: StateView, height: int, action: str, args: dict) -> None:
     elif action == "set_param":
         params = dict(accounts.params(state))
         params[args["name"]] = args["value"]
+        if params.get("gov_threshold_num", 2) > params.get("gov_threshold_den", 3):
+            # a threshold above 1 can never be reached, not even to lower it again
+            raise TxRejected("gov_threshold_num may not exceed gov_threshold_den", "bad_threshold")
         state.put(b"params", params)
     elif action == "mint":
         # supply bounds every balance; keeping it <= MAX_AMOUNT keeps all of them encodable
