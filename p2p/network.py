@@ -109,7 +109,13 @@ class PeerNetwork:
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.limits.close_timeout_s)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.listen_host, self.listen_port, ssl_context=self._server_ssl)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise OSError(exc.errno, f"p2p: cannot listen on {self.listen_host}:{self.listen_port}: "
+                                     f"{exc.strerror} (is another node using this p2p_port?)") from exc
         self.client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         self._running = True
         for link in self._links.values():

@@ -411,3 +411,23 @@ async def test_tls_server_refuses_a_plain_or_certless_client():
                 msg = await ws.receive(timeout=2)
                 assert msg.type != aiohttp.WSMsgType.BINARY, "server talked to a client without a certificate"
         await assert_still_works(cluster)
+
+
+async def test_a_busy_port_is_reported_and_nothing_leaks():
+    async with Cluster.build(2) as cluster:
+        a = cluster.nodes[0]
+        clash = PeerNetwork(FakeInbox(CHAIN), OUTSIDER, "127.0.0.1", a.port, cluster.validators, limits=FAST_LIMITS)
+        with pytest.raises(OSError, match="cannot listen"):
+            await clash.start()
+        await clash.stop()  # harmless
+        await assert_still_works(cluster)
+
+
+async def test_block_responses_are_trimmed_to_the_frame_limit():
+    limits = dataclasses.replace(FAST_LIMITS, max_frame_bytes=64 * 1024, max_batch_bytes=32 * 1024)
+    async with Cluster.build(2, limits=limits) as cluster:
+        a, b = cluster.nodes
+        b.inbox.blocks = [(bytes([h]) * 20_000, b"cert") for h in range(10)]
+        got = await a.net.fetch_blocks(2, b.key, 8)
+        assert got == b.inbox.blocks[2:5]  # three 20 kB blocks fit in a 64 KiB frame
+        assert all(p["connected"] for p in a.net.peer_status())
