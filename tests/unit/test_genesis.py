@@ -71,6 +71,7 @@ CASES = [
     ("params out of range", setter(["params", "block_interval_ms"], 0), "params.block_interval_ms"),
     ("params bool", setter(["params", "time_skew_ms"], True), "params.time_skew_ms"),
     ("params str", setter(["params", "max_block_txs"], "5"), "params.max_block_txs"),
+    ("threshold above one", setter(["params", "gov_threshold_num"], 4), "params.gov_threshold_num"),
     ("orgs missing", deleter(["orgs"]), "orgs"),
     ("orgs empty", setter(["orgs"], []), "orgs"),
     ("orgs dict", setter(["orgs"], {}), "orgs"),

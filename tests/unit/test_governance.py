@@ -349,3 +349,17 @@ def test_bad_vote_ids_are_receipts_not_crashes(g, pid):
     r = g.block((g.admin("org2"), "vote", {"proposal": pid, "approve": True}))[0]
     assert r.code in {"bad_payload", "unknown_proposal"}
     assert accounts.next_nonce(g.state, g.admin("org2").address) == 1
+
+
+def test_threshold_above_one_refused(g):
+    # before the fix this passed, and from then on every proposal was rejected at once:
+    # governance (including undoing this) was locked forever
+    pid, r = g.pass_("set_param", {"name": "gov_threshold_num", "value": 4})
+    assert r.result["status"] == "failed" and g.status(pid)["reason"].startswith("bad_threshold")
+    assert g.chain.params["gov_threshold_num"] == 2
+    g.pass_("set_param", {"name": "gov_threshold_num", "value": 3})
+    assert g.chain.params["gov_threshold_num"] == 3  # unanimity (3/3) is allowed
+    pid = g.propose("mint", {"to": NEWKEY.address, "amount": 1})
+    for org in ("org2", "org3"):
+        assert g.vote(pid, org).result["status"] == "open"
+    assert g.vote(pid, "org4").result["status"] == "executed"
