@@ -298,7 +298,7 @@ def make_app(node, extra_routes: Iterable[web.AbstractRouteDef] = ()) -> web.App
 async def start_api(app: web.Application, host: str, port: int, max_connections: int) -> tuple[web.AppRunner, int]:
     """Serve `app`; refuse connections beyond `max_connections` (closed at once).
     Port 0 picks a free port; returns (runner, port)."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     server = runner.server
     accept = server.connection_made

@@ -205,6 +205,8 @@ class Node:
                       self.signer.public_key.hex(), self.api_url)
 
     async def stop(self) -> None:
+        if self.runner is not None:
+            self.runner.release_waiters()  # long-polls answer now instead of holding the shutdown
         if self._web_runner is not None:
             await self._web_runner.cleanup()
             self._web_runner = None

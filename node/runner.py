@@ -221,6 +221,14 @@ class Runner:
         self._waiters.setdefault(tx_hash, []).append(fut)
         return fut
 
+    def release_waiters(self) -> None:
+        """Answer every long-poll now (with None: not committed), e.g. before shutting down."""
+        for futs in self._waiters.values():
+            for f in futs:
+                if not f.done():
+                    f.set_result(None)
+        self._waiters.clear()
+
     def forget_waiter(self, tx_hash: bytes, fut: asyncio.Future) -> None:
         futs = self._waiters.get(tx_hash)
         if futs and fut in futs:

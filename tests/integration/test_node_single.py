@@ -392,3 +392,18 @@ def test_python_m_node_runs_and_stops_on_sigterm(tmp_path):
         assert Chain(store, NET.doc, NET.genesis_hash).height == 1
     finally:
         store.close()
+
+
+async def test_stop_answers_long_polls_instead_of_hanging(tmp_path):
+    node = await start(make_home(tmp_path), block_interval_ms=3_600_000)
+    async with aiohttp.ClientSession() as s:
+        c = Client(node, s)
+        t = transfer(ADMIN, 0)
+        assert (await c.submit(t))[0] == 202
+        poll = asyncio.create_task(c.get(f"/v1/txs/{t.hash.hex()}?wait=30"))
+        await asyncio.sleep(0.2)
+        t0 = time.monotonic()
+        await node.stop()
+        status, body = await asyncio.wait_for(poll, 5)
+        assert status == 200 and body["status"] == "pending"
+        assert time.monotonic() - t0 < 5
