@@ -52,10 +52,14 @@ def node_group() -> None:
               help="Encrypt the generated node key (passphrase from --passphrase-file, $CXL_PASSPHRASE or a prompt).")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False), help="Passphrase for --encrypt-key.")
 @click.option("--force", is_flag=True, help="Re-initialise an existing home (keeps its data directory).")
-def node_init(home, genesis_path, node_key, api_port, p2p_port, encrypt_key, passphrase_file, force):
+@json_option
+def node_init(home, genesis_path, node_key, api_port, p2p_port, encrypt_key, passphrase_file, force, as_json):
     """Create a node home: genesis, node key and config.json."""
-    from node.config import init_home
+    from node.config import init_home, load_config
 
+    if (Path(home) / "config.json").exists() and not force:
+        raise CliError(f"{home} is already a node home; use another directory, or pass --force to re-initialise "
+                       "it (its chain data and, without --node-key, its node key are kept)")
     g_api, g_p2p = _ports_from_genesis(genesis_path, node_key)
     settings = {}
     if (api_port or g_api) is not None:
@@ -73,10 +77,17 @@ def node_init(home, genesis_path, node_key, api_port, p2p_port, encrypt_key, pas
         raise CliError(f"{exc.message}") from None
     key = read_key_document(nh.key_file)
     doc, h = load_genesis(nh.genesis_file)
+    cfg = load_config(nh.path)
+    is_validator = any(v["key"] == key.get("public_key") for v in doc["validators"])
+    if as_json:
+        print_json({"home": str(nh.path), "chain_id": doc["chain_id"], "genesis_hash": h.hex(),
+                    "node_key": key.get("public_key"), "node_key_encrypted": bool(key.get("encrypted")),
+                    "api_port": cfg.api_port, "p2p_port": cfg.p2p_port, "validator": is_validator})
+        return
     click.echo(f"initialised node home {nh.path}")
     print_fields([("chain id", doc["chain_id"]), ("genesis hash", h.hex()), ("node key", key.get("public_key")),
-                  ("api port", settings.get("api_port", "default")), ("p2p port", settings.get("p2p_port", "default"))])
-    if not any(v["key"] == key.get("public_key") for v in doc["validators"]):
+                  ("api", f"{cfg.api_host}:{cfg.api_port}"), ("p2p", f"{cfg.p2p_host}:{cfg.p2p_port}")])
+    if not is_validator:
         click.echo(f"note: this node key is not a validator in the genesis; add it with "
                    f"`cxl genesis add-validator --node-keyfile {nh.key_file} …` or a governance proposal", err=True)
     click.echo(f"start it with: cxl node start --home {home}")
