@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 
 import click
 
+from cli.client import NodeError
 from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json, print_table
 from genesis.schema import load as load_genesis
 from cli.keys import read_passphrase
@@ -145,3 +146,40 @@ def status_cmd(node_url, as_json):
         click.echo("")
         print_table(["VALIDATOR", "ORG", "API", "P2P"],
                     [[str(v.get("key", ""))[:16], v.get("org"), v.get("api"), v.get("p2p")] for v in vals])
+
+
+@click.group("block")
+def block_group() -> None:
+    """Look up committed blocks."""
+
+
+@block_group.command("show")
+@click.argument("height", default="latest", metavar="[HEIGHT|latest]")
+@node_option
+@json_option
+def block_show(height, node_url, as_json):
+    """A block's header, transactions and commit certificate (default: the latest)."""
+    if height != "latest" and not height.isdigit():
+        raise click.BadParameter("a block height (0, 1, …) or 'latest'", param_hint="HEIGHT")
+    client = client_for(node_url)
+    try:
+        block = client.block(height)
+    except NodeError as exc:
+        if exc.status == 404 and height.isdigit() and int(height) == 0:
+            raise CliError("height 0 is the genesis state, not a block: blocks start at 1 "
+                           "(see the genesis with `cxl genesis validate FILE`)") from None
+        if exc.status == 404:
+            raise CliError(f"the node at {client.url} has no block {height} yet") from None
+        raise
+    if as_json:
+        print_json(block)
+        return
+    header = block.get("header") or {}
+    cert = block.get("certificate") or {}
+    print_fields([("height", block.get("height")), ("hash", block.get("hash")), ("time_ms", header.get("time_ms")),
+                  ("view", header.get("view")), ("parent", header.get("parent_hash")),
+                  ("proposer", header.get("proposer")), ("state root", header.get("state_root")),
+                  ("signatures", len(cert.get("signatures") or []) if cert else "none (not certified yet)"),
+                  ("txs", len(block.get("txs") or []))])
+    for i, h in enumerate(block.get("txs") or []):
+        click.echo(f"  {i:>4}  {h}")
