@@ -144,8 +144,13 @@ def _execute(state: StateView, height: int, action: str, args: dict) -> None:
             raise TxRejected(f"{address} already belongs to an organisation", "member_exists")
         state.put(accounts.member_key(address), {"org": args["org"], "role": args["role"], "key": args["key"]})
     elif action == "remove_member":
-        if not accounts.member(state, args["address"]):
+        m = accounts.member(state, args["address"])
+        if not m:
             raise TxRejected(f"{args['address']} is not a member", "unknown_member")
+        if m["role"] == "admin" and len(accounts.members_of(state, m["org"], "admin")) == 1:
+            # an org without admins still counts towards the threshold but can never vote
+            raise TxRejected(f"{args['address']} is the last admin of {m['org']}; remove the organisation instead",
+                             "last_admin")
         state.delete(accounts.member_key(args["address"]))
     elif action in ("add_validator", "remove_validator"):
         current = _upcoming_validators(state)
