@@ -363,3 +363,16 @@ def test_threshold_above_one_refused(g):
     for org in ("org2", "org3"):
         assert g.vote(pid, org).result["status"] == "open"
     assert g.vote(pid, "org4").result["status"] == "executed"
+
+
+def test_last_admin_of_an_org_cannot_be_removed(g):
+    # an admin-less org still counts in the 2/3 total but can never vote: two of them
+    # (of four) would make every future proposal impossible
+    pid, r = g.pass_("remove_member", {"address": g.admin("org4").address})
+    assert r.result["status"] == "failed" and g.status(pid)["reason"].startswith("last_admin")
+    assert accounts.member(g.state, g.admin("org4").address)["role"] == "admin"
+    second = Signer(sha256(b"second admin 4"))
+    g.pass_("add_member", {"org": "org4", "key": second.public_key, "role": "admin"})
+    g.pass_("remove_member", {"address": g.admin("org4").address})
+    assert accounts.member(g.state, g.admin("org4").address) is None
+    assert accounts.members_of(g.state, "org4", "admin") == [(second.address, accounts.member(g.state, second.address))]
