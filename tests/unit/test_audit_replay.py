@@ -119,3 +119,21 @@ def test_signature_checker_pools_agree():
     for kind, workers in (("inline", 1), ("thread", 2), ("process", 2)):
         with SignatureChecker(workers, kind) as checker:
             assert checker.submit(raws).result() == expect
+
+
+def test_fast_signing_bytes_are_the_ledgers_signing_bytes():
+    from audit.sigcheck import fast_signing_bytes, verify_chunk
+
+    bc = build_test_chain(blocks=1)
+    op = bc.net.operators["org1"]
+    payloads = [{"to": op.address, "amount": 1}, {"to": op.address, "amount": 2**40, "memo": "ünïcode ✓"},
+                {"action": "mint", "args": {"to": op.address, "amount": 5}}, {}]
+    for i, payload in enumerate(payloads):
+        for expiry in (0, 7, 2**40):
+            stx = make_tx(op, "cxl-audit", i, "transfer", payload, expiry)
+            message, sig, sender = fast_signing_bytes(stx.raw)
+            assert (message, sig, sender) == (stx.tx.signing_bytes(), stx.signature, stx.tx.sender)
+            assert verify_chunk([stx.raw], 65536) == stx.hash
+    assert fast_signing_bytes(b"\x92") is None and fast_signing_bytes(b"\x00" * 80) is None
+    stx = make_tx(op, "cxl-audit", 0, "transfer", payloads[0])
+    assert verify_chunk([stx.raw], len(stx.raw) - 1) == b""  # oversize: left to validation
