@@ -204,9 +204,11 @@ def activate_validator_changes(state: StateView, next_height: int) -> bool:
 def _tally(state: StateView, ctx, proposal: dict) -> None:
     params = ctx.params
     num, den = params.get("gov_threshold_num", 2), params.get("gov_threshold_den", 3)
-    total = len(accounts.orgs(state))
-    yes = sum(1 for v in proposal["votes"].values() if v)
-    no = sum(1 for v in proposal["votes"].values() if not v)
+    members = {o["id"] for o in accounts.orgs(state)}
+    total = len(members)
+    # only organisations that still exist count: a removed org's vote must not decide
+    yes = sum(1 for org, v in proposal["votes"].items() if v and org in members)
+    no = sum(1 for org, v in proposal["votes"].items() if not v and org in members)
     if yes * den >= num * total:
         child = state.child()
         try:
