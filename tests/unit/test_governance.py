@@ -376,3 +376,16 @@ def test_last_admin_of_an_org_cannot_be_removed(g):
     g.pass_("remove_member", {"address": g.admin("org4").address})
     assert accounts.member(g.state, g.admin("org4").address) is None
     assert accounts.members_of(g.state, "org4", "admin") == [(second.address, accounts.member(g.state, second.address))]
+
+
+def test_votes_of_a_removed_org_no_longer_count(g):
+    before = accounts.supply(g.state)
+    pid = g.propose("mint", {"to": NEWKEY.address, "amount": 9})
+    assert g.vote(pid, "org4").result["status"] == "open"  # org1 + org4 yes
+    g.pass_("remove_org", {"org": "org4"})
+    # three orgs remain; only org1 of them said yes. A "no" from org2 must not pass it
+    # (with org4's stale yes it would: 2 * 3 >= 2 * 3)
+    r = g.vote(pid, "org2", approve=False)
+    assert r.result["status"] == "open"
+    assert g.vote(pid, "org3", approve=False).result["status"] == "rejected"
+    assert accounts.supply(g.state) == before
