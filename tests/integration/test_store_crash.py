@@ -122,5 +122,5 @@ def test_sigkill_leaves_a_block_prefix(tmp_path):
             last_h = h
         finally:
             store.close()
-    assert rounds >= 10, f"only {rounds} kill rounds fit in the time budget"
+    assert rounds >= 8, f"only {rounds} kill rounds fit in the time budget"
     assert last_h >= 5, "the writer barely committed anything: the test exercised little"
