@@ -82,3 +82,23 @@ def read_secret_file(path: str) -> str:
     except OSError as exc:
         raise CliError(f"cannot read passphrase file {path}: {exc.strerror}") from None
     return line.rstrip("\r\n")
+
+
+def parse_params(pairs: tuple[str, ...], option: str = "--param") -> dict:
+    """``NAME=VALUE`` chain parameters (integers), checked against their allowed ranges."""
+    from ledger.genesis_state import DEFAULT_PARAMS
+    from ledger.governance import PARAM_RANGES
+
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint=option)
+        if name not in DEFAULT_PARAMS:
+            raise click.BadParameter(f"unknown parameter {name!r} (known: {', '.join(sorted(DEFAULT_PARAMS))})",
+                                     param_hint=option)
+        lo, hi = PARAM_RANGES[name]
+        if not value.isdigit() or not lo <= int(value) <= hi:
+            raise click.BadParameter(f"{name} must be an integer in [{lo}, {hi}]", param_hint=option)
+        out[name] = int(value)
+    return out

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import CliError, json_option, print_fields, print_json
+from cli.common import CliError, json_option, parse_params, print_fields, print_json
 from cli.keys import keyfile_public_key
 from genesis.schema import genesis_hash, load, validate
 from ledger.crypto import address_of
@@ -100,8 +100,10 @@ def genesis_group() -> None:
 @click.option("--chain-id", required=True, help="Chain id: 1-64 letters, digits, '.', '_' or '-'.")
 @click.option("--out", "-o", default=DEFAULT_GENESIS, show_default=True, type=click.Path(dir_okay=False))
 @click.option("--genesis-time-ms", type=click.IntRange(0), help="Genesis time, ms since the epoch [default: now].")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="A chain parameter (repeatable), e.g. --param block_interval_ms=200.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def genesis_init(chain_id, out, genesis_time_ms, force):
+def genesis_init(chain_id, out, genesis_time_ms, params, force):
     """Write a genesis skeleton; fill it with `add-org` and `add-validator`."""
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", chain_id):
         raise click.BadParameter("must be 1-64 characters of letters, digits, '.', '_' or '-'", param_hint="--chain-id")
@@ -109,7 +111,7 @@ def genesis_init(chain_id, out, genesis_time_ms, force):
         raise CliError(f"{out} exists; pass --force to overwrite it or --out to write elsewhere")
     doc = {"chain_id": chain_id,
            "genesis_time_ms": genesis_time_ms if genesis_time_ms is not None else int(time.time() * 1000),
-           "params": {}, "orgs": [], "validators": [], "balances": []}
+           "params": parse_params(params), "orgs": [], "validators": [], "balances": []}
     _write_draft(doc, out)
     click.echo(f"wrote {out} (chain {chain_id}); next: `cxl genesis add-org …` and `cxl genesis add-validator …`")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 
 from cli.client import NodeClient, NodeError
-from cli.common import CliError, print_json, print_table
+from cli.common import CliError, parse_params, print_json, print_table
 from genesis.localnet import (DEFAULT_BALANCE, DEFAULT_BASE_PORT, DEFAULT_CHAIN_ID, MANIFEST_FILE, LocalnetError,
                               create_localnet, load_manifest, save_manifest)
 
@@ -65,13 +65,16 @@ def localnet_group() -> None:
               help="Node K gets P2P port BASE+K and API port BASE+100+K.")
 @click.option("--balance", type=click.IntRange(0), default=DEFAULT_BALANCE, show_default=True,
               help="Credits (minor units) for each admin and operator key.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="A chain parameter (repeatable), e.g. --param block_interval_ms=50.")
 @click.option("--force", is_flag=True, help="Replace a network already initialised in DIR (its chain data is lost).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def localnet_init(n, directory, chain_id, base_port, balance, force, as_json):
+def localnet_init(n, directory, chain_id, base_port, balance, params, force, as_json):
     """Write genesis, dev keys, one node home per validator and DIR/localnet.json."""
     from node.config import init_home
     from node.errors import NodeError as NodeConfigError
 
+    chain_params = parse_params(params)
     root = Path(directory).resolve()
     if (root / MANIFEST_FILE).exists():
         if not force:
@@ -79,7 +82,8 @@ def localnet_init(n, directory, chain_id, base_port, balance, force, as_json):
                            "or pass --force to replace it")
         _remove_old(root)
     try:
-        manifest = create_localnet(root, n, chain_id=chain_id, base_port=base_port, balance=balance, overwrite=force)
+        manifest = create_localnet(root, n, chain_id=chain_id, base_port=base_port, balance=balance,
+                                   params=chain_params, overwrite=force)
         for node in manifest["nodes"]:
             init_home(node["home"], manifest["genesis"], node["node_key"]["path"], overwrite=force,
                       api_port=node["api_port"], p2p_port=node["p2p_port"])

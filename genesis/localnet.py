@@ -49,7 +49,7 @@ def ports(k: int, base_port: int = DEFAULT_BASE_PORT) -> tuple[int, int]:
 def create_localnet(directory: str | Path, n: int, *, chain_id: str = DEFAULT_CHAIN_ID,
                     base_port: int = DEFAULT_BASE_PORT, host: str = "127.0.0.1",
                     balance: int = DEFAULT_BALANCE, genesis_time_ms: int | None = None,
-                    overwrite: bool = False) -> dict:
+                    params: dict | None = None, overwrite: bool = False) -> dict:
     """Write keys and genesis for an n-validator localnet; return its manifest (not yet saved)."""
     if not 1 <= n <= MAX_VALIDATORS:
         raise LocalnetError(f"--validators must be between 1 and {MAX_VALIDATORS}")
@@ -89,7 +89,7 @@ def create_localnet(directory: str | Path, n: int, *, chain_id: str = DEFAULT_CH
     doc = validate({
         "chain_id": chain_id,
         "genesis_time_ms": genesis_time_ms if genesis_time_ms is not None else time.time_ns() // 1_000_000,
-        "params": {}, "orgs": orgs, "validators": validators, "balances": balances,
+        "params": dict(params or {}), "orgs": orgs, "validators": validators, "balances": balances,
     })
     genesis_path = root / "genesis.json"
     save(doc, genesis_path)

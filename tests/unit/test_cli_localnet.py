@@ -88,3 +88,17 @@ def test_node_init_takes_ports_from_the_genesis_entry_of_its_key(tmp_path):
     assert r.exit_code == 1 and "--force" in r.stderr
     r = run("node", "start", "--home", tmp_path / "nothing")
     assert r.exit_code == 1 and "cxl node init" in r.stderr
+
+
+def test_chain_parameters_on_init(tmp_path):
+    d = tmp_path / "net"
+    r = run("localnet", "init", "--dir", d, "--param", "block_interval_ms=25", "--param", "validator_delay=3")
+    assert r.exit_code == 0, r.output
+    doc, _ = load(d / "genesis.json")
+    assert doc["params"] == {"block_interval_ms": 25, "validator_delay": 3}
+    bad = run("localnet", "init", "--dir", tmp_path / "n2", "--param", "block_interval_ms=0")
+    assert bad.exit_code == 2 and "block_interval_ms" in bad.stderr
+    bad = run("genesis", "init", "--chain-id", "c", "--out", tmp_path / "g.json", "--param", "nope=1")
+    assert bad.exit_code == 2 and "unknown parameter" in bad.stderr
+    ok = run("genesis", "init", "--chain-id", "c", "--out", tmp_path / "g.json", "--param", "max_block_txs=10")
+    assert ok.exit_code == 0 and json.loads((tmp_path / "g.json").read_text())["params"] == {"max_block_txs": 10}
