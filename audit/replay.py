@@ -403,10 +403,8 @@ class Replayer:
             _fail(head + 1, "beyond_head", f"the store holds a block at height {head + 1}, above its head record {head}")
         diffs: list[Failure] = []
         for prefix in COMPARED_PREFIXES:
-            a, b = dict(mine.iterate(prefix)), dict(theirs.iterate(prefix))
-            for key in sorted(a.keys() | b.keys()):
-                if a.get(key) != b.get(key):
-                    diffs.append(_store_diff(prefix, key, a.get(key), b.get(key), head))
+            for key, a, b in _merge(mine.iterate(prefix), theirs.iterate(prefix)):
+                diffs.append(_store_diff(prefix, key, a, b, head))
         for key in COMPARED_META:
             if mine.get(key) != theirs.get(key):
                 diffs.append(Failure(head, "meta_mismatch", f"meta record {key!r} differs", mine.get(key), theirs.get(key)))
@@ -454,6 +452,25 @@ class Replayer:
             report.head_hash, report.state_root = chain.head.block_hash, chain.head.state_root
             report.validators_seen = list(self._seen)
         return report
+
+
+_END = object()
+
+
+def _merge(ours: Iterator, theirs: Iterator) -> Iterator[tuple[bytes, bytes | None, bytes | None]]:
+    """Walk two key-ordered iterators in step; yield (key, ours, theirs) where they differ."""
+    a, b = next(ours, _END), next(theirs, _END)
+    while a is not _END or b is not _END:
+        if b is _END or (a is not _END and a[0] < b[0]):
+            yield a[0], a[1], None
+            a = next(ours, _END)
+        elif a is _END or b[0] < a[0]:
+            yield b[0], None, b[1]
+            b = next(theirs, _END)
+        else:
+            if a[1] != b[1]:
+                yield a[0], a[1], b[1]
+            a, b = next(ours, _END), next(theirs, _END)
 
 
 def _store_diff(prefix: bytes, key: bytes, mine: bytes | None, theirs: bytes | None, head: int) -> Failure:

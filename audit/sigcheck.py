@@ -103,6 +103,14 @@ def _warm() -> int:
     return os.getpid()
 
 
+def _lower_priority(nice: int) -> None:
+    # block execution is the serial critical path; signature workers take what is left
+    try:
+        os.nice(nice)
+    except OSError:  # pragma: no cover - not permitted: run at normal priority
+        pass
+
+
 def default_workers() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -140,7 +148,8 @@ class SignatureChecker:
     kind: "process" (default), "thread", or "inline" (no pool; also used when workers=1).
     """
 
-    def __init__(self, workers: int | None = None, kind: str = "process", max_tx_bytes: int = 64 * 1024):
+    def __init__(self, workers: int | None = None, kind: str = "process", max_tx_bytes: int = 64 * 1024,
+                 nice: int = 0):
         self.workers = default_workers() if workers is None else max(1, workers)
         self.kind = "inline" if self.workers == 1 else kind
         if self.kind not in ("process", "thread", "inline"):
@@ -153,7 +162,8 @@ class SignatureChecker:
             # and they run only decode + verify, which take no lock a thread could hold.
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_lower_priority if nice else None,
+                                             initargs=(nice,) if nice else ())
             for f in [self._pool.submit(_warm) for _ in range(self.workers)]:
                 f.result()
         elif self.kind == "thread":
