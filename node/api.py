@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import importlib
 import json
 import re
 from typing import Callable, Iterable
@@ -285,7 +286,21 @@ ROUTES = [
 ]
 
 
+# Modules that, when installed, register API extensions on import (market endpoints …).
+EXTENSION_MODULES: list[str] = ["node.market_api"]
+
+
+def _load_extension_modules() -> None:
+    for name in EXTENSION_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # the module exists but something it imports does not
+                raise
+
+
 def make_app(node, extra_routes: Iterable[web.AbstractRouteDef] = ()) -> web.Application:
+    _load_extension_modules()
     app = web.Application(client_max_size=node.config.max_body_bytes, middlewares=[errors_middleware])
     app[NODE] = node
     add_routes(app, ROUTES)

@@ -197,9 +197,17 @@ class Node:
         self.metrics.height.set(self.chain.height)
         from node.api import make_app, start_api  # late: api imports this module's types
         self.app = make_app(self, self._extra_routes)
-        await self.transport.start()
+        try:
+            await self.transport.start()
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"the p2p transport did not start: {exc}", "p2p_start") from exc
         self.runner.start()
-        self._web_runner, self.api_port = await start_api(self.app, cfg.api_host, cfg.api_port, cfg.max_connections)
+        try:
+            self._web_runner, self.api_port = await start_api(self.app, cfg.api_host, cfg.api_port,
+                                                              cfg.max_connections)
+        except OSError as exc:
+            raise ConfigError(f"cannot serve the client API on {cfg.api_host}:{cfg.api_port}: {exc.strerror or exc} "
+                              "(is another node using this port? set api_port in config.json)", "api_port_busy") from exc
         self.started_ms = time.time_ns() // 1_000_000
         self.log.info("node started chain=%s height=%d node_key=%s api=%s", self.chain_id, self.chain.height,
                       self.signer.public_key.hex(), self.api_url)

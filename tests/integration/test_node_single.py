@@ -407,3 +407,60 @@ async def test_stop_answers_long_polls_instead_of_hanging(tmp_path):
         status, body = await asyncio.wait_for(poll, 5)
         assert status == 200 and body["status"] == "pending"
         assert time.monotonic() - t0 < 5
+
+
+async def test_api_is_extensible_and_errors_keep_their_shape(tmp_path):
+    from aiohttp import web
+    from node import api
+    from node.errors import NotFound
+    from node.openapi import add_openapi_paths
+
+    async def listing(request):
+        node = request.app[api.NODE]
+        if request.match_info["id"] != "1":
+            raise NotFound("no such listing", "unknown_listing")
+        return api.json_response({"id": 1, "height": node.chain.height})
+
+    async def boom(request):
+        raise RuntimeError("bug")
+
+    def ext(app, node):
+        api.add_routes(app, [web.get("/v1/listings/{id}", listing)])
+        add_openapi_paths(app, {"/v1/listings/{id}": {"get": {"responses": {"200": {"description": "x"}}}}})
+
+    api.register_extension(ext)
+    try:
+        home = make_home(tmp_path)
+        node = Node(home, config=dataclasses.replace(load_config(home), api_port=0),
+                    extra_routes=[web.get("/v1/boom", boom)])
+        await node.start()
+    finally:
+        api._EXTENSIONS.remove(ext)
+    try:
+        async with aiohttp.ClientSession() as s:
+            c = Client(node, s)
+            assert await c.get("/v1/listings/1") == (200, {"id": 1, "height": 0})
+            status, body = await c.get("/v1/listings/2")
+            assert status == 404 and body["error"]["code"] == "unknown_listing"
+            status, body = await c.get("/v1/boom")
+            assert status == 500 and body["error"]["code"] == "internal"
+            assert "/v1/listings/{id}" in (await c.get("/v1/openapi.json"))[1]["paths"]
+    finally:
+        await node.stop()
+
+
+async def test_busy_api_port_is_a_clear_error(tmp_path):
+    import socket
+
+    from node.errors import ConfigError
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        home = make_home(tmp_path)
+        node = Node(home, config=dataclasses.replace(load_config(home), api_port=port))
+        with pytest.raises(ConfigError, match="client API"):
+            await node.start()
+    node2 = await start(home)  # the failed start released the store
+    await node2.stop()
