@@ -175,6 +175,10 @@ def _coarse_key(time_ms: int) -> bytes:
 
 
 def schedule(state: StateView, now_ms: int, time_ms: int, kind: bytes, lease_id: int, period: int | None = None) -> None:
+    """Add a due item. It must lie in the future: the hook of this block has already run,
+    and never having due-by-now items appear mid-hook is what lets it read each once."""
+    if time_ms <= now_ms:
+        raise AssertionError(f"due item {kind!r} for lease {lease_id} at {time_ms} is not after {now_ms}")
     key = due_key(time_ms, kind, lease_id, period)
     if state.get_raw(key) is not None:
         return
@@ -219,8 +223,8 @@ def parse_due(key: bytes) -> tuple[int, bytes, int, int | None]:
 def due_items(state: StateView, now_ms: int):
     """Yield due items (time <= now) in key order, reading only buckets that hold some.
 
-    Items scheduled while this generator runs are seen if they fall in a fine bucket not
-    reached yet, or in the current one (it is re-read until nothing due remains).
+    Each item is read once: `schedule` only accepts future times, so processing an item
+    never adds one that is already due. The consumer unschedules what it is given.
     """
     total = state.get(b"mkt/duen", 0)
     if not total:
@@ -235,13 +239,14 @@ def due_items(state: StateView, now_ms: int):
             fine = max(coarse, start - start % fine_span)
             while fine < coarse + coarse_span and fine <= now_ms:
                 prefix = b"mkt/due/" + n8(fine)[:_FINE]
-                while True:
-                    batch = [k for k, _ in state.iter_raw(prefix) if int.from_bytes(k[8:16], "big") <= now_ms]
-                    if not batch:
-                        break
-                    for key in batch:
-                        if state.get_raw(key) is not None:  # not unscheduled meanwhile
-                            yield parse_due(key)  # the consumer unschedules it
+                batch = []
+                for key, _ in state.iter_raw(prefix):
+                    if int.from_bytes(key[8:16], "big") > now_ms:
+                        break  # keys are in time order
+                    batch.append(key)
+                for key in batch:
+                    if state.get_raw(key) is not None:  # not unscheduled by an earlier item
+                        yield parse_due(key)
                 fine += fine_span
         coarse += coarse_span
     state.put(b"mkt/duecur", now_ms)

@@ -206,6 +206,9 @@ def end(state: StateView, lease: dict, bctx) -> None:
     listings.release(state, lease["listing"], lease["units"])
     lease.update(status="ended",
                  report_deadline_ms=lease["end_ms"] + bctx.params.get("dispute_window_ms", 86_400_000))
-    schedule(state, bctx.time_ms, lease["report_deadline_ms"], DUE_FINAL, lease["id"])
+    if lease["report_deadline_ms"] > bctx.time_ms:
+        schedule(state, bctx.time_ms, lease["report_deadline_ms"], DUE_FINAL, lease["id"])
+    # else the block time jumped past the report window too: finalise now if nothing is
+    # open; a report still open finalises the lease when it is confirmed or resolved
     state.put(lease_key(lease["id"]), lease)
     try_finalise(state, lease, (bctx.time_ms, bctx.height, None))

@@ -300,3 +300,60 @@ def test_two_nodes_replaying_the_same_blocks_agree(mk):
     for h in range(1, mk.chain.height + 1):
         other.apply_certified(mk.chain.get_block(h), mk.chain.get_cert(h))
     assert other.head.state_root == mk.chain.head.state_root
+
+
+class CountingStore:
+    """Wraps a store and counts the due-index keys that prefix iteration hands out."""
+
+    def __init__(self, inner):
+        self.inner, self.due_keys_read = inner, 0
+
+    def get(self, key):
+        return self.inner.get(key)
+
+    def iterate(self, prefix, *, reverse=False):
+        for key, value in self.inner.iterate(prefix, reverse=reverse):
+            if key.startswith(b"s/mkt/due/"):
+                self.due_keys_read += 1
+            yield key, value
+
+    def write(self, puts, *, sync=True):
+        self.inner.write(puts, sync=sync)
+
+    def close(self):
+        self.inner.close()
+
+
+def test_the_hook_reads_only_due_items_not_the_whole_index():
+    from ledger.store.memory import MemoryStore
+
+    net = make_testnet()
+    store = CountingStore(MemoryStore())
+    m = MarketNet(net, chain=net.chain(store))
+    P, T = net.operators["org1"], net.operators["org2"]
+    ok(m.send(P, "listing_create", listing_payload(units=1000)))
+    m.block([m.tx(T, "lease_open", {"listing": 1, "units": 1, "hours": 1, "max_price": PRICE}) for _ in range(300)])
+    assert m.state.get(b"mkt/duen") == 300
+    store.due_keys_read = 0
+    for _ in range(5):
+        m.advance(100)
+    assert store.due_keys_read == 0          # 300 items scheduled, none due: none read
+    m.advance(HOUR_MS)
+    assert store.due_keys_read == 2 * 300    # all due: each read once by build_block, once by validate_block
+    assert [lease(m, i)["status"] for i in (1, 300)] == ["expired", "expired"]
+
+
+def test_lifecycle_on_leveldb(tmp_path):
+    pytest.importorskip("plyvel")
+    from ledger.store.leveldb import LevelDBStore
+
+    net = make_testnet()
+    with LevelDBStore(tmp_path / "db") as store:
+        m = MarketNet(net, chain=net.chain(store))
+        m.P, m.T = net.operators["org1"], net.operators["org2"]
+        lid = open_active(m, units=1, hours=1)
+        m.advance_hours(1)
+        ok(m.send(m.P, "usage_report", {"lease": lid, "period": 0, "unit_hours": 1, "uptime_permille": 1000}))
+        m.advance(DAY_MS)
+        assert lease(m, lid)["status"] == "settled"
+        assert check_invariants(m.state, m.chain.head.time_ms) == []
