@@ -123,6 +123,16 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the child gets SIGTERM if the supervisor dies without stopping it (e.g. SIGKILL)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class _Supervisor:
     def __init__(self, manifest: dict):
         self.nodes = manifest["nodes"]
@@ -139,6 +149,7 @@ class _Supervisor:
                     [sys.executable, "-m", "cli.main", "node", "start", "--home", str(home)],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                     start_new_session=True,  # our own Ctrl-C handling decides how children stop
+                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
                 )
 
     def exited(self) -> dict[str, int]:
