@@ -96,7 +96,7 @@ def _parse_args(action: str, pairs: tuple[str, ...]) -> dict:
 
 @tx_group.command("propose")
 @click.argument("action", type=click.Choice(["add_org", "remove_org", "add_member", "remove_member", "add_validator",
-                                             "remove_validator", "set_param", "mint"]))
+                                             "remove_validator", "set_param", "mint"]), metavar="ACTION")
 @click.option("--arg", "pairs", multiple=True, metavar="KEY=VALUE",
               help="An argument of the action (repeatable), e.g. --arg to=cx… --arg amount=100.")
 @click.option("--expires-in", type=click.IntRange(1, 10_000_000), help="Blocks the proposal stays open [chain default].")
