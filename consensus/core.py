@@ -249,8 +249,9 @@ class Replica:
     def _on_prepare(self, p: Prepare, out: list) -> None:
         if not self._triage(p, out) or p.sender == self.primary(p.view, p.height):
             return
-        if self._seen(("prepare", p.sender, p.view, p.height), p.block_hash, p, out):
-            return
+        # A vote that conflicts with an earlier one is evidence, and still counted: a
+        # faulty validator may vote for anything, quorum intersection allows for that.
+        self._seen(("prepare", p.sender, p.view, p.height), p.block_hash, p, out)
         self.prepares.setdefault((p.view, p.block_hash), {})[p.sender] = p
         self._check_prepared(out)
 
@@ -280,8 +281,7 @@ class Replica:
         if c.height > self.height:
             self._buffer(c, out)
             return
-        if self._seen(("commit", c.sender, c.view, c.height), c.block_hash, c, out):
-            return
+        self._seen(("commit", c.sender, c.view, c.height), c.block_hash, c, out)
         self.commits.setdefault((c.view, c.block_hash), {})[c.sender] = c
         self._check_committed(out)
 

@@ -89,6 +89,8 @@ class Scenario:
     bound_ms: int = 30_000  # after healing, every tx must be committed everywhere within this
     txs: int = 6
     drop: float = 0.0
+    drop_commits: float = 0.0  # extra loss for Commit messages only (a selective network)
+    crash_on_commit: float = 0.0  # chance that a replica crashes right after it commits
     dup: float = 0.0
     delay: tuple[int, int] = (1, 20)
     partitions: list = field(default_factory=list)  # [(at_ms, groups of instance ids | None)]
@@ -231,6 +233,9 @@ class Node:
         self.roots.append(sha256(self.roots[-1] + encode(txs)))
         if self.honest:
             sim.check_agreement(self, eff.height)
+        if not sim.healed and sim.rng.random() < sim.sc.crash_on_commit:
+            sim.schedule(0, self.id, ("crash",))
+            sim.schedule(sim.rng.randint(100, 1500), self.id, ("restart",))
         self.feed(Committed(eff.height, eff.block_hash, sim.validators))
 
     # -- byzantine behaviours --------------------------------------------------------
@@ -325,7 +330,8 @@ class Sim:
         self.signed: dict[tuple, bytes] = {}
         self.evidence: list = []
         self.groups: list | None = None
-        self.drop, self.dup = sc.drop, sc.dup
+        self.healed = False
+        self.drop, self.dup, self.drop_commits = sc.drop, sc.dup, sc.drop_commits
         self.delay = sc.delay
         self.nodes: list[Node] = []
         for i in range(sc.n):
@@ -349,6 +355,8 @@ class Sim:
         if self.groups is not None and not any(src in g and dst in g for g in self.groups):
             return
         if self.rng.random() < self.drop:
+            return
+        if self.drop_commits and what[0] == "msg" and what[1][1:2] == b"\x03" and self.rng.random() < self.drop_commits:
             return
         copies = 2 if self.rng.random() < self.dup else 1
         for _ in range(copies):
@@ -401,7 +409,7 @@ class Sim:
         for i in range(sc.txs):
             self.schedule(self.rng.randint(0, sc.chaos_ms), -1, ("submit", b"tx-%d" % i))
         self.schedule(sc.chaos_ms, -1, ("heal",))
-        healed_at = None
+        self.healed = False
         deadline = sc.chaos_ms + sc.bound_ms
         while self.heap:
             at, _, dst, what = heapq.heappop(self.heap)
@@ -421,19 +429,19 @@ class Sim:
             elif kind == "submit":
                 self.submit(what[1])
             elif kind == "partition":
-                self.groups = None if healed_at is not None else what[1]
+                self.groups = None if self.healed else what[1]
             elif kind == "crash":
-                if healed_at is None:
+                if not self.healed:
                     node = self.nodes[dst]
                     node.crashed, node.incarnation = True, node.incarnation + 1
             elif kind == "restart":
                 self.restart(self.nodes[dst])
             elif kind == "heal":
-                healed_at = at
-                self.groups, self.drop, self.dup, self.delay = None, 0.0, 0.0, (1, 20)
+                self.healed = True
+                self.groups, self.drop, self.dup, self.drop_commits, self.delay = None, 0.0, 0.0, 0.0, (1, 20)
                 for node in self.nodes:
                     self.restart(node)
-            if healed_at is not None and self.honest_done():
+            if self.healed and self.honest_done():
                 break
         if not self.honest_done():
             behind = {x.id: len(x.committed) for x in self.nodes if x.honest}

@@ -11,10 +11,12 @@ import random
 from dataclasses import dataclass
 
 from consensus.state import Faults
+from ledger.encoding import encode, sha256
 
 from .harness import Scenario, Sim, Stats, Violation
 
-PROFILES = ("clean", "lossy", "partition", "crash", "twins", "equivocate", "garbage", "censor", "mixed")
+PROFILES = ("clean", "lossy", "commit-loss", "partition", "crash", "twins", "equivocate", "garbage", "censor",
+            "mixed")
 BYZANTINE = ("equivocate", "garbage", "censor", "twin")
 
 
@@ -80,7 +82,7 @@ def make_scenario(seed: int, rng: random.Random, n: int | None = None, profile: 
     n = n if n is not None else rng.choice((1, 4, 4, 4, 7))
     f = (n - 1) // 3
     if profile is None:
-        profile = rng.choice(PROFILES if f else ("clean", "lossy", "crash"))
+        profile = rng.choice(PROFILES if f else ("clean", "lossy", "commit-loss", "crash"))
     sc = Scenario(seed=seed, n=n, profile=profile, faults=faults, chaos_ms=rng.randint(1500, 3000),
                   txs=rng.randint(3, 8))
     ids = list(range(n))
@@ -89,6 +91,10 @@ def make_scenario(seed: int, rng: random.Random, n: int | None = None, profile: 
         sc.delay = (1, rng.randint(20, 150))
     elif profile != "clean":
         sc.drop = rng.uniform(0.0, 0.1)
+    if profile in ("commit-loss", "mixed"):
+        sc.drop_commits = rng.uniform(0.3, 0.8)
+    if profile in ("commit-loss", "crash", "mixed"):
+        sc.crash_on_commit = rng.uniform(0.0, 0.3)
     if profile == "partition" or (profile == "mixed" and rng.random() < 0.5):
         sc.partitions = partition_schedule(ids, rng, sc.chaos_ms, rng.choice(("2|2", "1|3", "rolling", "healing")))
     if profile in ("crash", "mixed"):
@@ -112,6 +118,7 @@ class Outcome:
     scenario: Scenario
     stats: Stats
     violation: Violation | None
+    fingerprint: bytes  # hash of every honest node's chain: equal on exact replays
 
 
 def run_seed(seed: int, n: int | None = None, profile: str | None = None, faults: Faults = Faults()) -> Outcome:
@@ -123,4 +130,5 @@ def run_seed(seed: int, n: int | None = None, profile: str | None = None, faults
         violation = None
     except Violation as exc:
         violation = exc
-    return Outcome(seed, sc, sim.stats, violation)
+    chains = [b"".join(h for h, _, _ in x.chain) for x in sim.nodes]
+    return Outcome(seed, sc, sim.stats, violation, sha256(encode([chains, sim.now, sim.stats.messages])))
