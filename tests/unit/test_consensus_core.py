@@ -1,0 +1,228 @@
+"""The replica as a pure state machine: events in, effects out."""
+
+from __future__ import annotations
+
+from consensus.core import Replica
+from consensus.effects import (
+    Broadcast, CommitBlock, Evidence, FetchBlocks, PersistSigned, RequestProposal, ScheduleTimeout, Send,
+    ValidateBlock,
+)
+from consensus.events import (
+    BlockVerdict, Committed, FetchedBlock, MessageReceived, PendingTxs, ProposalReady, TimeoutFired,
+)
+from consensus.messages import (
+    Commit, NewView, Prepare, PrePrepare, ViewChange, make_commit, make_prepare, make_preprepare,
+)
+from consensus.state import ConsensusConfig, SignedState
+from ledger.block import Certificate
+from ledger.crypto import Signer
+from ledger.encoding import sha256
+
+CHAIN = "cxl-test"
+KEYS = [Signer(sha256(b"core-key-%d" % i)) for i in range(7)]
+CFG = ConsensusConfig(view_timeout_ms=100, rotation_blocks=0)
+
+
+def block(tag: bytes):
+    return sha256(tag), tag
+
+
+def of(effects, kind):
+    return [e for e in effects if isinstance(e, kind)]
+
+
+def msgs(effects, kind):
+    return [e.msg for e in effects if isinstance(e, (Broadcast, Send)) and isinstance(e.msg, kind)]
+
+
+class Net:
+    """Hand-driven n replicas: deliver every broadcast, answer validation with 'valid'."""
+
+    def __init__(self, n: int, cfg=CFG):
+        self.vals = tuple(k.public_key for k in KEYS[:n])
+        self.reps = [Replica(CHAIN, KEYS[i], self.vals, 1, cfg) for i in range(n)]
+        self.commits: dict[int, list[CommitBlock]] = {i: [] for i in range(n)}
+        self.log: list = []
+        self.down: set[int] = set()
+
+    def handle(self, i: int, effects: list) -> None:
+        queue = [(i, e) for e in effects]
+        while queue:
+            i, eff = queue.pop(0)
+            self.log.append((i, eff))
+            rep = self.reps[i]
+            if isinstance(eff, Broadcast):
+                for j, other in enumerate(self.reps):
+                    if j != i and j not in self.down:
+                        queue += [(j, e) for e in other.on_event(MessageReceived(eff.msg))]
+            elif isinstance(eff, ValidateBlock):
+                queue += [(i, e) for e in rep.on_event(BlockVerdict(eff.block_hash, True))]
+            elif isinstance(eff, CommitBlock):
+                self.commits[i].append(eff)
+                queue += [(i, e) for e in rep.on_event(Committed(eff.height, eff.block_hash, self.vals))]
+
+    def event(self, i: int, ev) -> list:
+        out = self.reps[i].on_event(ev)
+        self.handle(i, out)
+        return out
+
+
+def test_single_validator_commits_its_own_proposal_at_once():
+    rep = Replica(CHAIN, KEYS[0], (KEYS[0].public_key,), 1, ConsensusConfig())
+    assert rep.start() == [RequestProposal(0, 1)]
+    h, b = block(b"b1")
+    out = rep.on_event(ProposalReady(0, 1, h, b))
+    kinds = [type(e) for e in out]
+    assert kinds.index(PersistSigned) < kinds.index(Broadcast)  # persisted before it is sent
+    (commit,) = of(out, CommitBlock)
+    assert (commit.height, commit.block_hash, commit.block) == (1, h, b)
+    commit.certificate.verify(CHAIN, [KEYS[0].public_key])
+    assert not of(out, ScheduleTimeout)  # no timers for n = 1
+    assert rep.on_event(PendingTxs(3)) == []
+    assert rep.on_event(Committed(1, h, (KEYS[0].public_key,))) == [RequestProposal(0, 2)]
+
+
+def test_four_replicas_commit_one_block_with_a_quorum_certificate():
+    net = Net(4)
+    assert net.reps[0].start() == [RequestProposal(0, 1)]
+    h, b = block(b"b1")
+    net.event(0, ProposalReady(0, 1, h, b))
+    for i in range(4):
+        (c,) = net.commits[i]
+        assert (c.height, c.block_hash) == (1, h)
+        c.certificate.verify(CHAIN, list(net.vals))
+        assert len(c.certificate.signatures) >= 3
+    assert all(r.height == 2 for r in net.reps)
+    # every send of a replica's own signature comes after a PersistSigned covering it
+    for i in range(4):
+        mine = [e for j, e in net.log if j == i]
+        for k, e in enumerate(mine):
+            if isinstance(e, Broadcast) and e.msg.sender == KEYS[i].public_key:
+                assert any(isinstance(p, PersistSigned) for p in mine[:k])
+
+
+def test_silent_primary_is_replaced_and_timeouts_double():
+    net = Net(4)
+    net.down.add(0)  # primary of view 0 never speaks
+    for i in (1, 2, 3):
+        (timer,) = of(net.event(i, PendingTxs(2)), ScheduleTimeout)
+        assert (timer.kind, timer.view, timer.after_ms) == ("progress", 0, 100)
+    # replicas 1 and 2 time out; replica 3 joins on f+1 = 2 view changes for a higher view
+    out1 = net.event(1, TimeoutFired("progress", 0, 1))
+    assert msgs(out1, ViewChange)[0].new_view == 1
+    net.event(2, TimeoutFired("progress", 0, 1))
+    assert all(r.view == 1 and not r.changing for r in net.reps[1:])
+    nv = [e.msg for _, e in net.log if isinstance(e, Broadcast) and isinstance(e.msg, NewView)]
+    assert len(nv) == 1 and nv[0].sender == KEYS[1].public_key and nv[0].preprepare is None
+    assert any(isinstance(e, RequestProposal) and e.view == 1 for _, e in net.log)
+    h, b = block(b"b1")
+    net.event(1, ProposalReady(1, 1, h, b))
+    assert all(net.commits[i] and net.commits[i][0].block_hash == h for i in (1, 2, 3))
+    # a failed view doubles the next timeout
+    rep = Net(4).reps[2]
+    rep.on_event(PendingTxs(1))
+    first = of(rep.on_event(TimeoutFired("progress", 0, 1)), ScheduleTimeout)[0]
+    second = of(rep.on_event(TimeoutFired("viewchange", 1, 1)), ScheduleTimeout)[0]
+    assert (first.kind, second.kind) == ("viewchange", "viewchange")
+    assert second.after_ms == 2 * first.after_ms
+
+
+def test_new_primary_reproposes_the_prepared_block():
+    net = Net(4)
+    h, b = block(b"prepared")
+    # everyone prepares block b in view 0 but no commit gets through
+    net.reps[0].start()
+    pp = make_preprepare(KEYS[0], CHAIN, 0, 1, h, b)
+    voted = []
+    for i in (1, 2, 3):
+        net.reps[i].on_event(MessageReceived(pp))
+        net.reps[i].on_event(BlockVerdict(h, True))
+    prepares = [make_prepare(KEYS[i], CHAIN, 0, 1, h) for i in (1, 2, 3)]
+    for i in (1, 2, 3):
+        for p in prepares:
+            if p.sender != KEYS[i].public_key:
+                voted += msgs(net.reps[i].on_event(MessageReceived(p)), Commit)
+    assert all(r.prepared is not None and r.prepared.block_hash == h for r in net.reps[1:])
+    assert len(voted) == 3  # every replica voted commit; we drop those votes
+    net.down.add(0)
+    net.event(1, PendingTxs(1))
+    net.event(1, TimeoutFired("progress", 0, 1))
+    net.event(2, TimeoutFired("progress", 0, 1))
+    nv = [e.msg for _, e in net.log if isinstance(e, Broadcast) and isinstance(e.msg, NewView)][0]
+    assert nv.preprepare is not None and nv.preprepare.block_hash == h and nv.preprepare.view == 1
+    assert all(net.commits[i][0].block_hash == h for i in (1, 2, 3))
+
+
+def test_equivocation_becomes_evidence():
+    vals = tuple(k.public_key for k in KEYS[:4])
+    rep = Replica(CHAIN, KEYS[1], vals, 1, CFG)
+    a, b = block(b"a"), block(b"b")
+    rep.on_event(MessageReceived(make_preprepare(KEYS[0], CHAIN, 0, 1, *a)))
+    out = rep.on_event(MessageReceived(make_preprepare(KEYS[0], CHAIN, 0, 1, *b)))
+    (ev,) = of(out, Evidence)
+    assert ev.sender == KEYS[0].public_key and {ev.msg_a.block_hash, ev.msg_b.block_hash} == {a[0], b[0]}
+    rep.on_event(MessageReceived(make_commit(KEYS[2], CHAIN, 0, 1, a[0])))
+    (ev,) = of(rep.on_event(MessageReceived(make_commit(KEYS[2], CHAIN, 0, 1, b[0]))), Evidence)
+    assert isinstance(ev.msg_a, Commit) and ev.sender == KEYS[2].public_key
+
+
+def test_restart_never_signs_a_second_prepare_at_the_same_position():
+    vals = tuple(k.public_key for k in KEYS[:4])
+    rep = Replica(CHAIN, KEYS[1], vals, 1, CFG)
+    a, b = block(b"a"), block(b"b")
+    rep.on_event(MessageReceived(make_preprepare(KEYS[0], CHAIN, 0, 1, *a)))
+    out = rep.on_event(BlockVerdict(a[0], True))
+    record = of(out, PersistSigned)[-1].record
+    assert msgs(out, Prepare)
+    restored = Replica(CHAIN, KEYS[1], vals, 1, CFG, SignedState.decode(record.encode()))
+    restored.start()
+    restored.on_event(MessageReceived(make_preprepare(KEYS[0], CHAIN, 0, 1, *b)))
+    assert not msgs(restored.on_event(BlockVerdict(b[0], True)), Prepare)
+
+
+def test_junk_inputs_are_dropped_without_harm():
+    vals = tuple(k.public_key for k in KEYS[:4])
+    rep = Replica(CHAIN, KEYS[1], vals, 5, CFG)
+    outsider = Signer(sha256(b"outsider"))
+    assert rep.on_event(MessageReceived(make_prepare(outsider, CHAIN, 0, 5, sha256(b"x")))) == []
+    far = rep.on_event(MessageReceived(make_prepare(KEYS[2], CHAIN, 0, 5000, sha256(b"x"))))
+    assert of(far, FetchBlocks) and not rep.future  # not buffered, but we look for blocks
+    rep.view = 3
+    assert rep.on_event(MessageReceived(make_preprepare(KEYS[0], CHAIN, 1, 5, *block(b"old")))) == []
+    assert rep.pp is None
+
+
+def test_catch_up_verifies_certificates_before_committing():
+    vals = tuple(k.public_key for k in KEYS[:4])
+    rep = Replica(CHAIN, KEYS[3], vals, 1, CFG)
+    h, b = block(b"fetched")
+    votes = {k.public_key: make_commit(k, CHAIN, 0, 1, h).signature for k in KEYS[:3]}
+    good = Certificate.build(1, 0, h, votes)
+    short = Certificate.build(1, 0, h, dict(list(votes.items())[:2]))
+    assert rep.on_event(FetchedBlock(1, h, b, short)) == []
+    forged = Certificate.build(1, 0, h, {k: b"\x01" * 64 for k in votes})
+    assert rep.on_event(FetchedBlock(1, h, b, forged)) == []
+    (c,) = of(rep.on_event(FetchedBlock(1, h, b, good)), CommitBlock)
+    assert c.certificate == good
+    # commits for a height we have no block for make us fetch it
+    rep2 = Replica(CHAIN, KEYS[3], vals, 1, CFG)
+    out = []
+    for k in KEYS[:3]:
+        out += rep2.on_event(MessageReceived(make_commit(k, CHAIN, 0, 1, h)))
+    assert of(out, FetchBlocks) and not of(out, CommitBlock)
+
+
+def test_invalid_proposal_triggers_a_view_change():
+    vals = tuple(k.public_key for k in KEYS[:4])
+    rep = Replica(CHAIN, KEYS[2], vals, 1, CFG)
+    h, b = block(b"bad")
+    assert of(rep.on_event(MessageReceived(make_preprepare(KEYS[0], CHAIN, 0, 1, h, b))), ValidateBlock)
+    out = rep.on_event(BlockVerdict(h, False, "bad tx"))
+    assert msgs(out, ViewChange)[0].new_view == 1 and not msgs(out, Prepare)
+
+
+def test_forced_rotation_moves_the_primary_every_r_blocks():
+    vals = tuple(k.public_key for k in KEYS[:4])
+    rep = Replica(CHAIN, KEYS[1], vals, 1, ConsensusConfig(rotation_blocks=2))
+    assert [rep.primary(0, h) for h in (1, 2, 3, 4, 5)] == [vals[0], vals[0], vals[1], vals[1], vals[2]]
+    assert rep.on_event(Committed(2, sha256(b"x"), vals)) == [RequestProposal(0, 3)]

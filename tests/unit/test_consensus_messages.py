@@ -1,0 +1,119 @@
+"""Consensus message wire forms, signatures and the persisted signing record."""
+
+from __future__ import annotations
+
+import pytest
+
+from consensus.messages import (
+    Commit, PreparedCert, Prepare, decode_message, encode_message, make_commit, make_new_view,
+    make_prepare, make_preprepare, make_view_change, signed_bytes, verify_message,
+)
+from consensus.state import SignedState
+from ledger.block import Certificate, commit_signing_bytes
+from ledger.crypto import Signer
+from ledger.encoding import encode, sha256
+from ledger.errors import EncodingError
+
+CHAIN = "cxl-test"
+KEYS = [Signer(sha256(b"unit-key-%d" % i)) for i in range(4)]
+VALS = [k.public_key for k in KEYS]
+H = sha256(b"block")
+
+
+def prepared_cert(view=0, height=5):
+    pp = make_preprepare(KEYS[0], CHAIN, view, height, H, b"block")
+    return PreparedCert(pp, tuple(make_prepare(k, CHAIN, view, height, H) for k in KEYS[1:3]))
+
+
+def every_message():
+    vc = make_view_change(KEYS[1], CHAIN, 1, 4, prepared_cert())
+    vc2 = make_view_change(KEYS[2], CHAIN, 1, 4, None)
+    vc3 = make_view_change(KEYS[3], CHAIN, 1, 3, None)
+    return [
+        make_preprepare(KEYS[0], CHAIN, 0, 5, H, b"block"),
+        make_prepare(KEYS[1], CHAIN, 0, 5, H),
+        make_commit(KEYS[2], CHAIN, 0, 5, H),
+        vc,
+        make_new_view(KEYS[1], CHAIN, 1, 5, (vc, vc2, vc3), make_preprepare(KEYS[1], CHAIN, 1, 5, H, b"block")),
+        make_new_view(KEYS[1], CHAIN, 1, 5, (vc2, vc3), None),
+    ]
+
+
+@pytest.mark.parametrize("msg", every_message(), ids=lambda m: type(m).__name__)
+def test_round_trip_and_signature(msg):
+    data = encode_message(msg)
+    assert decode_message(data) == msg
+    assert verify_message(msg, CHAIN, VALS)
+    assert not verify_message(msg, "other-chain", VALS)  # bound to the chain id
+    assert not verify_message(msg, CHAIN, VALS[2:] if msg.sender in VALS[:2] else VALS[:2])
+
+
+def test_exact_wire_arrays():
+    pp, prep, com = every_message()[:3]
+    assert encode_message(pp) == encode([1, 0, 5, H, b"block", VALS[0], pp.signature])
+    assert encode_message(prep) == encode([2, 0, 5, H, VALS[1], prep.signature])
+    assert encode_message(com) == encode([3, 0, 5, H, VALS[2], com.signature])
+
+
+@pytest.mark.parametrize("wire", [
+    [], [0, 1], [9, 0, 5, H, VALS[1], b"s" * 64],
+    [2, 0, 5, H, VALS[1]],  # missing signature
+    [2, 0, 5, H[:31], VALS[1], b"s" * 64],  # short hash
+    [2, -1, 5, H, VALS[1], b"s" * 64],  # negative view
+    [2, True, 5, H, VALS[1], b"s" * 64],  # bool is not an int
+    [2, 0, 5, H, VALS[1][:31], b"s" * 64],  # short key
+    [2, 0, 5, H, VALS[1], b"s" * 63],  # short signature
+    [2, 0, "5", H, VALS[1], b"s" * 64],
+    [4, 1, 4, [[2, 0, 5, H, VALS[1], b"s" * 64], []], VALS[1], b"s" * 64],  # prepared without a pre-prepare
+    [5, 1, 5, "nope", None, VALS[1], b"s" * 64],
+])
+def test_decode_rejects_malformed(wire):
+    with pytest.raises(EncodingError):
+        decode_message(encode(wire))
+
+
+def test_decode_rejects_trailing_and_non_canonical_bytes():
+    data = encode_message(every_message()[1])
+    for bad in (data + b"\x00", b"\xdc\x00\x06" + data[1:], b"", b"\xc1", b"\x92\x02"):
+        with pytest.raises(EncodingError):
+            decode_message(bad)
+
+
+def test_domain_separation_between_phases():
+    prep = make_prepare(KEYS[1], CHAIN, 0, 5, H)
+    as_commit = Commit(prep.view, prep.height, prep.block_hash, prep.sender, prep.signature)
+    assert verify_message(prep, CHAIN, VALS) and not verify_message(as_commit, CHAIN, VALS)
+
+
+def test_bad_signature_and_outsider_are_rejected():
+    prep = make_prepare(KEYS[1], CHAIN, 0, 5, H)
+    flipped = Prepare(0, 5, H, prep.sender, bytes([prep.signature[0] ^ 1]) + prep.signature[1:])
+    outsider = make_prepare(Signer(sha256(b"outsider")), CHAIN, 0, 5, H)
+    assert not verify_message(flipped, CHAIN, VALS)
+    assert not verify_message(outsider, CHAIN, VALS)
+
+
+def test_nested_bad_signature_fails_the_whole_message():
+    cert = prepared_cert()
+    bad_prep = Prepare(0, 5, H, VALS[2], b"\x00" * 64)
+    vc = make_view_change(KEYS[1], CHAIN, 1, 4, PreparedCert(cert.preprepare, (cert.prepares[0], bad_prep)))
+    assert not verify_message(vc, CHAIN, VALS)
+    nv = make_new_view(KEYS[1], CHAIN, 1, 5, (vc,), None)
+    assert not verify_message(nv, CHAIN, VALS)
+
+
+def test_commit_signatures_form_a_ledger_certificate():
+    commits = [make_commit(k, CHAIN, 2, 9, H) for k in KEYS[:3]]
+    assert signed_bytes(commits[0], CHAIN) == commit_signing_bytes(CHAIN, 2, 9, H)
+    cert = Certificate.build(9, 2, H, {c.sender: c.signature for c in commits})
+    cert.verify(CHAIN, VALS)  # raises if not 2f+1 distinct validator signatures
+
+
+def test_signed_state_round_trip_and_rejection():
+    st = SignedState(5, 1, (("vc", H), ("pp", H)), 1, False, 5, H, prepared_cert(0, 5))
+    assert SignedState.decode(st.encode()) == st
+    assert SignedState.decode(SignedState().encode()) == SignedState()
+    for bad in ([5, 1, [["zz", H]], 1, False, 5, None, None], [5, 1, [], 1, 0, 5, None, None],
+                [5, 1, [], 1, False, 5, b"x", None], [5, -1, [], 1, False, 5, None, None]):
+        with pytest.raises(EncodingError):
+            SignedState.from_wire(bad)
