@@ -51,6 +51,7 @@ class NodeConfig:
     sig_check_threads: int = 2                # thread pool for transaction signature checks
     block_interval_ms: int | None = None      # None: the chain parameter
     max_block_txs: int | None = None          # None: the chain parameter
+    sync_interval_ms: int = 5_000             # how often to ask peers for blocks we lack (0: only when behind)
     log_level: str = "info"
     p2p_tls: bool = False                     # mutual TLS between validators, pinned to node keys
     tls_cert: str | None = None               # PEM files for the p2p transport (optional; default: derived)
@@ -76,6 +77,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "sig_check_threads": (1, 256),
     "block_interval_ms": (1, 3_600_000),
     "max_block_txs": (1, 1_000_000),
+    "sync_interval_ms": (0, 3_600_000),
 }
 _OPTIONAL = {"block_interval_ms", "max_block_txs", "tls_cert", "tls_key", "tls_ca"}
 

@@ -91,12 +91,17 @@ class _Fetched:
 
 
 @dataclass(frozen=True, slots=True)
+class _SyncCheck:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
 class _Call:
     fn: Callable[[], None]
 
 
 _STOP = object()
-_INTERNAL = (_TxsAdded, _ProposeCheck, _Fetched, _Call)
+_INTERNAL = (_TxsAdded, _ProposeCheck, _Fetched, _SyncCheck, _Call)
 
 
 class Runner:
@@ -110,6 +115,7 @@ class Runner:
         replica_factory: Callable[[SignedState | None, int], Any] | None = None,
         block_interval_ms: int | None = None,
         max_block_txs: int | None = None,
+        sync_interval_ms: int = 5_000,
         log: logging.Logger | None = None,
         clock_ms: Callable[[], int] = now_ms,
     ):
@@ -129,6 +135,8 @@ class Runner:
         self._proposal: fx.RequestProposal | None = None
         self._propose_timer: asyncio.TimerHandle | None = None
         self._fetching = False
+        self._bg: set[asyncio.Task] = set()
+        self.sync_interval_ms = sync_interval_ms
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
         self._task: asyncio.Task | None = None
         # called after each commit with (block, result, certificate, {tx hash: admission time})
@@ -159,17 +167,19 @@ class Runner:
         return self._task
 
     async def stop(self) -> None:
-        for h in self._timers:
-            h.cancel()
-        self._timers.clear()
-        if self._propose_timer is not None:
-            self._propose_timer.cancel()
         if self._task is not None and not self._task.done():
             self.queue.put_nowait(_STOP)
             try:
                 await asyncio.wait_for(self._task, 10)
             except asyncio.TimeoutError:
                 self._task.cancel()
+        for h in self._timers:
+            h.cancel()
+        self._timers.clear()
+        if self._propose_timer is not None:
+            self._propose_timer.cancel()
+        for t in list(self._bg):
+            t.cancel()
         for futs in self._waiters.values():
             for f in futs:
                 if not f.done():
@@ -181,6 +191,7 @@ class Runner:
         self._drain_local()
         self._recover_single()
         self._drain_local()
+        self._sync_check()
         while True:
             item = await self.queue.get()
             if item is _STOP:
@@ -246,6 +257,8 @@ class Runner:
             self._maybe_propose()
         elif isinstance(item, _Fetched):
             self._apply_fetched(item)
+        elif isinstance(item, _SyncCheck):
+            self._sync_check()
         elif isinstance(item, _Call):
             item.fn()
         else:
@@ -311,14 +324,15 @@ class Runner:
 
     # timers -------------------------------------------------------------------------------
     def _schedule(self, e: fx.ScheduleTimeout) -> None:
-        loop = asyncio.get_running_loop()
-        event = ev.TimeoutFired(e.kind, e.view, e.height)
+        self._later(max(0, e.after_ms) / 1000, ev.TimeoutFired(e.kind, e.view, e.height))
 
+    def _later(self, delay_s: float, item) -> None:
+        """Queue `item` after `delay_s`; cancelled by stop()."""
         def fire():
             self._timers.discard(handle)
-            self.queue.put_nowait(event)
+            self.queue.put_nowait(item)
 
-        handle = loop.call_later(max(0, e.after_ms) / 1000, fire)
+        handle = asyncio.get_running_loop().call_later(delay_s, fire)
         self._timers.add(handle)
 
     # proposals ------------------------------------------------------------------------------
@@ -444,7 +458,18 @@ class Runner:
                 blocks = []
             self.queue.put_nowait(_Fetched(blocks, e.peer))
 
-        asyncio.get_running_loop().create_task(go())
+        task = asyncio.get_running_loop().create_task(go())
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    def _sync_check(self) -> None:
+        """With peers, ask now and then whether the chain went on without us (a node that
+        restarts into an idle network hears no consensus traffic that would make the core
+        fetch). An empty answer costs one small request."""
+        if len(self.chain.validator_keys) < 2 or self.sync_interval_ms <= 0:
+            return
+        self._fetch(fx.FetchBlocks(self.chain.height + 1, None))
+        self._later(self.sync_interval_ms / 1000, _SyncCheck())
 
     def _apply_fetched(self, item: _Fetched) -> None:
         """Hand fetched blocks to the core one at a time (it checks each certificate against
@@ -466,6 +491,8 @@ class Runner:
             if self.chain.height < block.height:
                 self.log.warning("fetched block %d was not committed (certificate refused?)", block.height)
                 return
+        if item.blocks:  # there may be more: go on until a peer has nothing newer
+            self._fetch(fx.FetchBlocks(self.chain.height + 1, item.peer))
 
     def _recover_single(self) -> None:
         """A lone validator that crashed after signing at height h but before committing

@@ -54,8 +54,8 @@ def net_homes(tmp_path):
     return net, homes
 
 
-async def start(home) -> Node:
-    node = Node(home, config=dataclasses.replace(load_config(home), api_port=0))
+async def start(home, **overrides) -> Node:
+    node = Node(home, config=dataclasses.replace(load_config(home), api_port=0, **overrides))
     await node.start()
     return node
 
@@ -132,6 +132,31 @@ async def test_primary_down_view_change_keeps_the_chain_going(net_homes):
             assert st["view"] >= 1 and st["primary"] != primary_key.hex()
             async with s.get(nodes[0].api_url + "/metrics") as r:
                 assert "cxl_view_changes 0.0" not in await r.text()
+    finally:
+        for n in nodes:
+            await n.stop()
+
+
+async def test_restarted_node_catches_up_in_an_idle_network(net_homes):
+    net, homes = net_homes
+    chain_id = net.doc["chain_id"]
+    admin, to = net.admins["org1"], net.operators["org2"].address
+    nodes = [await start(h, sync_interval_ms=300) for h in homes]
+    try:
+        late = nodes.pop(3)
+        await late.stop()
+        async with aiohttp.ClientSession() as s:
+            txs = [make_tx(admin, chain_id, n, "transfer", {"to": to, "amount": 1}) for n in range(6)]
+            for t in txs:
+                await submit(s, nodes[0], t)
+                await until(lambda: all(n.chain.get_tx(t.hash) for n in nodes), what="commit")
+        top = nodes[0].chain.height
+        assert top >= 2
+        back = await start(homes[3], sync_interval_ms=300)
+        nodes.append(back)
+        # no new transactions: only the periodic sync check can bring it up to date
+        await until(lambda: back.chain.height == top, timeout=20, what="idle catch-up")
+        assert back.chain.head.block_hash == nodes[0].chain.head.block_hash
     finally:
         for n in nodes:
             await n.stop()
