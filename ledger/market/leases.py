@@ -109,6 +109,7 @@ def open_lease(state: StateView, ctx, payload: dict) -> dict:
         "attestation_digest": None, "sealed_access": None, "accepted_by": None,
         "period_ms": ctx.params.get("usage_period_ms", 3_600_000),
         "next_period": 0, "open_reports": 0, "reported_unit_hours": 0, "settlements": 0,
+        "unsettled": [],   # periods confirmed but not yet paid
     }
     state.put(lease_key(lid), lease)
     state.put(ix_tenant_lease(ctx.sender, lid), None)

@@ -20,7 +20,7 @@ stays equal to supply, and the lease's own `escrow` field tracks what it still h
 from __future__ import annotations
 
 from ledger import accounts
-from ledger.market.common import DUE_FINAL, lease_key, put_once, report_prefix, settlement_key, unschedule
+from ledger.market.common import DUE_FINAL, lease_key, put_once, report_key, settlement_key, unschedule
 from ledger.market.errors import reject
 from ledger.state import StateView
 
@@ -83,13 +83,15 @@ def settle(state: StateView, lease: dict, when: tuple[int, int, bytes | None]) -
         raise reject("lease_settled", f"lease {lease['id']} is {lease['status']}")
     periods, charge, pen = [], 0, 0
     seq = lease["settlements"] + 1
-    for key, report in state.items(report_prefix(lease["id"])):
-        if report["status"] == "confirmed" and report["settlement"] is None:
-            periods.append(report["period"])
-            charge += report["charge"]
-            pen += report["penalty"]
-            report["settlement"] = seq
-            state.put(key, report)
+    for period in sorted(lease["unsettled"]):   # confirmed, not yet paid: no scan of all reports
+        key = report_key(lease["id"], period)
+        report = state.get(key)
+        periods.append(period)
+        charge += report["charge"]
+        pen += report["penalty"]
+        report["settlement"] = seq
+        state.put(key, report)
+    lease["unsettled"] = []
     final = can_finalise(lease, now_ms)
     if not periods and not final:
         return None

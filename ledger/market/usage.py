@@ -79,6 +79,7 @@ def _confirm(state: StateView, lease: dict, report: dict, by: str, when, unit_ho
     report["confirmed_by"] = by
     report["confirmed_ms"] = when[0]
     lease["open_reports"] -= 1
+    lease["unsettled"].append(report["period"])
     state.put(report_key(lease["id"], report["period"]), report)
     state.put(lease_key(lease["id"]), lease)
     try_finalise(state, lease, when)
