@@ -127,6 +127,7 @@ class Node:
         transport_factory: Callable[[NodeConfig, NodeInbox, Signer], Transport] | None = None,
         replica_factory=None,
         extra_routes: list | None = None,
+        process_log: bool = False,
     ):
         self.home = NodeHome(Path(home))
         self.config = config or cfgmod.load_config(self.home.path)
@@ -136,6 +137,8 @@ class Node:
         self._transport_factory = transport_factory
         self._replica_factory = replica_factory
         self._extra_routes = list(extra_routes or [])
+        # process_log: HOME/node.log takes every "cxl.*" logger (p2p too); else only this node's
+        self._process_log = process_log
         self.log = logging.getLogger(f"cxl.node.{self.signer.public_key.hex()[:8]}")
         self.metrics = NodeMetrics()
         self.store = None
@@ -235,15 +238,16 @@ class Node:
             self.store = None
             self.log.info("node stopped")
         if self._log_handler is not None:
-            self.log.removeHandler(self._log_handler)
+            self._log_target.removeHandler(self._log_handler)
             self._log_handler.close()
             self._log_handler = None
 
     def _start_log(self) -> None:
         h = logging.FileHandler(self.home.log_file)
         h.setFormatter(JsonLines())
-        self.log.addHandler(h)
-        self.log.setLevel(self.config.log_level.upper())
+        self._log_target = logging.getLogger("cxl") if self._process_log else self.log
+        self._log_target.addHandler(h)
+        self._log_target.setLevel(self.config.log_level.upper())
         self._log_handler = h
 
     @property
@@ -356,7 +360,7 @@ class Node:
 # -- running until a signal ------------------------------------------------------------------------
 
 async def serve(home: str | Path, *, passphrase: str | None = None, config: NodeConfig | None = None) -> None:
-    node = Node(home, passphrase=passphrase, config=config)
+    node = Node(home, passphrase=passphrase, config=config, process_log=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

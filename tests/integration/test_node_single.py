@@ -464,3 +464,22 @@ async def test_busy_api_port_is_a_clear_error(tmp_path):
             await node.start()
     node2 = await start(home)  # the failed start released the store
     await node2.stop()
+
+
+async def test_connections_beyond_the_limit_are_closed(tmp_path):
+    node = await start(make_home(tmp_path), max_connections=2)
+    conns = []
+    try:
+        for _ in range(2):
+            conns.append(await asyncio.open_connection("127.0.0.1", node.api_port))
+        await asyncio.sleep(0.05)
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.api_port)
+        conns.append((reader, writer))
+        assert await asyncio.wait_for(reader.read(), 2) == b""  # closed at once
+        r0, w0 = conns[0]
+        w0.write(b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await asyncio.wait_for(r0.read(), 5)).startswith(b"HTTP/1.1 200")
+    finally:
+        for _, w in conns:
+            w.close()
+        await node.stop()
