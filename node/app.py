@@ -31,6 +31,7 @@ from aiohttp import web
 from ledger import accounts
 from ledger.chain import Chain
 from ledger.crypto import Signer
+from ledger.errors import LedgerError
 from ledger.store.leveldb import LevelDBStore
 from ledger.tx import SignedTx
 
@@ -158,8 +159,12 @@ class Node:
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         self._start_log()
-        self.store = LevelDBStore(self.home.data_dir)
         try:
+            try:
+                self.store = LevelDBStore(self.home.data_dir)
+                self.chain = Chain(self.store, self.genesis_doc, self.genesis_hash)
+            except LedgerError as exc:  # locked by another node, or another chain's data
+                raise ConfigError(str(exc), exc.code) from exc
             await self._start_inner()
         except BaseException:
             await self.stop()
@@ -167,7 +172,6 @@ class Node:
 
     async def _start_inner(self) -> None:
         cfg = self.config
-        self.chain = Chain(self.store, self.genesis_doc, self.genesis_hash)
         params = self.chain.params
         self.mempool = Mempool(
             self.chain_id, self._lookup,
@@ -197,6 +201,7 @@ class Node:
             max_block_txs=cfg.max_block_txs, sync_interval_ms=cfg.sync_interval_ms, log=self.log,
         )
         self.runner.commit_listeners.append(self._on_commit_metrics)
+        self.runner.commit_listeners.append(self._on_commit_params)
         self.metrics.height.set(self.chain.height)
         from node.api import make_app, start_api  # late: api imports this module's types
         self.app = make_app(self, self._extra_routes)
@@ -322,6 +327,10 @@ class Node:
         for t in admitted.values():
             if t is not None:
                 m.commit_latency.observe(max(0.0, now - t))
+
+    def _on_commit_params(self, block, result, cert, admitted: dict) -> None:
+        # governance may change the transaction size limit
+        self.mempool.max_tx_bytes = self.chain.params.get("max_tx_bytes", self.mempool.max_tx_bytes)
 
     def refresh_metrics(self) -> None:
         m = self.metrics

@@ -146,6 +146,7 @@ class Runner:
         self.view = 0
         self.view_changes = 0
         self.last_cert: Certificate | None = chain.get_cert(chain.height) if chain.height else None
+        self._vset = chain.validators
         factory = replica_factory or default_replica_factory(chain, signer)
         self.signed_state = load_signed_state(self.store)
         self.replica = factory(self.signed_state, chain.height + 1)
@@ -398,8 +399,10 @@ class Runner:
 
     # commit -------------------------------------------------------------------------------------
     def _commit(self, e: fx.CommitBlock) -> None:
-        if e.height <= self.chain.height:
-            self.log.info("commit of height %d ignored: already at %d", e.height, self.chain.height)
+        if e.height <= self.chain.height:  # caught up meanwhile: tell the core where the chain is
+            self.log.info("commit of height %d skipped: already at %d", e.height, self.chain.height)
+            self._local.append(ev.Committed(self.chain.height, self.chain.head.block_hash,
+                                            tuple(self.chain.validator_keys)))
             return
         cached = self._results.get(e.block_hash)
         try:
@@ -425,9 +428,12 @@ class Runner:
         dropped = self.mempool.on_commit(result.txs, block.height + 1)
         for stx in dropped:
             self.log.info("dropped stale tx %s after block %d", stx.hash.hex(), block.height)
-        if block.header.validator_set_hash != getattr(self, "_vset_hash", None):
-            self._vset_hash = block.header.validator_set_hash
-            self.transport.set_validators(self.chain.validators)
+        validators = self.chain.validators  # the set deciding the next height
+        if validators != self._vset:
+            self._vset = validators
+            self.log.info("validator set for height %d: %s", block.height + 1,
+                          ", ".join(v["key"].hex()[:16] for v in validators))
+            self.transport.set_validators(validators)
         self.log.info("committed block %d %s txs=%d", block.height, block.hash.hex(), len(block.txs))
         for fn in self.commit_listeners:
             try:

@@ -483,3 +483,13 @@ async def test_connections_beyond_the_limit_are_closed(tmp_path):
         for _, w in conns:
             w.close()
         await node.stop()
+
+
+async def test_second_node_on_the_same_home_is_refused_clearly(node):
+    from node.errors import ConfigError
+
+    other = Node(node.home.path, config=dataclasses.replace(node.config, api_port=0))
+    with pytest.raises(ConfigError) as e:
+        await other.start()
+    assert e.value.code == "store_locked" and "another node" in e.value.message
+    assert node.chain.height == 0 and node.store is not None  # the running node is unaffected
