@@ -198,7 +198,8 @@ class Node:
         self.runner = Runner(
             self.chain, self.mempool, self.signer, self.transport,
             replica_factory=self._replica_factory, block_interval_ms=cfg.block_interval_ms,
-            max_block_txs=cfg.max_block_txs, sync_interval_ms=cfg.sync_interval_ms, log=self.log,
+            max_block_txs=cfg.max_block_txs, sync_interval_ms=cfg.sync_interval_ms,
+            max_block_bytes=cfg.max_block_bytes, log=self.log,
         )
         self.runner.commit_listeners.append(self._on_commit_metrics)
         self.runner.commit_listeners.append(self._on_commit_params)

@@ -51,6 +51,7 @@ class NodeConfig:
     sig_check_threads: int = 2                # thread pool for transaction signature checks
     block_interval_ms: int | None = None      # None: the chain parameter
     max_block_txs: int | None = None          # None: the chain parameter
+    max_block_bytes: int = 3 * 1024 * 1024    # transaction bytes per proposed block (fits one p2p frame)
     sync_interval_ms: int = 5_000             # how often to ask peers for blocks we lack (0: only when behind)
     log_level: str = "info"
     p2p_tls: bool = False                     # mutual TLS between validators, pinned to node keys
@@ -78,6 +79,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "block_interval_ms": (1, 3_600_000),
     "max_block_txs": (1, 1_000_000),
     "sync_interval_ms": (0, 3_600_000),
+    "max_block_bytes": (64 * 1024, 60 * 1024 * 1024),
 }
 _OPTIONAL = {"block_interval_ms", "max_block_txs", "tls_cert", "tls_key", "tls_ca"}
 

@@ -116,6 +116,7 @@ class Runner:
         block_interval_ms: int | None = None,
         max_block_txs: int | None = None,
         sync_interval_ms: int = 5_000,
+        max_block_bytes: int = 3 * 1024 * 1024,
         log: logging.Logger | None = None,
         clock_ms: Callable[[], int] = now_ms,
     ):
@@ -137,6 +138,7 @@ class Runner:
         self._fetching = False
         self._bg: set[asyncio.Task] = set()
         self.sync_interval_ms = sync_interval_ms
+        self.max_block_bytes = max_block_bytes
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
         self._task: asyncio.Task | None = None
         # called after each commit with (block, result, certificate, {tx hash: admission time})
@@ -354,7 +356,7 @@ class Runner:
                 self._propose_timer = asyncio.get_running_loop().call_later(
                     delay, self.queue.put_nowait, _ProposeCheck())
                 return
-        txs = self.mempool.take(self.max_block_txs)
+        txs = self.mempool.take(self.max_block_txs, self.max_block_bytes)
         verified = self.mempool.verified_hashes()
         block, result = self.chain.build_block(
             txs, time_ms=self.clock_ms(), view=req.view, proposer=self.signer.public_key,

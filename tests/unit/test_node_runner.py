@@ -181,3 +181,18 @@ async def test_consensus_bytes_with_bad_signature_are_dropped():
     assert runner.queue.qsize() == 0
     runner.on_consensus_bytes(good.sender, encode_message(good))
     assert runner.queue.qsize() == 1
+
+
+async def test_blocks_respect_max_block_bytes():
+    size = len(transfer(0).raw)
+    runner, chain, mp, _ = make_runner(block_interval_ms=10, max_block_bytes=3 * size + 10)
+    for n in range(7):
+        mp.add(transfer(n))
+    runner.start()
+    try:
+        runner.notify_txs_added(7)
+        await until(lambda: len(mp) == 0)
+        sizes = [len(chain.get_block(h).txs) for h in range(1, chain.height + 1)]
+        assert sizes == [3, 3, 1]
+    finally:
+        await runner.stop()
