@@ -299,7 +299,7 @@ class Replayer:
     def __init__(self, source: BlockSource, genesis_doc: dict, genesis_hash: bytes, *,
                  workers: int | None = None, pool: str = "process",
                  progress: Callable[[int, int], None] | None = None, upto: int | None = None,
-                 lookahead_txs: int | None = None, compare_store: bool = True):
+                 lookahead_txs: int | None = None, compare_store: bool = True, nice: int = 10):
         self.source = source
         self.doc = genesis_doc
         self.genesis_hash = genesis_hash
@@ -308,6 +308,7 @@ class Replayer:
         self.upto = upto
         self.lookahead_txs = lookahead_txs
         self.compare_store = compare_store
+        self.nice = nice
         self.chain = Chain(MemoryStore(), genesis_doc, genesis_hash)
         self.report = Report(False, source.description, self.chain.chain_id, genesis_hash)
         self._seen: dict[bytes, None] = {}
@@ -429,7 +430,7 @@ class Replayer:
             report.head_height = head
             self._see(chain.validator_keys)
             self._conservation(0, None)
-            checker = SignatureChecker(self.workers, self.pool, MAX_TX_BYTES_BOUND)
+            checker = SignatureChecker(self.workers, self.pool, MAX_TX_BYTES_BOUND, nice=self.nice)
             report.workers, report.pool = checker.workers, checker.kind
             lookahead = self.lookahead_txs or max(4000, 4 * checker.workers * 1000)
             prev_header_raw = None
