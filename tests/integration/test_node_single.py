@@ -493,3 +493,15 @@ async def test_second_node_on_the_same_home_is_refused_clearly(node):
         await other.start()
     assert e.value.code == "store_locked" and "another node" in e.value.message
     assert node.chain.height == 0 and node.store is not None  # the running node is unaffected
+
+
+async def test_large_batch_keeps_order_across_check_threads(node, client):
+    txs = [transfer(ADMIN, n) for n in range(150)] + [transfer(NET.operators["org3"], n) for n in range(150)]
+    txs.insert(100, transfer(ADMIN, 0, amount=2))  # conflicts with nonce 0 already in this batch
+    status, body = await client.post("/v1/txs", {"txs": [b64(t.raw) for t in txs]})
+    assert status == 200 and len(body["results"]) == 301
+    assert [r["hash"] for r in body["results"]] == [t.hash.hex() for t in txs]
+    assert body["results"][100]["error"]["code"] == "nonce_conflict"
+    await client.wait(txs[-1])
+    await client.wait(txs[99])
+    assert (await client.get(f"/v1/accounts/{ADMIN.address}"))[1]["nonce"] == 150
