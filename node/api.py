@@ -263,6 +263,11 @@ async def get_validators(request: web.Request) -> web.Response:
                           "quorum": 2 * ((len(vals) - 1) // 3) + 1})
 
 
+async def get_evidence(request: web.Request) -> web.Response:
+    runner = request.app[NODE].runner
+    return json_response({"count": runner.evidence_count, "evidence": list(runner.evidence)})
+
+
 async def get_openapi(request: web.Request) -> web.Response:
     return json_response(openapi_document(request.app))
 
@@ -281,6 +286,7 @@ ROUTES = [
     web.get("/v1/blocks/{height}", get_block),
     web.get("/v1/accounts/{address}", get_account),
     web.get("/v1/validators", get_validators),
+    web.get("/v1/evidence", get_evidence),
     web.get("/v1/openapi.json", get_openapi),
     web.get("/metrics", get_metrics),
 ]

@@ -126,6 +126,13 @@ PATHS = {
         "responses": {"200": _json(_ref("Account"), "Account"), **_errors(400)}}},
     "/v1/validators": {"get": {"summary": "The validator set deciding the next height",
                                "responses": {"200": _json(_ref("Validators"), "Validators")}}},
+    "/v1/evidence": {"get": {
+        "summary": "Conflicting signed messages seen from validators (latest 1000)",
+        "responses": {"200": _json({"type": "object", "properties": {
+            "count": {"type": "integer"},
+            "evidence": {"type": "array", "items": {"type": "object", "properties": {
+                "kind": {"type": "string"}, "sender": HEX32, "msg_a": HEX, "msg_b": HEX,
+                "time_ms": {"type": "integer"}}}}}}, "Evidence")}}},
     "/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3"}}}},
     "/metrics": {"get": {"summary": "Prometheus metrics",
                          "responses": {"200": {"description": "text exposition format",

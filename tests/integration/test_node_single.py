@@ -272,6 +272,7 @@ async def test_unknown_and_malformed_lookups(node, client):
 
 
 async def test_validators_openapi_and_metrics(node, client):
+    assert await client.get("/v1/evidence") == (200, {"count": 0, "evidence": []})
     status, vals = await client.get("/v1/validators")
     assert status == 200 and vals["quorum"] == 1
     assert vals["validators"][0]["key"] == NET.validators[0].public_key.hex()
