@@ -32,7 +32,7 @@ from consensus.state import ConsensusConfig, Faults, SignedState, primary_index
 class Replica:
     def __init__(self, chain_id: str, signer: Signer, validators: tuple[bytes, ...], height: int,
                  config: ConsensusConfig = ConsensusConfig(), signed_state: SignedState | None = None,
-                 faults: Faults = Faults()):
+                 faults: Faults = Faults(), last_certificate: Certificate | None = None):
         self.chain_id = chain_id
         self.signer = signer
         self.me = signer.public_key
@@ -52,7 +52,7 @@ class Replica:
         self.failed_views = 0
         self.vc_latest: dict[bytes, ViewChange] = {}  # per sender, its highest-view ViewChange
         self.new_view_msg: NewView | None = None  # proof of the current view, for laggards
-        self.last_cert: Certificate | None = None
+        self.last_cert = last_certificate  # of height-1: handed to peers that fall behind
         self.future: list = []
         self.fetching = False
         self.fetches = 0
@@ -206,7 +206,8 @@ class Replica:
     def _triage(self, msg, out: list) -> bool:
         """Route messages not for (current view, current height); True if msg is for now."""
         if msg.height < self.height:
-            self._help(msg.sender, msg.view, out)
+            if msg.height < self.height - 1:  # one behind is usually just late
+                self._help(msg.sender, msg.view, out)
             return False
         if msg.height > self.height or msg.view > self.view or (msg.view == self.view and self.changing):
             self._buffer(msg, out)
@@ -276,7 +277,8 @@ class Replica:
 
     def _on_commit(self, c: Commit, out: list) -> None:
         if c.height < self.height:
-            self._help(c.sender, c.view, out)
+            if c.height < self.height - 1:
+                self._help(c.sender, c.view, out)
             return
         if c.height > self.height:
             self._buffer(c, out)
@@ -340,6 +342,8 @@ class Replica:
     def _on_committed(self, ev: Committed, out: list) -> None:
         if ev.height < self.height:
             return
+        if ev.certificate is not None:
+            self.last_cert = ev.certificate
         if self.last_cert is not None and self.last_cert.height != ev.height:
             self.last_cert = None
         self.height = ev.height + 1
@@ -377,6 +381,7 @@ class Replica:
                     self._start_view_change(self.view + 1, out)
         elif ev.kind == "viewchange":
             if self.changing and ev.view == self.view:
+                self._fetch(out, None)  # no new view yet: maybe the others moved on without us
                 self._start_view_change(self.view + 1, out)
         elif ev.kind == "fetch":
             if ev.height == self.height:

@@ -48,11 +48,13 @@ class TimeoutFired:
 
 @dataclass(frozen=True, slots=True)
 class Committed:
-    """The node executed and stored block `height`; `validators` is the set for height+1."""
+    """The node executed and stored block `height`; `validators` is the set for height+1.
+    `certificate` (optional) lets the replica hand the commit to peers that fall behind."""
 
     height: int
     block_hash: bytes
     validators: tuple[bytes, ...]
+    certificate: Certificate | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,14 @@ def cert_ok(cert: Certificate, validators: tuple[bytes, ...]) -> bool:
     return ok
 
 
+def signature_count(msg) -> int:
+    if isinstance(msg, ViewChange):
+        return 1 + (0 if msg.prepared is None else 1 + len(msg.prepared.prepares))
+    if isinstance(msg, NewView):
+        return 1 + (msg.preprepare is not None) + sum(signature_count(v) for v in msg.view_changes)
+    return 1
+
+
 class Violation(Exception):
     def __init__(self, kind: str, detail: str, at_ms: int):
         super().__init__(f"{kind} at t={at_ms}ms: {detail}")
@@ -103,7 +111,8 @@ class Scenario:
 @dataclass
 class Stats:
     messages: int = 0
-    signatures: int = 0
+    signatures: int = 0  # signatures made by validators
+    verifications: int = 0  # signatures checked by receivers (as an uncached node would)
     blocks: int = 0
     events: int = 0
 
@@ -126,7 +135,7 @@ class Node:
         sim = self.sim
         state = None if self.persisted is None else SignedState.decode(self.persisted)
         self.replica = Replica(CHAIN_ID, self.signer, sim.validators, len(self.chain) + 1, sim.sc.config,
-                               state, sim.sc.faults)
+                               state, sim.sc.faults, self.chain[-1][2] if self.chain else None)
         self.request = None
         self.reported_pending = -1
         self.run(self.replica.start())
@@ -236,7 +245,7 @@ class Node:
         if not sim.healed and sim.rng.random() < sim.sc.crash_on_commit:
             sim.schedule(0, self.id, ("crash",))
             sim.schedule(sim.rng.randint(100, 1500), self.id, ("restart",))
-        self.feed(Committed(eff.height, eff.block_hash, sim.validators))
+        self.feed(Committed(eff.height, eff.block_hash, sim.validators, eff.certificate))
 
     # -- byzantine behaviours --------------------------------------------------------
 
@@ -291,6 +300,7 @@ class Node:
                 msg = decode_message(what[1])
             except EncodingError:
                 return
+            sim.stats.verifications += signature_count(msg)
             if not verified(what[1], msg, sim.validators):
                 return
             if self.behaviour == "equivocate":
