@@ -43,6 +43,7 @@ WAL_PROPOSAL = PREFIX_WAL + b"proposal"  # [height, view, block]: our last propo
 MAX_INBOUND_QUEUE = 10_000   # peer messages beyond this are dropped (consensus recovers by timeouts)
 FETCH_LIMIT = 100            # blocks per catch-up request
 MAX_EVIDENCE = 1_000
+STARTUP_SYNC_S = 3.0         # how long a starting node looks for a peer to sync from before it signs
 
 
 def now_ms() -> int:
@@ -149,7 +150,7 @@ class Runner:
         self.view_changes = 0
         self.last_cert: Certificate | None = chain.get_cert(chain.height) if chain.height else None
         self._vset = chain.validators
-        factory = replica_factory or default_replica_factory(chain, signer)
+        factory = self._factory = replica_factory or default_replica_factory(chain, signer)
         self.signed_state = load_signed_state(self.store)
         self.replica = factory(self.signed_state, chain.height + 1)
         if self.signed_state is not None:
@@ -190,6 +191,10 @@ class Runner:
         self._waiters.clear()
 
     async def _run(self) -> None:
+        try:
+            await self._sync_before_signing()
+        except Exception:
+            self.log.exception("runner: start-up sync failed; starting from height %d", self.chain.height)
         self._carry_out(self._core("start", self.replica.start))
         self._drain_local()
         self._recover_single()
@@ -501,6 +506,48 @@ class Runner:
                 return
         if item.blocks:  # there may be more: go on until a peer has nothing newer
             self._fetch(fx.FetchBlocks(self.chain.height + 1, item.peer))
+
+    async def _sync_before_signing(self) -> None:
+        """Before the core may sign anything, bring the chain up to what the peers have
+        committed. A validator whose data directory was wiped (or restored from an old
+        backup) no longer knows what it signed; started at its old height it would propose
+        and vote again at heights it already signed: a second, different signature at one
+        (view, height). So it first applies certified blocks fetched from peers until a peer
+        has nothing newer, then starts the core at the head. With no peer reachable within
+        STARTUP_SYNC_S (the whole network starting at once) it starts where it is."""
+        if len(self.chain.validator_keys) < 2:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STARTUP_SYNC_S
+        start = self.chain.height
+        while True:
+            try:
+                blocks = await self.transport.fetch_blocks(self.chain.height + 1, None, FETCH_LIMIT)
+            except Exception:  # no peer connected (yet), or none answered in time
+                if loop.time() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+                continue
+            applied = 0
+            for block_raw, cert_raw in blocks:
+                try:
+                    block = Block.decode(block_raw)
+                    if block.height <= self.chain.height:
+                        continue
+                    self.chain.apply_certified(block, Certificate.from_wire(decode(cert_raw)))
+                    applied += 1
+                except LedgerError as exc:
+                    self.log.warning("start-up sync: fetched block refused: %s", exc)
+                    break
+            if not applied:
+                break
+        if self.chain.height == start:
+            return
+        self.log.info("synced from height %d to %d before signing anything", start, self.chain.height)
+        self.last_cert = self.chain.get_cert(self.chain.height)
+        self.mempool.on_commit([], self.chain.height + 1)
+        self.transport.set_validators(self.chain.validators)
+        self.replica = self._factory(self.signed_state, self.chain.height + 1)
 
     def _recover_single(self) -> None:
         """A lone validator that crashed after signing at height h but before committing
