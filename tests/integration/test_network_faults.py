@@ -16,9 +16,13 @@ Views time out after 1 s in these genesis files, so a view change costs about a 
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
+
+from ledger.keystore import load_key
+from ledger.tx import make_tx
 
 from netharness import (LocalNet, Workload, check_acked_everywhere, check_no_evidence,
                         check_same_chain)
@@ -145,7 +149,12 @@ def test_wiped_data_dir_resyncs_without_double_signing(net):
 
     net.start(victim)
     net.wait_ready([victim])
-    assert net.status(victim)["height"] == 0
+    # a transaction it can include at once (an unused key: nonce 0 is ready at any height),
+    # sent to it alone: a node replaying from genesis would propose it at height 1, view 0,
+    # where it proposed another block before the wipe: a second signature at one position
+    auditor = load_key(net.manifest["orgs"][1]["keys"]["auditor"]["path"])
+    probe = make_tx(auditor, net.chain_id, 0, "transfer", {"to": auditor.address, "amount": 0})
+    net.submit(victim, [probe.raw])
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # load until it is back at the head
         load.run(rounds=1)
@@ -154,3 +163,7 @@ def test_wiped_data_dir_resyncs_without_double_signing(net):
     check_all(net, load, list(range(4)), min_height=top + 1)
     load.run(rounds=2)  # and it takes part again: the chain keeps going with it
     check_all(net, load, list(range(4)))
+    # what it signed since the restart: nothing at a height that was decided before it
+    log = (net.homes[victim] / "node.log").read_text().split("node started")[-1]
+    replayed = [int(h) for h in re.findall(r"proposing block (\d+) view", log) if int(h) <= top]
+    assert not replayed, f"the wiped node proposed again at decided heights {replayed}"
