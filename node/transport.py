@@ -13,10 +13,7 @@ consensus signature and every transaction, so a faulty peer can only be refused.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
-
-if TYPE_CHECKING:  # pragma: no cover
-    from node.app import Node
+from typing import Callable, Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -106,4 +103,5 @@ class NodeInbox:
         return self._serve_blocks(from_height, limit)
 
 
-TransportFactory = Callable[["object", NodeInbox], Transport]
+# make_transport(config: NodeConfig, inbox: NodeInbox, signer: Signer) -> Transport
+TransportFactory = Callable[[object, NodeInbox, object], Transport]
