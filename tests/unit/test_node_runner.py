@@ -196,3 +196,73 @@ async def test_blocks_respect_max_block_bytes():
         assert sizes == [3, 3, 1]
     finally:
         await runner.stop()
+
+
+class _ScriptedReplica:
+    """Stands in for the core: start() returns a fixed effect list."""
+
+    def __init__(self, effects):
+        self.effects = effects
+        self.events = []
+
+    def start(self):
+        return list(self.effects)
+
+    def on_event(self, event):
+        self.events.append(event)
+        return []
+
+
+class _FailingStore(MemoryStore):
+    def write(self, puts, *, sync=True):
+        if any(k.startswith(b"w/") for k in puts):
+            raise OSError("disk full")
+        super().write(puts, sync=sync)
+
+
+async def test_nothing_is_sent_when_the_wal_write_fails():
+    from consensus.state import SignedState
+
+    store = _FailingStore()
+    chain = NET.chain(store)
+    mp = Mempool(chain.chain_id, lambda a: (True, 0))
+    msg = make_prepare(NET.validators[0], chain.chain_id, 0, 1, b"\x01" * 32)
+    effects = [fx.PersistSigned(SignedState(1, 0, (("prepare", b"\x01" * 32),))), fx.Broadcast(msg)]
+    transport = RecordingTransport(store)
+    runner = Runner(chain, mp, NET.validators[0], transport, replica_factory=lambda rec, h: _ScriptedReplica(effects))
+    runner.start()
+    try:
+        await asyncio.sleep(0.05)
+        assert transport.messages == []
+    finally:
+        await runner.stop()
+
+    ok_store = MemoryStore()
+    chain = NET.chain(ok_store)
+    transport = RecordingTransport(ok_store)
+    runner = Runner(chain, mp, NET.validators[0], transport, replica_factory=lambda rec, h: _ScriptedReplica(effects))
+    runner.start()
+    try:
+        await until(lambda: transport.messages)
+        assert not transport.uncovered and load_signed_state(ok_store).signed("prepare") == b"\x01" * 32
+    finally:
+        await runner.stop()
+
+
+async def test_restart_hands_the_persisted_state_to_the_core():
+    from consensus.state import SignedState
+    from node.runner import persist_signed_state
+
+    store = MemoryStore()
+    chain = NET.chain(store)
+    rec = SignedState(1, 3, (("vc", b"\x07" * 32),), current_view=3, changing=True)
+    persist_signed_state(store, rec)
+    seen = {}
+
+    def factory(signed, height):
+        seen["args"] = (signed, height)
+        return _ScriptedReplica([])
+
+    runner = Runner(chain, Mempool(chain.chain_id, lambda a: (True, 0)), NET.validators[0], NullTransport(),
+                    replica_factory=factory)
+    assert seen["args"] == (rec, 1) and runner.view == 3
