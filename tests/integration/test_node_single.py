@@ -506,3 +506,72 @@ async def test_large_batch_keeps_order_across_check_threads(node, client):
     await client.wait(txs[-1])
     await client.wait(txs[99])
     assert (await client.get(f"/v1/accounts/{ADMIN.address}"))[1]["nonce"] == 150
+
+
+def _spawn(home: Path) -> tuple[subprocess.Popen, dict]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "node", str(home)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=env, cwd=str(ROOT), text=True)
+    return proc, json.loads(proc.stdout.readline())
+
+
+def _http(method: str, url: str, body: dict | None = None, timeout: float = 10):
+    import urllib.error
+    import urllib.request
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.mark.slow
+def test_sigkill_mid_stream_then_restart_keeps_one_consistent_chain(tmp_path):
+    home = make_home(tmp_path)
+    cfg = json.loads((home / "config.json").read_text())
+    cfg["api_port"] = _free_port()
+    (home / "config.json").write_text(json.dumps(cfg))
+    proc, started = _spawn(home)
+    api = started["api"]
+    try:
+        for batch in range(4):
+            txs = [transfer(ADMIN, batch * 25 + n) for n in range(25)]
+            status, _ = _http("POST", api + "/v1/txs", {"txs": [b64(t.raw) for t in txs]})
+            assert status == 200
+        time.sleep(0.15)  # some blocks committed, some txs still in flight
+        proc.kill()  # no clean shutdown: the store is left as the crash left it
+        proc.wait(timeout=10)
+        proc, started = _spawn(home)
+        status, st = _http("GET", api + "/v1/status")
+        h = st["height"]
+        assert status == 200 and h >= 1
+        nonce = _http("GET", api + f"/v1/accounts/{ADMIN.address}")[1]["nonce"]
+        # the mempool died with the process: resubmit what did not commit; old ones answer 409
+        txs = [transfer(ADMIN, n) for n in range(nonce, 100)]
+        if txs:
+            status, body = _http("POST", api + "/v1/txs", {"txs": [b64(t.raw) for t in txs]})
+            assert all(r.get("status") == "pending" for r in body["results"])
+            status, done = _http("GET", api + f"/v1/txs/{txs[-1].hash.hex()}?wait=10", timeout=20)
+            assert done["status"] == "committed"
+        assert _http("POST", api + "/v1/txs", {"tx": b64(transfer(ADMIN, 0).raw)})[0] in (200, 409)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # the chain on disk replays from genesis to the same head
+    store = LevelDBStore(home / "data")
+    try:
+        chain = Chain(store, NET.doc, NET.genesis_hash)
+        replay = NET.chain()
+        for height in range(1, chain.height + 1):
+            block, cert = chain.get_block(height), chain.get_cert(height)
+            replay.apply_certified(block, cert)
+        assert replay.head == chain.head
+        from ledger import accounts
+        assert accounts.next_nonce(chain.state(), ADMIN.address) == 100
+    finally:
+        store.close()
