@@ -488,6 +488,7 @@ class Runner:
         """Hand fetched blocks to the core one at a time (it checks each certificate against
         its validator set and answers CommitBlock); stop at the first it does not take."""
         self._fetching = False
+        start = self.chain.height
         for block_raw, cert_raw in item.blocks:
             try:
                 block = Block.decode(block_raw)
@@ -504,7 +505,7 @@ class Runner:
             if self.chain.height < block.height:
                 self.log.warning("fetched block %d was not committed (certificate refused?)", block.height)
                 return
-        if item.blocks:  # there may be more: go on until a peer has nothing newer
+        if self.chain.height > start:  # there may be more: go on until a peer has nothing newer
             self._fetch(fx.FetchBlocks(self.chain.height + 1, item.peer))
 
     async def _sync_before_signing(self) -> None:
