@@ -45,6 +45,7 @@ from node.runner import Runner
 from node.transport import NodeInbox, NullTransport, Transport
 
 MAX_SERVE_BLOCKS = 100
+MAX_PEER_TX_BATCHES = 64  # gossiped batches being admitted at once
 
 
 # -- logging ------------------------------------------------------------------------------
@@ -304,6 +305,9 @@ class Node:
         return out
 
     def _on_peer_txs(self, sender_key: bytes, raws: list[bytes]) -> None:
+        if len(self._tasks) >= MAX_PEER_TX_BATCHES:  # admission is behind: shed gossip, not memory
+            self.log.warning("dropping %d gossiped txs from %s: admission backlog", len(raws), sender_key.hex()[:16])
+            return
         task = asyncio.get_running_loop().create_task(self.submit_txs(list(raws), gossip=False))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
