@@ -259,6 +259,9 @@ async def test_unknown_and_malformed_lookups(node, client):
     assert (await client.get("/v1/txs/" + "ab" * 32)) == (404, {"error": {
         "code": "unknown_tx", "message": f"transaction {'ab' * 32} is neither pending on this node nor committed"}})
     assert (await client.get("/v1/txs/xyz"))[1]["error"]["code"] == "bad_hash"
+    assert (await client.get("/v1/txs/" + "ab" * 32 + "?wait=soon"))[1]["error"]["code"] == "bad_wait"
+    assert (await client.get("/v1/txs/" + "ab" * 32 + "/proof"))[1]["error"]["code"] == "unknown_tx"
+    assert (await client.get("/v1/blocks/0"))[1]["error"]["code"] == "unknown_block"
     assert (await client.get("/v1/blocks/7"))[0] == 404
     assert (await client.get("/v1/blocks/-1"))[0] == 400
     assert (await client.get("/v1/accounts/nope"))[0] == 400
