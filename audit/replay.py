@@ -299,7 +299,7 @@ class Replayer:
     def __init__(self, source: BlockSource, genesis_doc: dict, genesis_hash: bytes, *,
                  workers: int | None = None, pool: str = "process",
                  progress: Callable[[int, int], None] | None = None, upto: int | None = None,
-                 lookahead_txs: int | None = None, compare_store: bool = True, nice: int = 10):
+                 lookahead_txs: int | None = None, compare_store: bool = True, nice: int = 0):
         self.source = source
         self.doc = genesis_doc
         self.genesis_hash = genesis_hash
@@ -434,11 +434,15 @@ class Replayer:
             report.workers, report.pool = checker.workers, checker.kind
             lookahead = self.lookahead_txs or max(4000, 4 * checker.workers * 1000)
             prev_header_raw = None
-            for item in _pipeline(self.source, head, checker, lookahead):
-                self._block(item, prev_header_raw)
-                prev_header_raw = item.block.header.encode()
-                if self.progress:
-                    self.progress(item.height, head)
+            pipeline = _pipeline(self.source, head, checker, lookahead)
+            try:
+                for item in pipeline:
+                    self._block(item, prev_header_raw)
+                    prev_header_raw = item.block.header.encode()
+                    if self.progress:
+                        self.progress(item.height, head)
+            finally:
+                pipeline.close()  # stops the source's fetchers at once on a failure
             if self.upto is None:
                 self._head(head)
                 self._compare_store(head)

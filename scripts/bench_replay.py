@@ -80,6 +80,20 @@ def build(path: Path, n_txs: int, block_txs: int, workers: int) -> dict:
             "build_s": time.perf_counter() - t_signed, "sample": txs[:20000]}
 
 
+def reuse(path: Path, block_txs: int) -> dict:
+    """A chain this script built before in --dir: its net, counts and a sample of its txs."""
+    net = make_testnet(n_orgs=N_ORGS, n_validators=4, chain_id=CHAIN_ID, balance=10**15,
+                       params={"max_block_txs": block_txs})
+    store = LevelDBStore(path / "data", create=False)
+    try:
+        chain = net.chain(store)
+        sample = [decode_tx(raw) for h in (1, 2) for raw in chain.get_block(h).txs][:20000]
+        txs = sum(len(chain.get_block(h).txs) for h in range(1, chain.height + 1))
+        return {"net": net, "txs": txs, "blocks": chain.height, "sign_s": 0.0, "build_s": 0.0, "sample": sample}
+    finally:
+        store.close()
+
+
 def raw_verify_rates(sample, repeat: int) -> dict:
     """Single core, same run, best of `repeat`: PyNaCl's VerifyKey.verify and the bare crypto_sign_open."""
     items = [(t.tx.sender, t.tx.signing_bytes(), t.signature) for t in sample]
@@ -115,14 +129,17 @@ def main() -> None:
     ap.add_argument("--txs", type=int, default=100_000)
     ap.add_argument("--block-txs", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=default_workers())
-    ap.add_argument("--dir", type=Path, default=None, help="build here instead of a temp dir (kept)")
+    ap.add_argument("--dir", type=Path, default=None, help="build here instead of a temp dir, and keep it; reused if it holds a chain")
     ap.add_argument("--skip", default="", help="comma list of runs to skip: thread,inline")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each kind; the best counts")
     args = ap.parse_args()
     base = args.dir or Path(tempfile.mkdtemp(prefix="cxl-bench-"))
     try:
         base.mkdir(parents=True, exist_ok=True)
-        built = build(base, args.txs, args.block_txs, args.workers)
+        if args.dir is not None and (base / "data" / "CURRENT").exists():
+            built = reuse(base, args.block_txs)  # a chain built by an earlier run
+        else:
+            built = build(base, args.txs, args.block_txs, args.workers)
         load_before = os.getloadavg()[0]
         raw = raw_verify_rates(built["sample"], args.repeat)
         runs = {"process": timed_replay(base, built["net"], args.workers, "process", args.repeat)}
