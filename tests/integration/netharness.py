@@ -122,13 +122,16 @@ def proc_stat(pid: int) -> dict:
 
 class LocalNet:
     def __init__(self, root: str | Path, n: int = 4, *, params: dict | None = None, slot: int = 0,
-                 chain_id: str = "cxl-faults", config: dict | None = None):
+                 chain_id: str = "cxl-faults", config: dict | None = None, extra_members: list | None = None,
+                 balance: int = 10**12):
+        """`extra_members`: more funded operator keys (Signers) put into the genesis, spread
+        over the organisations (the benchmark's senders)."""
         self.root = Path(root)
         self.n = n
         self.base_port = pick_base_port(n, slot)
         self.manifest = create_localnet(self.root, n, chain_id=chain_id, base_port=self.base_port)
-        if params:
-            self._set_params(params)
+        if params or extra_members:
+            self._edit_genesis(params or {}, extra_members or [], balance)
         from node.config import init_home  # late: tests that only want ports need not import node
         for node in self.manifest["nodes"]:
             init_home(node["home"], self.manifest["genesis"], node["node_key"]["path"],
@@ -142,10 +145,13 @@ class LocalNet:
         self.paused: set[int] = set()
         self.peak_hwm_kib = [0] * n
 
-    def _set_params(self, params: dict) -> None:
+    def _edit_genesis(self, params: dict, extra_members: list, balance: int) -> None:
         path = Path(self.manifest["genesis"])
         doc, _ = load_genesis(path)
         doc["params"] = dict(doc.get("params", {}), **params)
+        for k, signer in enumerate(extra_members):
+            doc["orgs"][k % len(doc["orgs"])]["members"].append({"key": signer.public_key.hex(), "role": "operator"})
+            doc["balances"].append({"address": signer.address, "amount": balance})
         doc = validate(doc)
         save_genesis(doc, path)
         self.manifest["genesis_hash"] = genesis_hash(doc).hex()
