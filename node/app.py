@@ -292,7 +292,7 @@ class Node:
                 out.append(Admission(stx.hash, "committed", None, rec.height))
                 continue
             try:
-                if self.mempool.add(stx):
+                if self.mempool.add(stx, next_height=self.chain.height + 1):
                     fresh.append(stx.raw)
                 out.append(Admission(stx.hash, "pending"))
             except NodeError as exc:

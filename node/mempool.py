@@ -167,8 +167,9 @@ class Mempool:
     def check_raw(self, raw: bytes) -> SignedTx:
         return check_raw(raw, self.chain_id, self.max_tx_bytes)
 
-    def add(self, stx: SignedTx, *, now: float | None = None) -> bool:
-        """Stateful admission of a transaction that passed `check_raw`.
+    def add(self, stx: SignedTx, *, now: float | None = None, next_height: int | None = None) -> bool:
+        """Stateful admission of a transaction that passed `check_raw`. With `next_height`,
+        a transaction already expired for that height is refused (it could never be included).
 
         Returns True if added, False if it was already pending (duplicate). Raises
         TxAdmissionError or MempoolFull and then changes nothing."""
@@ -177,6 +178,8 @@ class Mempool:
         tx = stx.tx
         if tx.chain_id != self.chain_id:  # check_raw does this; cheap to repeat for direct callers
             raise _reject(f"transaction is for chain {tx.chain_id!r}, this node runs {self.chain_id!r}", "wrong_chain")
+        if next_height is not None and tx.expiry and next_height > tx.expiry:
+            raise _reject(f"transaction expired at height {tx.expiry}; the next block is {next_height}", "expired")
         size = len(stx.raw)
         if size > self.max_tx_bytes:
             raise _reject(f"transaction is {size} bytes, above the limit of {self.max_tx_bytes}", "tx_too_large")

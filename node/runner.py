@@ -369,6 +369,8 @@ class Runner:
         for stx, code, message in result.excluded:
             self.log.info("dropping tx %s from the mempool: %s (%s)", stx.hash.hex(), message, code)
             self.mempool.remove(stx.hash)
+        if result.excluded:
+            self._local.append(ev.PendingTxs(self.mempool.ready_count()))
         if not result.txs:
             self._maybe_propose_later()
             return
@@ -452,9 +454,9 @@ class Runner:
                 if not fut.done():
                     fut.set_result(block.height)
         self._local.append(ev.Committed(block.height, block.hash, tuple(self.chain.validator_keys)))
-        ready = self.mempool.ready_count()
-        if ready:
-            self._local.append(ev.PendingTxs(ready))
+        # always, even 0: the core's count predates this block, and a stale non-zero count
+        # would make its progress timer start a view change in an idle network
+        self._local.append(ev.PendingTxs(self.mempool.ready_count()))
 
     # catch-up --------------------------------------------------------------------------------------
     def _fetch(self, e: fx.FetchBlocks) -> None:

@@ -160,3 +160,23 @@ async def test_restarted_node_catches_up_in_an_idle_network(net_homes):
     finally:
         for n in nodes:
             await n.stop()
+
+
+async def test_an_idle_network_does_not_change_views(net_homes):
+    """After the mempools drain, nothing is pending: no progress timeout may fire a view change."""
+    net, homes = net_homes
+    chain_id = net.doc["chain_id"]
+    admin, to = net.admins["org1"], net.operators["org2"].address
+    nodes = [await start(h) for h in homes]
+    try:
+        async with aiohttp.ClientSession() as s:
+            txs = [make_tx(admin, chain_id, n, "transfer", {"to": to, "amount": 1}) for n in range(5)]
+            for i, t in enumerate(txs):
+                await submit(s, nodes[i % 4], t)
+            await until(lambda: all(n.chain.get_tx(txs[-1].hash) for n in nodes), what="commit")
+        await asyncio.sleep(2.5)  # three view timeouts (800 ms) of idleness
+        assert [n.runner.view for n in nodes] == [0, 0, 0, 0]
+        assert all(len(n.mempool) == 0 for n in nodes)
+    finally:
+        for n in nodes:
+            await n.stop()

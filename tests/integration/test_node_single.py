@@ -224,6 +224,18 @@ async def test_nonce_reuse_and_conflict_are_409(node, client):
     assert (await client.get("/v1/status"))[1]["mempool"]["txs"] == 1
 
 
+async def test_expired_tx_is_422_and_never_stalls_the_chain(node, client):
+    t = transfer(ADMIN, 0)
+    await client.submit(t)
+    await client.wait(t)  # height 1: the next block is 2
+    old = make_tx(ADMIN, CHAIN_ID, 1, "transfer", {"to": OP2.address, "amount": 1}, expiry=1)
+    status, body = await client.submit(old)
+    assert status == 422 and body["error"]["code"] == "expired"
+    fresh = make_tx(ADMIN, CHAIN_ID, 1, "transfer", {"to": OP2.address, "amount": 1}, expiry=2)
+    assert (await client.submit(fresh))[0] == 202
+    assert (await client.wait(fresh))["height"] == 2
+
+
 async def test_oversize_body_is_413(tmp_path):
     node = await start(make_home(tmp_path), max_body_bytes=4096)
     try:

@@ -240,3 +240,12 @@ def test_ready_count_matches_brute_force_under_random_operations():
         assert mp.ready_count() == brute
         assert mp.bytes == sum(len(e.stx.raw) for e in mp._by_hash.values())
         assert len(mp.take(10_000)) == brute
+
+
+def test_expired_tx_is_refused_at_admission():
+    mp, _ = pool()
+    t = make_tx(A, CHAIN, 0, "transfer", {"to": B.address, "amount": 1}, expiry=4)
+    with pytest.raises(TxAdmissionError) as e:
+        mp.add(t, next_height=5)
+    assert (e.value.code, e.value.status) == ("expired", 422)
+    assert mp.add(t, next_height=4)
