@@ -228,13 +228,13 @@ class Node:
         if self._web_runner is not None:
             await self._web_runner.cleanup()
             self._web_runner = None
-        if self.runner is not None:
-            await self.runner.stop()
-        if self.transport is not None:
+        if self.transport is not None:  # no more inbound traffic
             try:
                 await self.transport.stop()
             except Exception:
                 self.log.exception("transport stop failed")
+        if self.runner is not None:
+            await self.runner.stop()
         for t in list(self._tasks):
             t.cancel()
         if self._executor is not None:
@@ -305,6 +305,8 @@ class Node:
         return out
 
     def _on_peer_txs(self, sender_key: bytes, raws: list[bytes]) -> None:
+        if self._executor is None:  # stopping
+            return
         if len(self._tasks) >= MAX_PEER_TX_BATCHES:  # admission is behind: shed gossip, not memory
             self.log.warning("dropping %d gossiped txs from %s: admission backlog", len(raws), sender_key.hex()[:16])
             return
