@@ -448,7 +448,8 @@ class Replica:
             return
         if not proofs.view_change_ok(vc, self.validators, self.config.rotation_blocks):
             return
-        if self._seen(("vc", vc.sender, vc.new_view, vc.last_committed_height), sha256(signed_bytes(vc, self.chain_id)), vc, out):
+        key = ("vc", vc.sender, vc.new_view, vc.last_committed_height)
+        if self._seen(key, sha256(signed_bytes(vc, self.chain_id)), vc, out):
             return
         prev = self.vc_latest.get(vc.sender)
         if prev is None or vc.new_view > prev.new_view:
@@ -493,7 +494,9 @@ class Replica:
             return
         ok, must = proofs.new_view_ok(nv, self.validators, self.config.rotation_blocks, self.q,
                                       self.faults.ignore_prepared)
-        if not ok or self._seen(("nv", nv.sender, nv.view, nv.height), sha256(signed_bytes(nv, self.chain_id)), nv, out):
+        if not ok:
+            return
+        if self._seen(("nv", nv.sender, nv.view, nv.height), sha256(signed_bytes(nv, self.chain_id)), nv, out):
             return
         self._enter_view(nv, must)
         if nv.height > self.height:
