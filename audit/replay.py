@@ -1,6 +1,6 @@
 """Replay a chain from its genesis file and verify every step.
 
-`replay(source, genesis_doc, genesis_hash)` rebuilds the chain in a fresh MemoryStore
+`replay(source, genesis_doc, genesis_hash)` rebuilds the chain in a fresh in-memory store (audit.memstore.ReplayStore, a MemoryStore)
 with the ledger's own code and returns a `Report`. Per block, in this order:
 
 1. the block exists and decodes strictly, and is stored under its own height;
@@ -28,12 +28,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from ledger import accounts
 from ledger.block import Block, Certificate, quorum, validator_set_hash
 from ledger.chain import META_GENESIS, META_HEAD, META_HEAD_VALIDATORS, Chain
 from ledger.encoding import decode
 from ledger.errors import BlockInvalid, EncodingError, LedgerError
-from ledger.execution import NotIncludable, execute_block
+from ledger.execution import execute_block
 from ledger.merkle import merkle_root
 from ledger.store.base import (
     PREFIX_BLOCK,
@@ -43,9 +42,9 @@ from ledger.store.base import (
     PREFIX_STATE,
     PREFIX_TX,
 )
-from ledger.store.memory import MemoryStore
 from ledger.tx import decode_tx
 
+from audit.memstore import ReplayStore
 from audit.sigcheck import SignatureChecker
 from audit.source import BlockSource
 
@@ -309,7 +308,7 @@ class Replayer:
         self.lookahead_txs = lookahead_txs
         self.compare_store = compare_store
         self.nice = nice
-        self.chain = Chain(MemoryStore(), genesis_doc, genesis_hash)
+        self.chain = Chain(ReplayStore(), genesis_doc, genesis_hash)
         self.report = Report(False, source.description, self.chain.chain_id, genesis_hash)
         self._seen: dict[bytes, None] = {}
         self._balances = 0
