@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import json
 import logging
 import os
@@ -94,6 +95,11 @@ def make_transport(config: NodeConfig, inbox: NodeInbox, signer: Signer) -> Tran
             raise ConfigError(f"tls_cert / tls_key: cannot read {exc.filename}: {exc.strerror}") from None
     elif config.p2p_tls:
         tls = TLSConfig.for_signer(signer)
+    if tls is not None and config.tls_ca:
+        try:
+            tls = dataclasses.replace(tls, ca_pem=Path(config.tls_ca).read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"tls_ca: cannot read {exc.filename}: {exc.strerror}") from None
     return PeerNetwork(inbox, signer, config.p2p_host, config.p2p_port, inbox.validators(), tls=tls)
 
 
