@@ -23,6 +23,7 @@ from typing import Callable, Iterable
 from aiohttp import web
 
 from ledger import accounts
+from ledger.block import quorum
 from ledger.crypto import address_of, is_address
 
 from node import views
@@ -260,7 +261,7 @@ async def get_validators(request: web.Request) -> web.Response:
     node = request.app[NODE]
     vals = node.chain.validators
     return json_response({"height": node.chain.height, "validators": [views.validator_view(v) for v in vals],
-                          "quorum": 2 * ((len(vals) - 1) // 3) + 1})
+                          "quorum": quorum(len(vals))})
 
 
 async def get_evidence(request: web.Request) -> web.Response:

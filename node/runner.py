@@ -443,6 +443,10 @@ class Runner:
             self.log.info("validator set for height %d: %s", block.height + 1,
                           ", ".join(v["key"].hex()[:16] for v in validators))
             self.transport.set_validators(validators)
+            if len(validators) > 1 and type(self.transport).__name__ == "NullTransport":
+                self.log.error("the validator set now has %d members but this node runs without a p2p "
+                               "transport (it started as the only validator): restart it to connect to peers",
+                               len(validators))
         self.log.info("committed block %d %s txs=%d", block.height, block.hash.hex(), len(block.txs))
         for fn in self.commit_listeners:
             try:

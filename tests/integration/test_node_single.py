@@ -590,3 +590,29 @@ def test_sigkill_mid_stream_then_restart_keeps_one_consistent_chain(tmp_path):
         assert accounts.next_nonce(chain.state(), ADMIN.address) == 100
     finally:
         store.close()
+
+
+async def test_validator_set_change_by_governance_reaches_the_transport(node, client, caplog):
+    from ledger.crypto import Signer
+
+    newcomer = Signer(b"\x05" * 32)
+    args = {"org": "org2", "key": newcomer.public_key, "p2p": "http://127.0.0.1:1", "api": "http://127.0.0.1:2"}
+    txs = [make_tx(ADMIN, CHAIN_ID, 0, "propose", {"action": "add_validator", "args": args})]
+    txs += [make_tx(NET.admins[o], CHAIN_ID, 0, "vote", {"proposal": 1, "approve": True}) for o in ("org2", "org3")]
+    status, body = await client.post("/v1/txs", {"txs": [b64(t.raw) for t in txs]})
+    assert all(r["status"] == "pending" for r in body["results"])
+    for t in txs:
+        assert (await client.wait(t))["receipt"]["code"] == "ok"
+    # validator_delay (2) blocks after the approval the set grows; keep committing until then
+    nonce = 1
+    while len(node.transport.validators) < 2:
+        t = transfer(ADMIN, nonce)
+        await client.submit(t)
+        await client.wait(t)
+        nonce += 1
+        assert nonce < 6, "validator change never took effect"
+    assert [v["key"] for v in node.transport.validators][-1] == newcomer.public_key
+    vals = (await client.get("/v1/validators"))[1]
+    from ledger.block import quorum
+    assert len(vals["validators"]) == 2 and vals["quorum"] == quorum(2)
+    assert any("restart it to connect to peers" in r.getMessage() for r in caplog.records)
