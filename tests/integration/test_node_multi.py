@@ -180,3 +180,18 @@ async def test_an_idle_network_does_not_change_views(net_homes):
     finally:
         for n in nodes:
             await n.stop()
+
+
+async def test_validators_over_pinned_mutual_tls(net_homes):
+    net, homes = net_homes
+    admin, to = net.admins["org1"], net.operators["org2"].address
+    nodes = [await start(h, p2p_tls=True) for h in homes]
+    try:
+        async with aiohttp.ClientSession() as s:
+            t = make_tx(admin, net.doc["chain_id"], 0, "transfer", {"to": to, "amount": 1})
+            await submit(s, nodes[2], t)
+            await until(lambda: all(n.chain.get_tx(t.hash) for n in nodes), what="commit over TLS")
+        assert all(p["connected"] for p in nodes[0].transport.peer_status())
+    finally:
+        for n in nodes:
+            await n.stop()
