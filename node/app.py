@@ -293,15 +293,15 @@ class Node:
                 out.append(Admission(None, "rejected", item))
                 continue
             stx: SignedTx = item
-            rec = self.chain.get_tx(stx.hash)
-            if rec is not None:
-                out.append(Admission(stx.hash, "committed", None, rec.height))
-                continue
             try:
                 if self.mempool.add(stx, next_height=self.chain.height + 1):
                     fresh.append(stx.raw)
                 out.append(Admission(stx.hash, "pending"))
             except NodeError as exc:
+                rec = self.chain.get_tx(stx.hash) if exc.code == "nonce_used" else None
+                if rec is not None:  # a resubmission of a committed transaction: say so
+                    out.append(Admission(stx.hash, "committed", None, rec.height))
+                    continue
                 self.metrics.txs_rejected.labels(exc.code).inc()
                 out.append(Admission(stx.hash, "rejected", exc))
         if fresh:

@@ -213,8 +213,12 @@ class Mempool:
         e = _Entry(stx, size, self.clock() if now is None else now)
         s.by_nonce[tx.nonce] = e
         s.bytes += size
-        if tx.nonce == s.next_nonce + s.ready:
-            self._ready += s.recount()
+        if tx.nonce == s.next_nonce + s.ready:  # extends the run (and maybe joins waiting ones)
+            n = tx.nonce
+            while n in s.by_nonce:
+                n += 1
+            self._ready += n - tx.nonce
+            s.ready = n - s.next_nonce
         self._by_hash[stx.hash] = e
         self._bytes += size
         return True
