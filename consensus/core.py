@@ -348,6 +348,7 @@ class Replica:
             self.last_cert = None
         self.height = ev.height + 1
         self._set_validators(tuple(ev.validators))
+        self.vc_latest = {k: v for k, v in self.vc_latest.items() if k in self.vset}
         self.prepared = None
         self.failed_views = 0
         self.fetching = False
