@@ -200,7 +200,7 @@ def _vote(w, tag: int, cls, what: str):
                _fixed(w[3], HASH_SIZE, f"{what}.block_hash"), sender, sig)
 
 
-def _prepared(w) -> PreparedCert:
+def prepared_from_wire(w) -> PreparedCert:
     expect_array(w, 2, "prepared")
     return PreparedCert(_preprepare(w[0]),
                         tuple(_vote(p, TAG_PREPARE, Prepare, "prepare") for p in _list(w[1], "prepared.prepares")))
@@ -209,7 +209,7 @@ def _prepared(w) -> PreparedCert:
 def _view_change(w) -> ViewChange:
     _expect_tag(w, TAG_VIEW_CHANGE, 6, "viewchange")
     sender, sig = _tail(w, "viewchange")
-    prepared = None if w[3] is None else _prepared(w[3])
+    prepared = None if w[3] is None else prepared_from_wire(w[3])
     return ViewChange(_uint(w[1], "viewchange.new_view"), _uint(w[2], "viewchange.last_committed_height"),
                       prepared, sender, sig)
 

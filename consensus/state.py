@@ -9,7 +9,7 @@ from ledger.block import HASH_SIZE
 from ledger.encoding import decode, encode, expect, expect_array
 from ledger.errors import EncodingError
 
-from consensus.messages import PreparedCert, _prepared, prepared_to_wire
+from consensus.messages import PreparedCert, prepared_from_wire, prepared_to_wire
 
 PHASES = ("vc", "nv", "pp", "prepare", "commit")
 
@@ -78,7 +78,7 @@ class SignedState:
         if nv_hash is not None and (not isinstance(nv_hash, bytes) or len(nv_hash) != HASH_SIZE):
             raise EncodingError("signed_state.nv_hash: expected 32 bytes or nil")
         return cls(ints[0], ints[1], tuple(phases), ints[2], expect(w[4], bool, "signed_state.changing"),
-                   ints[3], nv_hash, None if w[7] is None else _prepared(w[7]))
+                   ints[3], nv_hash, None if w[7] is None else prepared_from_wire(w[7]))
 
     def encode(self) -> bytes:
         return encode(self.to_wire())

@@ -142,6 +142,10 @@ class Node:
         self.run(self.replica.start())
         self.report_pending()
 
+    def peers(self) -> list[int]:
+        """Every instance of every other validator (both twins of a twinned key)."""
+        return [x.id for x in self.sim.nodes if x.key != self.key]
+
     # -- driving the replica ---------------------------------------------------------
 
     def feed(self, event) -> None:
@@ -179,8 +183,7 @@ class Node:
                 self.commit(eff)
             elif isinstance(eff, FetchBlocks):
                 targets = sim.instances_of(eff.peer) if eff.peer is not None else []
-                others = [x.id for x in sim.nodes if x.key != self.key]
-                dst = sim.rng.choice(targets or others)
+                dst = sim.rng.choice(targets or self.peers())
                 sim.net_send(self.id, dst, ("fetch_req", eff.from_height))
             elif isinstance(eff, Evidence):
                 sim.evidence.append((self.id, eff.sender))
@@ -198,7 +201,7 @@ class Node:
             self.equivocate(msg)
             return
         data = encode_message(msg)
-        dsts = sim.instances_of(to) if to is not None else [x.id for x in sim.nodes if x.key != self.key]
+        dsts = sim.instances_of(to) if to is not None else self.peers()
         for dst in dsts:
             sim.net_send(self.id, dst, ("msg", data))
         if self.behaviour == "garbage" and sim.rng.random() < 0.5:
@@ -257,7 +260,7 @@ class Node:
         h, view, proposer, t, txs = decode(pp.block)
         other = encode([h, view, proposer, t + 1, list(reversed(txs))])
         alt = make_preprepare(self.signer, CHAIN_ID, pp.view, pp.height, sha256(other), other)
-        peers = [x.id for x in sim.nodes if x.key != self.key]
+        peers = self.peers()
         sim.rng.shuffle(peers)
         half = len(peers) // 2
         for i, dst in enumerate(peers):
@@ -268,13 +271,12 @@ class Node:
         if isinstance(msg, PrePrepare):
             for make in (make_prepare, make_commit):
                 vote = make(self.signer, CHAIN_ID, msg.view, msg.height, msg.block_hash)
-                for x in self.sim.nodes:
-                    if x.key != self.key:
-                        self.sim.net_send(self.id, x.id, ("msg", encode_message(vote)))
+                for dst in self.peers():
+                    self.sim.net_send(self.id, dst, ("msg", encode_message(vote)))
 
     def garbage(self, msg) -> None:
         sim, rng = self.sim, self.sim.rng
-        dst = rng.choice([x.id for x in sim.nodes if x.key != self.key])
+        dst = rng.choice(self.peers())
         height = getattr(msg, "height", 1)
         choice = rng.randrange(6)
         if choice == 0:
