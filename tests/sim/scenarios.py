@@ -52,9 +52,11 @@ def partition_schedule(ids: list[int], rng: random.Random, chaos_ms: int, kind: 
 
 
 def twins_schedules(n: int, twin: int, rng: random.Random, chaos_ms: int) -> list:
-    """Partition x leader schedule for Twins: every round puts the two instances of the
-    twinned key (`twin` and `n`) on different sides; the leader order is the sim's
-    seeded validator permutation, and rotation every few blocks moves the pen through it."""
+    """Partition x leader schedule for Twins: every round (200-800 ms) puts the two
+    instances of the twinned key (`twin` and `n`) on different sides and the others at
+    random. The leader schedule is `twin` itself: validators[(v + (h-1)//R) mod n] leads,
+    so the twinned key's position decides in which views and heights the twins hold the
+    pen (R = 3 in the simulator, so the pen moves every 3 blocks)."""
     out, t = [], 0
     others = [i for i in range(n) if i != twin]
     while t < chaos_ms:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from consensus.messages import (
@@ -117,3 +119,20 @@ def test_signed_state_round_trip_and_rejection():
                 [5, 1, [], 1, False, 5, b"x", None], [5, -1, [], 1, False, 5, None, None]):
         with pytest.raises(EncodingError):
             SignedState.from_wire(bad)
+
+
+def test_mutated_bytes_either_fail_cleanly_or_round_trip_exactly():
+    rng = random.Random(7)
+    for msg in every_message():
+        data = encode_message(msg)
+        for _ in range(300):
+            mutated = bytearray(data)
+            for _ in range(rng.randint(1, 3)):
+                mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+            if rng.random() < 0.2:
+                mutated = mutated[: rng.randrange(len(mutated))]
+            try:
+                decoded = decode_message(bytes(mutated))
+            except EncodingError:
+                continue
+            assert encode_message(decoded) == bytes(mutated)
