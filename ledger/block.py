@@ -28,8 +28,14 @@ MAX_BLOCK_BYTES = 64 * 1024 * 1024
 
 
 def quorum(n: int) -> int:
-    """Votes needed among n validators: 2f+1 with f = (n-1)//3."""
-    return 2 * ((n - 1) // 3) + 1
+    """Votes needed among n validators, with f = (n-1)//3 faulty tolerated.
+
+    ceil((n + f + 1) / 2): any two quorums then share at least f+1 validators, so at
+    least one honest one, whatever n is. For n = 3f+1 this is the classic 2f+1; for
+    other sizes (n = 2, 5, 6 …) 2f+1 would let two quorums meet only in faulty nodes.
+    """
+    f = (n - 1) // 3
+    return (n + f + 2) // 2
 
 
 def _hash(value, what: str) -> bytes:

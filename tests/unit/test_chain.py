@@ -370,7 +370,12 @@ def test_wrong_genesis_refused(net, tmp_path):
 
 def test_certificate_quorum_sizes():
     from ledger.block import quorum
-    assert [quorum(n) for n in range(1, 11)] == [1, 1, 1, 3, 3, 3, 5, 5, 5, 7]
+    # 2f+1 when n = 3f+1; larger for other n, so two quorums always share an honest node
+    assert [quorum(n) for n in range(1, 11)] == [1, 2, 2, 3, 4, 4, 5, 6, 6, 7]
+    for n in range(1, 50):
+        f = (n - 1) // 3
+        assert 2 * quorum(n) - n >= f + 1, n   # safety: intersection holds an honest validator
+        assert quorum(n) <= n - f, n           # liveness: the honest validators alone are a quorum
 
 
 def test_certify_helper_signatures_verify(net, chain):
