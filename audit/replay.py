@@ -157,7 +157,7 @@ class Report:
             f"transactions:  {self.transactions}",
             f"validators:    {len(self.validators_seen)} seen, {len(self.validator_changes)} set change(s)"
             + "".join(f"\n               from height {c.height}: {len(c.keys)} validators" for c in self.validator_changes),
-            f"time:          {self.seconds:.2f} s, {self.tx_per_s:,.0f} tx/s ({self.pool} pool, {self.workers} workers)",
+            f"time:          {self.seconds:.2f} s, {self.tx_per_s:,.0f} tx/s ({self.pool} pool, {self.workers} worker{'s' if self.workers != 1 else ''})",
         ]
         if self.failure is None:
             lines.append(f"result:        OK, state root {self.state_root.hex()}")
