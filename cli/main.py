@@ -15,6 +15,7 @@ from cli.client import NodeError
 from cli.genesis import genesis_group
 from cli.keys import keys_group
 from cli.localnet import localnet_group
+from cli.market import attest_group, lease_group, listing_group
 from cli.node import block_group, node_group, status_cmd
 from cli.tx import account_group, tx_group
 from ledger.errors import LedgerError
@@ -66,10 +67,8 @@ def cli() -> None:
 # Market and audit commands live in modules their owners write (cli/market.py, cli/audit.py);
 # they are part of the CLI, so their imports are not optional: a broken module fails loudly.
 for command in (keys_group, genesis_group, node_group, status_cmd, tx_group, account_group, block_group,
-                localnet_group, audit_group):
+                localnet_group, audit_group, listing_group, lease_group, attest_group):
     cli.add_command(command)
-# TODO: enable when cli/market.py lands (and add its groups to the loop above):
-# from cli.market import attest_group, lease_group, listing_group
 
 
 def main() -> None:
