@@ -261,10 +261,10 @@ class Replica:
         if pp is None or not self._active() or pp.block_hash not in self.valid:
             return
         votes = self.prepares.get((pp.view, pp.block_hash), {})
-        if len(votes) < 2 * self.f:
+        if len(votes) < self.q - 1:  # with the pre-prepare: a quorum
             return
         if self.prepared is None or self.prepared.view < pp.view:
-            chosen = tuple(votes[k] for k in sorted(votes)[: 2 * self.f])
+            chosen = tuple(votes[k] for k in sorted(votes)[: self.q - 1])
             self.prepared = PreparedCert(pp, chosen)
         if self.rec.signed("commit") is not None and (self.rec.height, self.rec.view) == (pp.height, pp.view):
             return  # already committed-voted here

@@ -4,12 +4,15 @@ rule that picks what a new view must re-propose. Signatures are checked by
 
 from __future__ import annotations
 
+from ledger.block import quorum
+
 from consensus.messages import NewView, PreparedCert, ViewChange
 from consensus.state import primary_index
 
 
 def prepared_ok(p: PreparedCert, validators: tuple[bytes, ...], rotation_blocks: int) -> bool:
-    """A pre-prepare from the right primary plus 2f distinct matching prepares from others."""
+    """A pre-prepare from the right primary plus q-1 distinct matching prepares from others
+    (q = `ledger.block.quorum(n)`, 2f+1 when n = 3f+1)."""
     n = len(validators)
     pp = p.preprepare
     if pp.sender != validators[primary_index(pp.view, pp.height, n, rotation_blocks)]:
@@ -21,7 +24,7 @@ def prepared_ok(p: PreparedCert, validators: tuple[bytes, ...], rotation_blocks:
         if x.sender == pp.sender or x.sender not in validators or x.sender in senders:
             return False
         senders.add(x.sender)
-    return len(senders) >= 2 * ((n - 1) // 3)
+    return len(senders) >= quorum(n) - 1
 
 
 def view_change_ok(vc: ViewChange, validators: tuple[bytes, ...], rotation_blocks: int) -> bool:
@@ -51,7 +54,7 @@ def select_prepared(vcs, height: int) -> PreparedCert | None:
     return best
 
 
-def new_view_ok(nv: NewView, validators: tuple[bytes, ...], rotation_blocks: int, quorum: int,
+def new_view_ok(nv: NewView, validators: tuple[bytes, ...], rotation_blocks: int, q: int,
                 ignore_prepared: bool = False) -> tuple[bool, bytes | None]:
     """(acceptable, hash the view must decide at nv.height or None if free)."""
     n = len(validators)
@@ -62,7 +65,7 @@ def new_view_ok(nv: NewView, validators: tuple[bytes, ...], rotation_blocks: int
         if vc.new_view != nv.view or vc.sender in senders or not view_change_ok(vc, validators, rotation_blocks):
             return False, None
         senders.add(vc.sender)
-    if len(senders) < quorum or nv.height < start_height(nv.view_changes):
+    if len(senders) < q or nv.height < start_height(nv.view_changes):
         return False, None
     chosen = None if ignore_prepared else select_prepared(nv.view_changes, nv.height)
     pp = nv.preprepare

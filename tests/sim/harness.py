@@ -28,7 +28,7 @@ from consensus.messages import (
     make_prepare, make_preprepare, signed_bytes, verify_message,
 )
 from consensus.state import ConsensusConfig, Faults, SignedState
-from ledger.block import Certificate
+from ledger.block import Certificate, quorum
 from ledger.crypto import Signer
 from ledger.encoding import decode, encode, sha256
 from ledger.errors import BlockInvalid, EncodingError
@@ -337,7 +337,7 @@ class Sim:
         self.rng.shuffle(order)  # the leader schedule: who is primary of which view
         self.signers = [self.signers[i] for i in order]
         self.validators = tuple(s.public_key for s in self.signers)
-        self.quorum = 2 * ((sc.n - 1) // 3) + 1
+        self.quorum = quorum(sc.n)
         self.honest_keys = {self.validators[i] for i in range(sc.n) if i not in sc.byzantine}
         self.submitted: dict[bytes, int] = {}
         self.decided: dict[int, tuple[bytes, bytes]] = {}
