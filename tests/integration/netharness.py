@@ -373,6 +373,20 @@ def check_acked_everywhere(net: LocalNet, acked: dict[str, str], nodes: list[int
                 f"tx {tx_hash} is in block {rec['block_hash']} on node{i + 1}, acknowledged in {block_hash}"
 
 
+def check_same_view(net: LocalNet, nodes: list[int] | None = None, timeout: float = 10) -> int:
+    """A node that came back must rejoin the others' view (take part), not only follow the
+    chain by fetching blocks. Returns the view."""
+    nodes = net.running() if nodes is None else nodes
+    deadline = time.monotonic() + timeout
+    while True:
+        views = {i: (net.status(i) or {}).get("view") for i in nodes}
+        if len(set(views.values())) == 1 and None not in views.values():
+            return views[nodes[0]]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nodes are in different views: {views}\n{net.diagnose()}")
+        time.sleep(0.2)
+
+
 def check_no_evidence(net: LocalNet, nodes: list[int] | None = None) -> None:
     nodes = net.running() if nodes is None else nodes
     for i in nodes:

@@ -9,7 +9,9 @@ at once, wipe one node's data directory. After each, the checks a user cares abo
   block, on every node (`GET /v1/txs/{hash}` on all of them);
 * all nodes report the identical block (hash, parent, state root) at every common
   height (`GET /v1/blocks/{h}`): no fork;
-* no node reports evidence of a validator signing two different messages.
+* no node reports evidence of a validator signing two different messages;
+* a node that came back is in the same view as the others (it takes part again, rather
+  than only following the chain by fetching blocks).
 
 Views time out after 1 s in these genesis files, so a view change costs about a second.
 """
@@ -25,7 +27,7 @@ from ledger.keystore import load_key
 from ledger.tx import make_tx
 
 from netharness import (LocalNet, Workload, check_acked_everywhere, check_no_evidence,
-                        check_same_chain)
+                        check_same_chain, check_same_view)
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +56,7 @@ def check_all(net: LocalNet, load: Workload, nodes: list[int] | None = None, min
     top = check_same_chain(net, nodes, min_height=min_height)
     check_acked_everywhere(net, load.acked, nodes)
     check_no_evidence(net, nodes)
+    check_same_view(net, nodes)
     return top
 
 
