@@ -23,7 +23,8 @@ def test_the_tree_has_the_expected_commands():
     for expected in ("keys new", "keys list", "keys show", "genesis init", "genesis add-org", "genesis add-validator",
                      "genesis validate", "genesis hash", "node init", "node start", "status", "tx transfer",
                      "tx submit", "tx show", "tx decode", "tx propose", "tx vote", "account show",
-                     "localnet init", "localnet start", "localnet status", "audit"):
+                     "localnet init", "localnet start", "localnet status", "block show", "audit", "listing",
+                     "lease", "attest"):
         assert expected in names
 
 
