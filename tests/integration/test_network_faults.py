@@ -170,3 +170,23 @@ def test_wiped_data_dir_resyncs_without_double_signing(net):
     log = (net.homes[victim] / "node.log").read_text().split("node started")[-1]
     replayed = [int(h) for h in re.findall(r"proposing block (\d+) view", log) if int(h) <= top]
     assert not replayed, f"the wiped node proposed again at decided heights {replayed}"
+
+
+def test_mutual_tls_network_commits_and_survives_a_restart(tmp_path):
+    # every validator with p2p_tls on (certificates derived from and pinned to node keys)
+    net = LocalNet(tmp_path / "tls", 4, params=PARAMS, slot=7919, config={"p2p_tls": True})
+    try:
+        net.start_all()
+        net.wait_ready()
+        load = Workload(net)
+        load.run(rounds=2)
+        net.kill(2)
+        load.run(rounds=2, nodes=[0, 1, 3])
+        net.start(2)
+        net.wait_ready([2])
+        load.run(rounds=2)
+        check_all(net, load, list(range(4)))
+        log = (net.homes[0] / "node.log").read_text()
+        assert "(tls)" in log and "(plain)" not in log
+    finally:
+        net.close()
