@@ -95,6 +95,29 @@ def reuse(path: Path, block_txs: int) -> dict:
         store.close()
 
 
+def _burn(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def effective_cores(workers: int) -> float:
+    """How many cores this run really gets: `workers` CPU-bound processes against one.
+
+    On a shared machine this is below the core count, and no pool can beat it."""
+    n = 4_000_000
+    t = time.perf_counter()
+    _burn(n)
+    one = time.perf_counter() - t
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_burn, [1000] * workers))
+        t = time.perf_counter()
+        list(pool.map(_burn, [n] * workers))
+        many = time.perf_counter() - t
+    return round(workers * one / many, 2)
+
+
 def raw_verify_rates(sample, repeat: int) -> dict:
     """Single core, same run, best of `repeat`: PyNaCl's VerifyKey.verify and the bare crypto_sign_open."""
     items = [(t.tx.sender, t.tx.signing_bytes(), t.signature) for t in sample]
@@ -152,6 +175,7 @@ def main() -> None:
         else:
             built = build(base, args.txs, args.block_txs, args.workers)
         load_before = os.getloadavg()[0]
+        cores_before = effective_cores(args.workers)
         raw = raw_verify_rates(built["sample"], args.repeat)
         runs = {"process": timed_replay(base, built["net"], args.workers, "process", args.repeat)}
         if "thread" not in args.skip:
@@ -168,6 +192,7 @@ def main() -> None:
             "txs": built["txs"], "blocks": built["blocks"], "block_txs": args.block_txs,
             "cores": os.cpu_count(), "workers": args.workers,
             "loadavg_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+            "effective_cores": {"before": cores_before, "after": effective_cores(args.workers)},
             "build": {"sign_s": round(built["sign_s"], 2), "build_s": round(built["build_s"], 2)},
             "raw_verify_single_core": raw,
             "replay": runs,
@@ -180,7 +205,7 @@ def main() -> None:
               f"{built['txs']:,} txs in {built['blocks']} blocks) vs raw PyNaCl verify "
               f"{raw['verifykey_verify_per_s']:,}/s on one core = {out['replay_vs_raw_verify']}x; "
               f"CPU-bound estimate for the process pool on {cores} idle cores {round(bound):,} tx/s "
-              f"(load average {out['loadavg_1m']['before']})")
+              f"(load average {out['loadavg_1m']['before']}, effective cores {cores_before})")
     finally:
         if args.dir is None:
             shutil.rmtree(base, ignore_errors=True)
