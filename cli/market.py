@@ -74,12 +74,19 @@ def _address_of(value: str) -> str:
     return key_summary(resolve_key_path(value))["address"]
 
 
+_FIND = {"unknown_listing": "find listings with `cxl listing list`",
+         "unknown_lease": "find leases with `cxl lease list --tenant ADDR|KEY` or `--provider ORG`",
+         "unknown_attestation": "find attestations with `cxl attest list --org ORG` or `--listing ID`"}
+
+
 def _get(client: NodeClient, path: str, what: str, params: dict | None = None) -> dict:
     try:
         return client.get(path, params=params)
     except NodeError as exc:
-        if exc.status == 404 and exc.code.startswith("unknown_"):
-            raise CliError(f"{exc.message} (node {client.url})") from None
+        if exc.status == 404 and exc.code in _FIND:
+            raise CliError(f"{exc.message.split(';')[0]} on the node at {client.url}; {_FIND[exc.code]}") from None
+        if exc.status == 400 and exc.code == "bad_query":
+            raise CliError(f"the node refused the query: {exc.message}") from None
         if exc.status == 404:
             raise CliError(f"the node at {client.url} has no market API ({what}): is it a cxl node?") from None
         raise

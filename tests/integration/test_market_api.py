@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -263,3 +264,5 @@ async def test_openapi_lists_market_paths(client):
                  "/v1/accounts/{address}/market"):
         assert path in doc["paths"], path
     assert "Lease" in doc["components"]["schemas"]
+    written = json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text())
+    assert set(doc["paths"]) <= set(written["paths"]), "regenerate: python -m node.market_api > docs/openapi.json"
