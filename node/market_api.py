@@ -37,6 +37,7 @@ LISTING_STATUSES = ("active", "paused", "withdrawn", "any")
 LEASE_STATUSES = ("pending", "active", "ended", "closed", "settled", "rejected", "cancelled", "expired")
 _TEXT = re.compile(r"[^\x00-\x1f]{1,64}")
 _HEX32 = re.compile(r"[0-9a-fA-F]{64}")
+_DIGITS = re.compile(r"[0-9]{1,19}")
 _MAX_INT = 2**62
 
 
@@ -80,7 +81,7 @@ class Query:
         text = self.text(name)
         if text is None:
             return default
-        if not text.isdigit() or not lo <= int(text) <= hi:
+        if not _DIGITS.fullmatch(text) or not lo <= int(text) <= hi:
             raise BadRequest(f"{name}: expected a whole number from {lo} to {hi}, got {text!r}", "bad_query")
         return int(text)
 
@@ -109,7 +110,7 @@ def _address(text: str, name: str) -> str:
 
 def _path_id(request: web.Request, what: str) -> int:
     text = request.match_info["id"]
-    if not text.isdigit() or not 1 <= int(text) < 2**63:
+    if not _DIGITS.fullmatch(text) or not 1 <= int(text) < 2**63:
         raise BadRequest(f"{what} id must be a positive whole number, got {text!r}", f"bad_{what}_id")
     return int(text)
 
@@ -190,7 +191,7 @@ async def get_attestations(request: web.Request) -> web.Response:
     if subject_type is None or subject is None:
         raise BadRequest("give subject_type=org|listing and subject=ORG_ID or LISTING_ID", "bad_query")
     if subject_type == "listing":
-        if not subject.isdigit() or not 1 <= int(subject) < 2**63:
+        if not _DIGITS.fullmatch(subject) or not 1 <= int(subject) < 2**63:
             raise BadRequest(f"subject: a listing id is a positive whole number, got {subject!r}", "bad_query")
         subject = int(subject)
     live_only = q.flag("live")

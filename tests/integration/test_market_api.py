@@ -166,7 +166,8 @@ async def test_listings_pagination(market):
     ("limit=201", "limit"), ("limit=0", "limit"), ("cursor=-1", "cursor"), ("min_vcpu_milli=four", "min_vcpu_milli"),
     ("max_price=0", "max_price"), ("max_price=1.5", "max_price"), ("status=bogus", "status"),
     ("colour=red", "unknown query parameter"), ("region=", "region"), ("limit=1&limit=2", "once"),
-    ("include_unavailable=maybe", "include_unavailable"),
+    ("include_unavailable=maybe", "include_unavailable"), ("min_units=%C2%B2", "min_units"),
+    ("limit=99999999999999999999999", "limit"),
 ])
 async def test_bad_listing_query_is_400(client, query, fragment):
     async with client.s.get(client.url + "/v1/listings?" + query) as r:
@@ -196,7 +197,8 @@ async def test_listing_lease_and_attestation_by_id(market):
         assert status == 404 and body["error"]["code"] == code, (path, body)
         assert "99" in body["error"]["message"]
     for path, code in [("/v1/listings/abc", "bad_listing_id"), ("/v1/leases/0", "bad_lease_id"),
-                       ("/v1/attestations/-3", "bad_attestation_id")]:
+                       ("/v1/attestations/-3", "bad_attestation_id"),
+                       ("/v1/listings/%C2%B2", "bad_listing_id"), ("/v1/leases/99999999999999999999", "bad_lease_id")]:
         status, body = await c.get(path)
         assert status == 400 and body["error"]["code"] == code, (path, body)
 
