@@ -137,3 +137,18 @@ def test_fast_signing_bytes_are_the_ledgers_signing_bytes():
     assert fast_signing_bytes(b"\x92") is None and fast_signing_bytes(b"\x00" * 80) is None
     stx = make_tx(op, "cxl-audit", 0, "transfer", payloads[0])
     assert verify_chunk([stx.raw], len(stx.raw) - 1) == b""  # oversize: left to validation
+
+
+def test_a_broken_pool_only_costs_speed(bc, monkeypatch):
+    """If signature workers die, replay still verifies every signature (in validate_block)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from audit import sigcheck
+
+    class Broken:
+        def result(self):
+            raise BrokenProcessPool("a worker died")
+
+    monkeypatch.setattr(sigcheck.SignatureChecker, "submit", lambda self, raws: sigcheck.Pending([Broken()]))
+    report = run(bc, workers=2)
+    assert report.ok and report.transactions == len(bc.tx_hashes)
