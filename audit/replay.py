@@ -507,5 +507,9 @@ def _store_diff(prefix: bytes, key: bytes, mine: bytes | None, theirs: bytes | N
 
 
 def replay(source: BlockSource, genesis_doc: dict, genesis_hash: bytes, **kwargs) -> Report:
-    """Rebuild `source`'s chain from the genesis and verify everything; never raises on a bad chain."""
+    """Rebuild `source`'s chain from the genesis and verify everything.
+
+    A chain that does not verify gives a Report with `ok` False and its `failure`; only a
+    source that cannot be read at all raises (`audit.source.SourceError`).
+    """
     return Replayer(source, genesis_doc, genesis_hash, **kwargs).run()
