@@ -3,7 +3,8 @@
 
 Perturbations in the spirit of the CometBFT e2e suite and Jepsen's Tendermint tests:
 kill (SIGKILL) a backup or the primary, pause (SIGSTOP) the primary, restart all four
-at once, wipe one node's data directory. After each, the checks a user cares about:
+at once, wipe one node's data directory; and the same network over mutual TLS. After
+each, the checks a user cares about:
 
 * every transaction the network acknowledged as committed is committed, in the same
   block, on every node (`GET /v1/txs/{hash}` on all of them);
