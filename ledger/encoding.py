@@ -38,47 +38,53 @@ DEFAULT_MAX_DECODE = 16 * 1024 * 1024
 MAX_DEPTH = 32
 
 
-def _check(value: Any, depth: int = 0) -> None:
-    if depth > MAX_DEPTH:
+_SCALARS = (bytes, str, int, bool, type(None))
+
+
+def _canon(value: Any, depth: int = 0) -> Any:
+    """Validate types and sort map keys in one pass; returns what msgpack should pack.
+
+    Text validity and integer range are left to the packer, which raises on both
+    (`encode` turns that into EncodingError): checking them here would walk every
+    value twice on the hottest path of the node.
+    """
+    t = type(value)
+    if t in _SCALARS:
+        return value
+    if depth >= MAX_DEPTH:
         raise EncodingError("value nested too deeply")
-    if isinstance(value, str):
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            raise EncodingError("text is not valid Unicode (lone surrogate)") from None
-        return
-    if value is None or isinstance(value, (bool, bytes)):
-        return
-    if isinstance(value, int):
-        if not -(2**63) <= value < 2**64:
-            raise EncodingError(f"integer out of range: {value}")
-        return
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            _check(item, depth + 1)
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
+    if t is dict:
+        for key in value:
+            if type(key) is not str:
                 raise EncodingError(f"map keys must be strings, got {type(key).__name__}")
-            _check(key, depth + 1)
-            _check(item, depth + 1)
-        return
-    raise EncodingError(f"type {type(value).__name__} has no canonical encoding")
-
-
-def _sort_maps(value: Any) -> Any:
+        return {k: _canon(value[k], depth + 1) for k in sorted(value)}
+    if t is list or t is tuple:
+        return [_canon(item, depth + 1) for item in value]
+    # subclasses (IntEnum, str enums, bytes subclasses …) encode as their base type
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bytes):
+        return bytes(value)
     if isinstance(value, dict):
-        return {k: _sort_maps(value[k]) for k in sorted(value)}
+        return _canon(dict(value), depth)
     if isinstance(value, (list, tuple)):
-        return [_sort_maps(v) for v in value]
-    return value
+        return _canon(list(value), depth)
+    raise EncodingError(f"type {t.__name__} has no canonical encoding")
 
 
 def encode(value: Any) -> bytes:
     """Canonical bytes of `value` (ints, bytes, str, bool, None, lists, str-keyed maps)."""
-    _check(value)
-    return msgpack.packb(_sort_maps(value), use_bin_type=True)
+    canonical = _canon(value)
+    try:
+        return msgpack.packb(canonical, use_bin_type=True)
+    except UnicodeEncodeError:
+        raise EncodingError("text is not valid Unicode (lone surrogate)") from None
+    except OverflowError:
+        raise EncodingError("integer out of range (-2**63 .. 2**64-1)") from None
 
 
 def decode(data: bytes, *, max_size: int = DEFAULT_MAX_DECODE) -> Any:
@@ -127,8 +133,11 @@ def signing_bytes(domain: bytes, chain_id: str, payload: Any) -> bytes:
     """
     if b"\x00" in domain or "\x00" in chain_id:
         raise EncodingError("domain and chain id may not contain NUL")
-    _check(chain_id)
-    return domain + b"\x00" + chain_id.encode() + b"\x00" + encode(payload)
+    try:
+        chain = chain_id.encode()
+    except UnicodeEncodeError:
+        raise EncodingError("chain id is not valid Unicode") from None
+    return domain + b"\x00" + chain + b"\x00" + encode(payload)
 
 
 def expect(value: Any, kind: type | tuple[type, ...], what: str) -> Any:

@@ -9,12 +9,15 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   exit 1
 fi
 stamp="$VENV/.cxl-installed"
-if [ ! -x "$VENV/bin/python" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+# Reinstall when pyproject.toml or the set of top-level packages changes: the editable
+# install maps packages by name at install time, so a new package needs a new install.
+want="$(cd "$ROOT" && { cat pyproject.toml; ls -d */__init__.py 2>/dev/null; } | cksum)"
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setting up $VENV (one-time) ..." >&2
   "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   "$VENV/bin/python" -m pip install -q -e "$ROOT[test]"
-  touch "$stamp"
+  echo "$want" > "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"
 cd "$ROOT"
