@@ -80,6 +80,8 @@ class Replica:
         self.armed: set[tuple[int, int]] = set()
         self.requested: tuple[int, int] | None = None
         self.helped: set[tuple] = set()
+        self.behind: bytes | None = None  # a peer that showed us we are behind at this height
+        self.waited = False  # gave catch-up one more timeout instead of suspecting the primary
 
     def primary(self, view: int, height: int) -> bytes:
         return self.validators[primary_index(view, height, self.n, self.config.rotation_blocks)]
@@ -125,6 +127,8 @@ class Replica:
         return True
 
     def _fetch(self, out: list, hint: bytes | None) -> None:
+        if hint is not None:
+            self.behind = hint
         if self.fetching:
             return
         self.fetching = True
@@ -356,9 +360,8 @@ class Replica:
         self._reset_height()
         self.seen = {k: v for k, v in self.seen.items()
                      if (k[2] >= self.view if k[0] in ("vc", "nv") else k[3] >= self.height)}
+        self.pending = 0  # the node reports the new count after every Committed
         self._maybe_propose(out)
-        if self.pending > 0:
-            self._arm_progress(out)
         self._replay(out)
         self._try_new_view(out)
 
@@ -379,7 +382,15 @@ class Replica:
             self.armed.discard((ev.view, ev.height))
             if (ev.view, ev.height) == (self.view, self.height) and self._active():
                 if self.pending > 0 or self.pp is not None:
-                    self._start_view_change(self.view + 1, out)
+                    if self.behind is not None and not self.waited:
+                        # Others are ahead: we are late, not necessarily the primary. A
+                        # view change now would leave us alone in a view nobody joins.
+                        self.waited = True
+                        self.fetching = False
+                        self._fetch(out, self.behind)
+                        self._arm_progress(out)
+                    else:
+                        self._start_view_change(self.view + 1, out)
         elif ev.kind == "viewchange":
             if self.changing and ev.view == self.view:
                 self._fetch(out, None)  # no new view yet: maybe the others moved on without us

@@ -250,6 +250,7 @@ class Node:
         if not sim.healed and sim.rng.random() < sim.sc.crash_on_commit:
             sim.schedule(0, self.id, ("crash",))
             sim.schedule(sim.rng.randint(100, 1500), self.id, ("restart",))
+        self.reported_pending = -1  # a node reports its mempool after every commit
         self.feed(Committed(eff.height, eff.block_hash, sim.validators, eff.certificate))
 
     # -- byzantine behaviours --------------------------------------------------------
