@@ -434,15 +434,15 @@ async def test_api_is_extensible_and_errors_keep_their_shape(tmp_path):
     async def listing(request):
         node = request.app[api.NODE]
         if request.match_info["id"] != "1":
-            raise NotFound("no such listing", "unknown_listing")
+            raise NotFound("no such thing", "unknown_thing")
         return api.json_response({"id": 1, "height": node.chain.height})
 
     async def boom(request):
         raise RuntimeError("bug")
 
     def ext(app, node):
-        api.add_routes(app, [web.get("/v1/listings/{id}", listing)])
-        add_openapi_paths(app, {"/v1/listings/{id}": {"get": {"responses": {"200": {"description": "x"}}}}})
+        api.add_routes(app, [web.get("/v1/test-extension/{id}", listing)])
+        add_openapi_paths(app, {"/v1/test-extension/{id}": {"get": {"responses": {"200": {"description": "x"}}}}})
 
     api.register_extension(ext)
     try:
@@ -455,12 +455,12 @@ async def test_api_is_extensible_and_errors_keep_their_shape(tmp_path):
     try:
         async with aiohttp.ClientSession() as s:
             c = Client(node, s)
-            assert await c.get("/v1/listings/1") == (200, {"id": 1, "height": 0})
-            status, body = await c.get("/v1/listings/2")
-            assert status == 404 and body["error"]["code"] == "unknown_listing"
+            assert await c.get("/v1/test-extension/1") == (200, {"id": 1, "height": 0})
+            status, body = await c.get("/v1/test-extension/2")
+            assert status == 404 and body["error"]["code"] == "unknown_thing"
             status, body = await c.get("/v1/boom")
             assert status == 500 and body["error"]["code"] == "internal"
-            assert "/v1/listings/{id}" in (await c.get("/v1/openapi.json"))[1]["paths"]
+            assert "/v1/test-extension/{id}" in (await c.get("/v1/openapi.json"))[1]["paths"]
     finally:
         await node.stop()
 
