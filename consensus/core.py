@@ -161,10 +161,7 @@ class Replica:
         """Initial effects after construction (or restart from a persisted SignedState)."""
         out: list = []
         if self.changing and self.n > 1:
-            vc = make_view_change(self.signer, self.chain_id, self.view, self.height - 1, self.prepared)
-            if self._sign(out, self.height, self.view, [("vc", sha256(signed_bytes(vc, self.chain_id)))]):
-                self.vc_latest[self.me] = vc
-                out.append(Broadcast(vc))
+            self._send_view_change(out)
             out.append(ScheduleTimeout("viewchange", self.view, self.height, self._timeout()))
         else:
             self._maybe_propose(out)
@@ -394,7 +391,15 @@ class Replica:
         elif ev.kind == "viewchange":
             if self.changing and ev.view == self.view:
                 self._fetch(out, None)  # no new view yet: maybe the others moved on without us
-                self._start_view_change(self.view + 1, out)
+                others = sum(1 for s, x in self.vc_latest.items() if s != self.me and x.new_view >= self.view)
+                if others >= self.f:
+                    self._start_view_change(self.view + 1, out)
+                else:
+                    # Alone in asking for this view (cut off, or just late): ask again rather
+                    # than run ahead of everyone into views nobody will join.
+                    self.failed_views += 1
+                    self._send_view_change(out)
+                    out.append(ScheduleTimeout("viewchange", self.view, self.height, self._timeout()))
         elif ev.kind == "fetch":
             if ev.height == self.height:
                 self.fetching = False
@@ -445,12 +450,16 @@ class Replica:
         self.pp = None
         self.new_view_msg = None
         self.failed_views += 1
-        vc = make_view_change(self.signer, self.chain_id, target, self.height - 1, self.prepared)
-        if self._sign(out, self.height, target, [("vc", sha256(signed_bytes(vc, self.chain_id)))]):
-            self.vc_latest[self.me] = vc
-            out.append(Broadcast(vc))
+        self._send_view_change(out)
         out.append(ScheduleTimeout("viewchange", target, self.height, self._timeout()))
         self._try_new_view(out)
+
+    def _send_view_change(self, out: list) -> None:
+        """Sign (or sign again: same position, same bytes) and broadcast ViewChange(view)."""
+        vc = make_view_change(self.signer, self.chain_id, self.view, self.height - 1, self.prepared)
+        if self._sign(out, self.height, self.view, [("vc", sha256(signed_bytes(vc, self.chain_id)))]):
+            self.vc_latest[self.me] = vc
+            out.append(Broadcast(vc))
 
     def _on_view_change(self, vc: ViewChange, out: list) -> None:
         if vc.last_committed_height < self.height - 1:

@@ -118,14 +118,30 @@ def test_silent_primary_is_replaced_and_timeouts_double():
     h, b = block(b"b1")
     net.event(1, ProposalReady(1, 1, h, b))
     assert all(net.commits[i] and net.commits[i][0].block_hash == h for i in (1, 2, 3))
-    # a failed view doubles the next timeout
-    rep = Net(4).reps[2]
+
+
+def test_failed_views_double_the_timeout_and_a_lone_replica_does_not_run_ahead():
+    vals = tuple(k.public_key for k in KEYS[:4])
+    rep = Replica(CHAIN, KEYS[2], vals, 1, CFG)
     rep.on_event(PendingTxs(1))
-    (first,) = [t for t in of(rep.on_event(TimeoutFired("progress", 0, 1)), ScheduleTimeout)
-                if t.kind == "viewchange"]
-    (second,) = [t for t in of(rep.on_event(TimeoutFired("viewchange", 1, 1)), ScheduleTimeout)
-                 if t.kind == "viewchange"]
-    assert (first.view, second.view) == (1, 2) and second.after_ms == 2 * first.after_ms
+
+    def timer(out):
+        (t,) = [t for t in of(out, ScheduleTimeout) if t.kind == "viewchange"]
+        return t
+
+    first = timer(rep.on_event(TimeoutFired("progress", 0, 1)))
+    # nobody else asked for view 1: ask again (same signed bytes), wait twice as long
+    out = rep.on_event(TimeoutFired("viewchange", 1, 1))
+    second = timer(out)
+    assert (first.view, second.view) == (1, 1) and second.after_ms == 2 * first.after_ms
+    assert msgs(out, ViewChange)[0] == rep.vc_latest[KEYS[2].public_key]
+    # once f others want at least this view too, the next timeout moves on to view 2
+    other = Replica(CHAIN, KEYS[3], vals, 1, CFG)
+    other.on_event(PendingTxs(1))
+    (vc,) = msgs(other.on_event(TimeoutFired("progress", 0, 1)), ViewChange)
+    rep.on_event(MessageReceived(vc))
+    third = timer(rep.on_event(TimeoutFired("viewchange", 1, 1)))
+    assert third.view == 2 and rep.view == 2 and third.after_ms == 2 * second.after_ms
 
 
 def test_new_primary_reproposes_the_prepared_block():
