@@ -8,7 +8,7 @@ import pytest
 
 from genesis.testnet import make_testnet
 from ledger import accounts, governance
-from ledger.block import Certificate, validator_set_hash
+from ledger.block import Certificate, commit_signing_bytes, validator_set_hash
 from ledger.crypto import Signer
 from ledger.encoding import sha256
 from ledger.errors import BlockInvalid
@@ -23,6 +23,14 @@ class Net:
     def __init__(self, n_validators: int = 1, **kw):
         self.net = make_testnet(n_orgs=4, n_validators=n_validators, **kw)
         self.chain = self.net.chain()
+        self.pool = list(self.net.validators) + [NEWKEY]  # keys that may join the set
+
+    def certify(self, block):
+        """Every key of the pool that is in the deciding set signs (a full certificate)."""
+        keys = set(self.chain.validator_keys)
+        votes = {v.public_key: v.sign(commit_signing_bytes(self.chain.chain_id, 0, block.height, block.hash))
+                 for v in self.pool if v.public_key in keys}
+        return Certificate.build(block.height, 0, block.hash, votes)
 
     def admin(self, org: str) -> Signer:
         return self.net.admins[org]
@@ -42,7 +50,7 @@ class Net:
                                  last_cert=c.get_cert(c.height) if c.height else None)
         result = c.validate_block(block)
         assert len(result.txs) == len(txs)
-        c.commit_block(block, self.net.certify(c, block), result)
+        c.commit_block(block, self.certify(block), result)
         return result.receipts
 
     def propose(self, action: str, args: dict, org: str = "org1", **extra):
@@ -305,12 +313,13 @@ def test_certificates_follow_the_validator_set_through_a_change(tmp_path):
     g.net, g.chain = net, net.chain(store)
     v0 = net.validators[0]
     extra = [Signer(sha256(b"val%d" % i)) for i in range(1, 4)]
+    g.pool = [v0] + extra  # g.block() certifies with whichever of these decide each height
     for i, v in enumerate(extra):
         g.pass_("add_validator", {"org": f"org{i + 2}", "key": v.public_key,
                                   "p2p": f"http://10.0.0.{i}:1", "api": f"http://10.0.0.{i}:2"})
     h_change = g.state.get(b"validators_next")["height"]
     while g.chain.height + 1 < h_change:
-        g.block()  # certified by v0 alone: still the deciding set
+        g.block()  # certified by the set deciding each height (sets grow as adds land)
     assert g.chain.validator_keys == [v0.public_key] + [v.public_key for v in extra]
 
     # height h_change is decided by four validators: v0's signature alone is no longer a quorum
