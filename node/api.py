@@ -23,6 +23,7 @@ from typing import Callable, Iterable
 from aiohttp import web
 
 from ledger import accounts
+from ledger.market import queries as market_queries
 from ledger.block import quorum
 from ledger.crypto import address_of, is_address
 
@@ -241,15 +242,17 @@ async def get_account(request: web.Request) -> web.Response:
         else:
             raise BadRequest("address: expected cx + 40 hex digits, or a 64-hex-digit public key", "bad_address")
     state = node.chain.state()
-    member = accounts.member(state, address)
-    nonce = accounts.next_nonce(state, address)
+    view = market_queries.account_view(state, address)  # balance, nonce, member, escrow
+    member, nonce = view["member"], view["nonce"]
     pending = nonce
     if member is not None:
         pn = node.mempool.pending_nonce(member["key"])
         pending = nonce if pn is None else pn
     return json_response({
         "address": address,
-        "balance": accounts.balance(state, address),
+        "balance": view["balance"],
+        "escrow_as_tenant": view["escrow_as_tenant"],
+        "open_leases": view["open_leases"],
         "nonce": nonce,
         "pending_nonce": pending,
         "member": None if member is None else views.jsonable(member),

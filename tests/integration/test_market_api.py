@@ -210,6 +210,10 @@ async def test_lease_lists_reports_settlements_and_escrow(market):
     assert before["balance"] == 10**12 - 6_000_000 and before["member"]["org"] == "org2"
     # by public key too
     assert (await c.get(f"/v1/accounts/{OP2.public_key.hex()}/market"))[1]["address"] == OP2.address
+    # the plain account view shows the escrow too
+    status, plain = await c.get(f"/v1/accounts/{OP2.address}")
+    assert status == 200 and plain["balance"] == before["balance"]
+    assert plain["escrow_as_tenant"] == 6_000_000 and plain["open_leases"] == [1]
 
     sealed = seal_access(OP2.public_key, b"ssh tenant@10.0.0.1")
     await c.ok((OP1, "lease_accept", {"lease": 1, "attestation_digest": b"\x02" * 32, "sealed_access": sealed}))
