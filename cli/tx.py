@@ -7,6 +7,7 @@ import binascii
 import json
 import re
 import sys
+from pathlib import Path
 
 import click
 
@@ -157,8 +158,14 @@ def tx_decode(source):
 @node_option
 @click.option("--wait", type=click.IntRange(0, 600), default=0, metavar="SECONDS",
               help="Wait up to this long for the transaction to commit.")
+@click.option("--receipt", "receipt_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="Also write an offline-verifiable receipt (header, certificate, Merkle proofs, result) "
+                   "here; check it with `cxl audit verify-receipt FILE --genesis GENESIS`.")
+@click.option("--genesis", "genesis_path", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+              help="The chain's genesis file, for --receipt: needed to prove validator-set changes "
+                   "when the set that certified the block is not the genesis set.")
 @json_option
-def tx_show(tx_hash, node_url, wait, as_json):
+def tx_show(tx_hash, node_url, wait, receipt_path, genesis_path, as_json):
     """Look up a transaction by hash: where it landed and its receipt."""
     tx_hash = tx_hash.lower()
     if not re.fullmatch(r"[0-9a-f]{64}", tx_hash):
@@ -170,6 +177,8 @@ def tx_show(tx_hash, node_url, wait, as_json):
         if exc.status == 404:
             raise CliError(f"the node at {client.url} knows no transaction {tx_hash}") from None
         raise
+    if receipt_path:
+        _write_receipt(client.url, tx_hash, record, receipt_path, genesis_path)
     if as_json:
         print_json(record)
         return
@@ -180,6 +189,27 @@ def tx_show(tx_hash, node_url, wait, as_json):
     print_fields(rows)
     if record.get("status") == "committed" and not receipt_ok(record):
         raise click.exceptions.Exit(1)
+
+
+def _write_receipt(node_url: str, tx_hash: str, record: dict, path: str, genesis_path: str | None) -> None:
+    from audit.receipt import fetch_receipt
+    from genesis.schema import load
+
+
+    if record.get("status") != "committed":
+        raise CliError(f"transaction {tx_hash} is {record.get('status')}: a receipt exists only once it is "
+                       "committed (add --wait SECONDS)")
+    from audit.receipt import ReceiptError
+    from audit.source import SourceError
+
+    doc, ghash = load(genesis_path) if genesis_path else (None, None)
+    try:
+        receipt = fetch_receipt(node_url, tx_hash, genesis_doc=doc, genesis_hash=ghash)
+    except (ReceiptError, SourceError) as exc:
+        raise CliError(f"cannot build the receipt: {exc}") from None
+    Path(path).write_text(json.dumps(receipt, indent=2, sort_keys=True) + "\n")
+    click.echo(f"receipt written to {path}; verify it offline with "
+               f"`cxl audit verify-receipt {path} --genesis GENESIS`", err=True)
 
 
 @click.group("account")

@@ -1,0 +1,83 @@
+"""`cxl tx show HASH --receipt FILE` writes a receipt that `cxl audit verify-receipt`
+checks offline with the genesis file alone, and refuses a tampered one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+from genesis.schema import save as save_genesis
+from genesis.testnet import make_testnet
+from ledger.keystore import write_key
+from node.config import init_home
+from nodethread import NodeThread
+
+NET = make_testnet(n_orgs=4, n_validators=1, chain_id="cxl-receipt-cli")
+
+
+@pytest.fixture
+def node(tmp_path, monkeypatch):
+    save_genesis(NET.doc, tmp_path / "genesis.json")
+    write_key(tmp_path / "validator.json", NET.validators[0])
+    write_key(tmp_path / "admin.json", NET.admins["org1"])
+    home = tmp_path / "home"
+    init_home(home, tmp_path / "genesis.json", tmp_path / "validator.json", api_port=1)
+    thread = NodeThread(home)
+    monkeypatch.setenv("CXL_NODE", thread.url)
+    try:
+        yield tmp_path
+    finally:
+        thread.stop()
+
+
+def cxl(*args, code=0):
+    r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert r.exit_code == code, f"cxl {' '.join(map(str, args))} -> {r.exit_code}\n{r.output}"
+    return r.output
+
+
+def test_tx_show_writes_a_receipt_that_verifies_offline(node):
+    to = NET.operators["org2"].address
+    sent = json.loads(cxl("tx", "transfer", "--key", node / "admin.json", "--to", to, "--amount", 42, "--json"))
+    tx_hash = sent["hash"]
+    receipt_file = node / "receipt.json"
+    cxl("tx", "show", tx_hash, "--receipt", receipt_file, "--genesis", node / "genesis.json")
+    receipt = json.loads(receipt_file.read_text())
+    assert receipt["height"] >= 1
+
+    verdict = json.loads(cxl("audit", "verify-receipt", receipt_file, "--genesis", node / "genesis.json", "--json"))
+    assert verdict["ok"] is True
+
+    # a receipt whose result was altered no longer verifies
+    text = receipt_file.read_text()
+    altered = json.loads(text)
+    _flip_result(altered)
+    bad = node / "bad.json"
+    bad.write_text(json.dumps(altered))
+    out = cxl("audit", "verify-receipt", bad, "--genesis", node / "genesis.json", "--json", code=1)
+    assert json.loads(out)["ok"] is False
+
+
+def _flip_result(receipt: dict) -> None:
+    """Change the recorded amount of the transfer's result wherever the receipt keeps it."""
+    def walk(value):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if k == "amount" and v == 42:
+                    value[k] = 43
+                else:
+                    walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+    before = json.dumps(receipt, sort_keys=True)
+    walk(receipt)
+    assert json.dumps(receipt, sort_keys=True) != before, "the receipt shows no transfer result to alter"
+
+
+def test_receipt_for_an_unknown_tx_is_a_clear_error(node):
+    out = cxl("tx", "show", "ab" * 32, "--receipt", node / "r.json", code=1)
+    assert "knows no transaction" in out
