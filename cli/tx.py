@@ -192,16 +192,13 @@ def tx_show(tx_hash, node_url, wait, receipt_path, genesis_path, as_json):
 
 
 def _write_receipt(node_url: str, tx_hash: str, record: dict, path: str, genesis_path: str | None) -> None:
-    from audit.receipt import fetch_receipt
+    from audit.receipt import ReceiptError, fetch_receipt
+    from audit.source import SourceError
     from genesis.schema import load
-
 
     if record.get("status") != "committed":
         raise CliError(f"transaction {tx_hash} is {record.get('status')}: a receipt exists only once it is "
                        "committed (add --wait SECONDS)")
-    from audit.receipt import ReceiptError
-    from audit.source import SourceError
-
     doc, ghash = load(genesis_path) if genesis_path else (None, None)
     try:
         receipt = fetch_receipt(node_url, tx_hash, genesis_doc=doc, genesis_hash=ghash)
