@@ -69,8 +69,10 @@ def consensus_config(params: dict) -> ConsensusConfig:
 def default_replica_factory(chain: Chain, signer) -> Callable[[SignedState | None, int], Any]:
     def make(signed: SignedState | None, height: int):
         from consensus.core import Replica  # late: the core is optional for tests with a fake
+        # the certificate of the head lets a restarted replica help peers that are behind
         return Replica(chain.chain_id, signer, tuple(chain.validator_keys), height,
-                       consensus_config(chain.params), signed)
+                       consensus_config(chain.params), signed,
+                       last_certificate=chain.get_cert(chain.height) if chain.height else None)
     return make
 
 
@@ -411,7 +413,8 @@ class Runner:
         if e.height <= self.chain.height:  # caught up meanwhile: tell the core where the chain is
             self.log.info("commit of height %d skipped: already at %d", e.height, self.chain.height)
             self._local.append(ev.Committed(self.chain.height, self.chain.head.block_hash,
-                                            tuple(self.chain.validator_keys)))
+                                            tuple(self.chain.validator_keys),
+                                            certificate=self.chain.get_cert(self.chain.height)))
             return
         cached = self._results.get(e.block_hash)
         try:
@@ -457,7 +460,8 @@ class Runner:
             for fut in self._waiters.pop(stx.hash, []):
                 if not fut.done():
                     fut.set_result(block.height)
-        self._local.append(ev.Committed(block.height, block.hash, tuple(self.chain.validator_keys)))
+        self._local.append(ev.Committed(block.height, block.hash, tuple(self.chain.validator_keys),
+                                        certificate=cert))
         # always, even 0: the core's count predates this block, and a stale non-zero count
         # would make its progress timer start a view change in an idle network
         self._local.append(ev.PendingTxs(self.mempool.ready_count()))
