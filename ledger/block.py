@@ -17,6 +17,8 @@ from ledger.encoding import (
     encode,
     expect,
     expect_array,
+    expect_bytes,
+    expect_uint,
     sha256,
     signing_bytes,
 )
@@ -39,17 +41,7 @@ def quorum(n: int) -> int:
 
 
 def _hash(value, what: str) -> bytes:
-    expect(value, bytes, what)
-    if len(value) != HASH_SIZE:
-        raise EncodingError(f"{what}: expected {HASH_SIZE} bytes")
-    return value
-
-
-def _uint(value, what: str) -> int:
-    expect(value, int, what)
-    if value < 0:
-        raise EncodingError(f"{what}: must not be negative")
-    return value
+    return expect_bytes(value, HASH_SIZE, what)
 
 
 def commit_signing_bytes(chain_id: str, view: int, height: int, block_hash: bytes) -> bytes:
@@ -90,9 +82,9 @@ class Header:
             raise EncodingError("header.proposer: expected a 32-byte public key")
         return cls(
             chain_id=expect(w[0], str, "header.chain_id"),
-            height=_uint(w[1], "header.height"),
-            view=_uint(w[2], "header.view"),
-            time_ms=_uint(w[3], "header.time_ms"),
+            height=expect_uint(w[1], "header.height"),
+            view=expect_uint(w[2], "header.view"),
+            time_ms=expect_uint(w[3], "header.time_ms"),
             parent_hash=_hash(w[4], "header.parent_hash"),
             txs_root=_hash(w[5], "header.txs_root"),
             results_root=_hash(w[6], "header.results_root"),
@@ -134,8 +126,8 @@ class Certificate:
                 raise EncodingError(f"certificate.signatures[{i}]: wrong key or signature size")
             sigs.append((key, sig))
         return cls(
-            height=_uint(w[0], "certificate.height"),
-            view=_uint(w[1], "certificate.view"),
+            height=expect_uint(w[0], "certificate.height"),
+            view=expect_uint(w[1], "certificate.view"),
             block_hash=_hash(w[2], "certificate.block_hash"),
             signatures=tuple(sigs),
         )

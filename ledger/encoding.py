@@ -155,3 +155,18 @@ def expect_array(value: Any, length: int, what: str) -> list:
     if len(value) != length:
         raise EncodingError(f"{what}: expected {length} fields, got {len(value)}")
     return value
+
+
+def expect_uint(value: Any, what: str) -> int:
+    expect(value, int, what)
+    if value < 0:
+        raise EncodingError(f"{what}: must not be negative")
+    return value
+
+
+def expect_bytes(value: Any, size: int, what: str) -> bytes:
+    """A bin field of exactly `size` bytes (hashes, keys, signatures)."""
+    expect(value, bytes, what)
+    if len(value) != size:
+        raise EncodingError(f"{what}: expected {size} bytes, got {len(value)}")
+    return value
