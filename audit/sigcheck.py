@@ -24,22 +24,12 @@ import nacl.bindings
 import nacl.exceptions
 
 from ledger.crypto import PUBLIC_KEY_SIZE, SIGNATURE_SIZE
-from ledger.encoding import DOMAIN_TX, signing_bytes
 from ledger.errors import EncodingError
-from ledger.tx import decode_tx
+from ledger.tx import SIGNED_TAIL, decode_tx, tx_signing_prefix
 
 HASH = 32
 MIN_CHUNK = 256  # transactions per task: below this, pool overhead outweighs the work
-_SIG_TAIL = 2 + SIGNATURE_SIZE  # msgpack bin8 header (0xc4 0x40) + the signature
-_prefixes: dict[str, bytes] = {}
-
-
-def _signing_prefix(chain_id: str) -> bytes:
-    """`signing_bytes(DOMAIN_TX, chain_id, x)` minus `encode(x)`, from the module that owns it."""
-    prefix = _prefixes.get(chain_id)
-    if prefix is None:
-        prefix = _prefixes[chain_id] = signing_bytes(DOMAIN_TX, chain_id, None)[:-1]  # encode(None) is 1 byte
-    return prefix
+_SIG_TAIL = SIGNED_TAIL
 
 
 def fast_signing_bytes(raw: bytes) -> tuple[bytes, bytes, bytes] | None:
@@ -62,7 +52,7 @@ def fast_signing_bytes(raw: bytes) -> tuple[bytes, bytes, bytes] | None:
             and isinstance(sig, bytes) and sig == raw[-SIGNATURE_SIZE:]):
         return None
     try:
-        prefix = _signing_prefix(chain_id)
+        prefix = tx_signing_prefix(chain_id)
     except EncodingError:
         return None
     return prefix + raw[1:-_SIG_TAIL], sig, sender

@@ -177,3 +177,14 @@ def test_mutated_transactions_are_rejected_or_exact(data):
         assert stx.hash != good().hash
         with pytest.raises(TxRejected):  # any change breaks the signature (or the chain id)
             check_stateless(stx, CHAIN)
+
+
+def test_signed_message_cut_from_raw_equals_the_signing_bytes():
+    # the admission path verifies over a slice of the raw bytes; it must be exactly
+    # what the sender signed, for any payload shape and chain id
+    for chain in ("cxl-test", "c", "x" * 64):
+        for payload in ({}, {"to": "cx" + "0" * 40, "amount": 1}, {"blob": b"\x00" * 300, "list": [1, "a", None]}):
+            stx = make_tx(SIGNER, chain, 7, "transfer", payload)
+            again = decode_tx(stx.raw)
+            assert again.signed_message() == stx.tx.signing_bytes() == stx.signed_message()
+            assert again.verify_signature()
