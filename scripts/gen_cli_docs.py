@@ -30,7 +30,7 @@ def render() -> str:
            "Generated from the commands' own `--help` by `scripts/gen_cli_docs.py`; every",
            "command answers `--help` with the same text.", ""]
     for path, cmd in walk(cli, ["cxl"]):
-        ctx = click.Context(cmd, info_name=" ".join(path))
+        ctx = click.Context(cmd, info_name=" ".join(path), help_option_names=["-h", "--help"], max_content_width=100)
         out += [f"## `{' '.join(path)}`", "", "```", cmd.get_help(ctx).rstrip(), "```", ""]
     return "\n".join(out)
 
