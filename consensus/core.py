@@ -50,7 +50,8 @@ class Replica:
         self.prepared: PreparedCert | None = rec.prepared if rec.prepared and rec.prepared.height == height else None
         self.pending = 0
         self.failed_views = 0
-        self.vc_latest: dict[bytes, ViewChange] = {}  # per sender, its highest-view ViewChange
+        self.vc_latest: dict[bytes, ViewChange] = {}  # per sender, its latest (lch, view) ViewChange
+        self.deferred_nv: NewView | None = None  # a lower-height NewView put off by rule R2
         self.new_view_msg: NewView | None = None  # proof of the current view, for laggards
         self.last_cert = last_certificate  # of height-1: handed to peers that fall behind
         self.future: list = []
@@ -113,6 +114,22 @@ class Replica:
             self.rec = rec
         return True
 
+    def _persist_view(self, out: list) -> None:
+        """Persist a change of the view we are in (no new signature)."""
+        rec = self.rec
+        new = SignedState(rec.height, rec.view, rec.phases, self.view, self.changing, self.nv_height,
+                          self.nv_hash, self.prepared)
+        if new != rec:
+            out.append(PersistSigned(new))
+            self.rec = new
+
+    def _current_vcs(self, above: int) -> list[int]:
+        """Views > `above` that other validators ask for about our current height (or later),
+        highest first. ViewChanges about heights we have passed are moot (rule F)."""
+        return sorted((x.new_view for s, x in self.vc_latest.items()
+                       if s != self.me and x.new_view > above and x.last_committed_height >= self.height - 1),
+                      reverse=True)
+
     def _seen(self, key: tuple, digest: bytes, msg, out: list) -> bool:
         """True (and evidence once) if the sender signed something else at this position."""
         prev = self.seen.get(key)
@@ -160,7 +177,14 @@ class Replica:
     def start(self) -> list:
         """Initial effects after construction (or restart from a persisted SignedState)."""
         out: list = []
-        if self.changing and self.n > 1:
+        cert = self.last_cert
+        if (self.n > 1 and self.rec.height < self.height and cert is not None and cert.height == self.height - 1
+                and (self.changing or cert.view > self.view)):
+            # Restarted, with nothing signed at this height yet, after a view change for a
+            # height committed since (or behind the certificate's view): rule F.
+            self._adopt_view(cert.view, out)
+            self._maybe_propose(out)
+        elif self.changing and self.n > 1:
             self._send_view_change(out)
             out.append(ScheduleTimeout("viewchange", self.view, self.height, self._timeout()))
         else:
@@ -347,6 +371,7 @@ class Replica:
             self.last_cert = ev.certificate
         if self.last_cert is not None and self.last_cert.height != ev.height:
             self.last_cert = None
+        cert = self.last_cert
         self.height = ev.height + 1
         self._set_validators(tuple(ev.validators))
         self.vc_latest = {k: v for k, v in self.vc_latest.items() if k in self.vset}
@@ -358,9 +383,30 @@ class Replica:
         self.seen = {k: v for k, v in self.seen.items()
                      if (k[2] >= self.view if k[0] in ("vc", "nv") else k[3] >= self.height)}
         self.pending = 0  # the node reports the new count after every Committed
+        if self.n > 1 and cert is not None and (self.changing or cert.view > self.view):
+            # Rule F: a view change of ours was about the height just committed, so it is
+            # moot; and a certificate from a higher view shows a quorum went on without us.
+            # Either way take the certificate's view, at this fresh height.
+            self._adopt_view(cert.view, out)
+            self._join(out)
+        elif self.changing and self.n > 1:
+            self._send_view_change(out)  # scoped to the new height (rule R1)
         self._maybe_propose(out)
         self._replay(out)
         self._try_new_view(out)
+        nv, self.deferred_nv = self.deferred_nv, None
+        if nv is not None:
+            self._on_new_view(nv, out)
+
+    def _adopt_view(self, view: int, out: list) -> None:
+        """Rule F: at a height where we have signed nothing yet, leave a view change and
+        enter `view` (the view of the certificate of the previous height) unconstrained."""
+        self.view, self.changing = view, False
+        self.nv_height, self.nv_hash = self.height, None
+        self.new_view_msg = None
+        self.pp = None
+        self.requested = None
+        self._persist_view(out)
 
     def _on_fetched(self, ev: FetchedBlock, out: list) -> None:
         cert = ev.certificate
@@ -391,7 +437,7 @@ class Replica:
         elif ev.kind == "viewchange":
             if self.changing and ev.view == self.view:
                 self._fetch(out, None)  # no new view yet: maybe the others moved on without us
-                others = sum(1 for s, x in self.vc_latest.items() if s != self.me and x.new_view >= self.view)
+                others = len(self._current_vcs(self.view - 1))
                 if others >= self.f:
                     self._start_view_change(self.view + 1, out)
                 else:
@@ -473,25 +519,32 @@ class Replica:
         if self._seen(key, sha256(signed_bytes(vc, self.chain_id)), vc, out):
             return
         prev = self.vc_latest.get(vc.sender)
-        if prev is None or vc.new_view > prev.new_view:
+        # Positions (height, view) of one signer only move forward: keep its latest request.
+        if prev is None or (vc.last_committed_height, vc.new_view) > (prev.last_committed_height, prev.new_view):
             self.vc_latest[vc.sender] = vc
         if vc.last_committed_height >= self.height:
             self._fetch(out, vc.sender)
-        views = sorted((x.new_view for s, x in self.vc_latest.items() if s != self.me and x.new_view > self.view),
-                       reverse=True)
+        self._join(out)
+        self._try_new_view(out)
+
+    def _join(self, out: list) -> None:
+        views = self._current_vcs(self.view)
         if len(views) > self.f:
             self._start_view_change(views[self.f], out)  # f+1 want at least this view: join
-        self._try_new_view(out)
 
     def _try_new_view(self, out: list) -> None:
         v, h = self.view, self.height
         if not self.changing or self.deciding is not None or self.primary(v, h) != self.me:
             return
-        vcs = tuple(sorted((x for x in self.vc_latest.values() if x.new_view == v), key=lambda x: x.sender))
-        if len(vcs) < self.q:
+        asked = [x for x in self.vc_latest.values() if x.new_view == v]
+        ahead = [x for x in asked if x.last_committed_height >= h]
+        if ahead:
+            self._fetch(out, max(ahead, key=lambda x: x.last_committed_height).sender)
             return
-        if proofs.start_height(vcs) > h:
-            self._fetch(out, max(vcs, key=lambda x: x.last_committed_height).sender)
+        # Rule R1: a NewView for height h is built only from ViewChanges scoped to h.
+        vcs = tuple(sorted((x for x in asked if x.last_committed_height == h - 1 or self.faults.unscoped_new_view),
+                           key=lambda x: x.sender))
+        if len(vcs) < self.q:
             return
         chosen = None if self.faults.ignore_prepared else proofs.select_prepared(vcs, h)
         pp = None
@@ -514,10 +567,16 @@ class Replica:
                 self._stale(nv.sender, nv.view, out)
             return
         ok, must = proofs.new_view_ok(nv, self.validators, self.config.rotation_blocks, self.q,
-                                      self.faults.ignore_prepared)
+                                      self.faults.ignore_prepared, self.faults.unscoped_new_view)
         if not ok:
             return
         if self._seen(("nv", nv.sender, nv.view, nv.height), sha256(signed_bytes(nv, self.chain_id)), nv, out):
+            return
+        if nv.height < self.height and self.prepared is not None and not self.faults.enter_lower_new_view:
+            # Rule R2: this NewView says nothing about our height, where we prepared (and may
+            # have commit-voted) in a lower view: entering it could let us vote for another
+            # block here. Put it off until we have left this height.
+            self.deferred_nv = nv
             return
         self._enter_view(nv, must)
         if nv.height > self.height:

@@ -55,7 +55,7 @@ def select_prepared(vcs, height: int) -> PreparedCert | None:
 
 
 def new_view_ok(nv: NewView, validators: tuple[bytes, ...], rotation_blocks: int, q: int,
-                ignore_prepared: bool = False) -> tuple[bool, bytes | None]:
+                ignore_prepared: bool = False, unscoped: bool = False) -> tuple[bool, bytes | None]:
     """(acceptable, hash the view must decide at nv.height or None if free)."""
     n = len(validators)
     if nv.sender != validators[primary_index(nv.view, nv.height, n, rotation_blocks)]:
@@ -67,6 +67,8 @@ def new_view_ok(nv: NewView, validators: tuple[bytes, ...], rotation_blocks: int
         senders.add(vc.sender)
     if len(senders) < q or nv.height < start_height(nv.view_changes):
         return False, None
+    if not unscoped and any(vc.last_committed_height != nv.height - 1 for vc in nv.view_changes):
+        return False, None  # rule R1: every ViewChange must be scoped to the NewView's height
     chosen = None if ignore_prepared else select_prepared(nv.view_changes, nv.height)
     pp = nv.preprepare
     if chosen is None:

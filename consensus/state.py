@@ -30,6 +30,8 @@ class Faults:
     commit_on_2f: bool = False  # decide on 2f matching commits instead of 2f+1
     ignore_prepared: bool = False  # a new primary proposes afresh, ignoring prepared certs
     forget_signed_on_restart: bool = False  # start from nothing instead of the persisted record
+    unscoped_new_view: bool = False  # rule R1 off: NewViews also from ViewChanges about lower heights
+    enter_lower_new_view: bool = False  # rule R2 off: enter a NewView for a lower height while prepared
 
 
 @dataclass(frozen=True, slots=True)

@@ -243,3 +243,86 @@ def test_forced_rotation_moves_the_primary_every_r_blocks():
     rep = Replica(CHAIN, KEYS[1], vals, 1, ConsensusConfig(rotation_blocks=2))
     assert [rep.primary(0, h) for h in (1, 2, 3, 4, 5)] == [vals[0], vals[0], vals[1], vals[1], vals[2]]
     assert rep.on_event(Committed(2, sha256(b"x"), vals)) == [RequestProposal(0, 3)]
+
+
+# -- a lone view change is moot once its height is committed (docs/consensus.md §4) --------
+
+def committed_cert(view: int, height: int, h: bytes, signers=(0, 1, 2)) -> Certificate:
+    votes = {KEYS[i].public_key: make_commit(KEYS[i], CHAIN, view, height, h).signature for i in signers}
+    return Certificate.build(height, view, h, votes)
+
+
+def test_new_view_needs_every_view_change_scoped_to_its_height():
+    from consensus import proofs
+    from consensus.messages import make_new_view, make_view_change
+    vals = tuple(k.public_key for k in KEYS[:4])
+    at4 = [make_view_change(KEYS[i], CHAIN, 1, 4, None) for i in (1, 2, 3)]
+    stale = make_view_change(KEYS[3], CHAIN, 1, 2, None)  # sent at height 3, then moot
+    ok = make_new_view(KEYS[1], CHAIN, 1, 5, tuple(at4), None)
+    assert proofs.new_view_ok(ok, vals, 0, 3) == (True, None)
+    mixed = make_new_view(KEYS[1], CHAIN, 1, 5, (at4[0], at4[1], stale), None)
+    assert proofs.new_view_ok(mixed, vals, 0, 3) == (False, None)
+
+
+def test_lone_view_change_falls_back_to_the_view_of_the_certificate_and_votes_again():
+    vals = tuple(k.public_key for k in KEYS[:4])
+    rep = Replica(CHAIN, KEYS[3], vals, 1, CFG)
+    rep.on_event(PendingTxs(1))
+    rep.on_event(TimeoutFired("progress", 0, 1))  # cut off: asks for view 1, alone
+    assert (rep.view, rep.changing) == (1, True)
+    # the others decided height 1 in view 0 without it; it learns so by catch-up
+    h1, b1 = block(b"h1")
+    (commit,) = of(rep.on_event(FetchedBlock(1, h1, b1, committed_cert(0, 1, h1))), CommitBlock)
+    out = rep.on_event(Committed(1, h1, vals, commit.certificate))
+    assert (rep.view, rep.changing, rep.height) == (0, False, 2)
+    (rec,) = [e.record for e in of(out, PersistSigned)]
+    assert (rec.current_view, rec.changing) == (0, False)
+    # it votes again in view 0 at height 2 ...
+    h2, b2 = block(b"h2")
+    rep.on_event(MessageReceived(make_preprepare(KEYS[0], CHAIN, 0, 2, h2, b2)))
+    (prep,) = msgs(rep.on_event(BlockVerdict(h2, True)), Prepare)
+    assert (prep.view, prep.height) == (0, 2)
+    # ... and a restart from its record keeps it there, refusing what it signed
+    again = Replica(CHAIN, KEYS[3], vals, 2, CFG, rep.rec, last_certificate=commit.certificate)
+    assert (again.view, again.changing) == (0, False) and not msgs(again.start(), ViewChange)
+
+
+def test_restart_after_a_lone_view_change_whose_height_committed_meanwhile():
+    vals = tuple(k.public_key for k in KEYS[:4])
+    rep = Replica(CHAIN, KEYS[3], vals, 1, CFG)
+    rep.on_event(PendingTxs(1))
+    rep.on_event(TimeoutFired("progress", 0, 1))
+    h1, _ = block(b"h1")
+    # crashed while changing; the node caught up height 1 before the core came back
+    again = Replica(CHAIN, KEYS[3], vals, 2, CFG, rep.rec, last_certificate=committed_cert(0, 1, h1))
+    out = again.start()
+    assert (again.view, again.changing) == (0, False) and not msgs(out, ViewChange)
+    assert [(e.record.current_view, e.record.changing) for e in of(out, PersistSigned)] == [(0, False)]
+
+
+def test_new_view_for_a_lower_height_waits_while_prepared_at_ours():
+    """Rule R2: prepared (maybe commit-voted) at height 2 in view 0, a replica does not enter
+    a view through a NewView for height 1, which says nothing about height 2."""
+    from consensus.messages import make_new_view, make_view_change
+    vals = tuple(k.public_key for k in KEYS[:4])
+    rep = Replica(CHAIN, KEYS[2], vals, 2, CFG)
+    h2, b2 = block(b"h2")
+    rep.on_event(MessageReceived(make_preprepare(KEYS[0], CHAIN, 0, 2, h2, b2)))
+    rep.on_event(BlockVerdict(h2, True))
+    for i in (1, 3):
+        rep.on_event(MessageReceived(make_prepare(KEYS[i], CHAIN, 0, 2, h2)))
+    assert rep.prepared is not None and rep.rec.signed("commit") == h2
+    vcs = tuple(make_view_change(KEYS[i], CHAIN, 1, 0, None) for i in (0, 1, 3))
+    nv = make_new_view(KEYS[1], CHAIN, 1, 1, vcs, None)
+    assert not rep.on_event(MessageReceived(nv)) and rep.view == 0
+    # a view-1 proposal at height 2 is not voted on meanwhile
+    other, ob = block(b"other")
+    assert not msgs(rep.on_event(MessageReceived(make_preprepare(KEYS[1], CHAIN, 1, 2, other, ob))), Prepare)
+    # once height 2 is committed, the NewView is taken up for height 3
+    out = []
+    for i in (0, 1):
+        out += rep.on_event(MessageReceived(make_commit(KEYS[i], CHAIN, 0, 2, h2)))
+    (commit,) = of(out, CommitBlock)
+    assert rep.view == 0
+    rep.on_event(Committed(2, h2, vals, commit.certificate))
+    assert (rep.view, rep.changing, rep.height) == (1, False, 3)
