@@ -40,6 +40,8 @@ from ledger.encoding import (
     encode,
     expect,
     expect_array,
+    expect_bytes,
+    expect_uint,
     sha256,
     signing_bytes,
 )
@@ -153,20 +155,6 @@ def encode_message(msg: Message) -> bytes:
     return encode(to_wire(msg))
 
 
-def _uint(v, what: str) -> int:
-    expect(v, int, what)
-    if v < 0:
-        raise EncodingError(f"{what}: must not be negative")
-    return v
-
-
-def _fixed(v, size: int, what: str) -> bytes:
-    expect(v, bytes, what)
-    if len(v) != size:
-        raise EncodingError(f"{what}: expected {size} bytes, got {len(v)}")
-    return v
-
-
 def _list(v, what: str) -> list:
     expect(v, list, what)
     if len(v) > MAX_PROOFS:
@@ -175,7 +163,7 @@ def _list(v, what: str) -> list:
 
 
 def _tail(w: list, what: str) -> tuple[bytes, bytes]:
-    return _fixed(w[-2], PUBLIC_KEY_SIZE, f"{what}.sender"), _fixed(w[-1], SIGNATURE_SIZE, f"{what}.signature")
+    return expect_bytes(w[-2], PUBLIC_KEY_SIZE, f"{what}.sender"), expect_bytes(w[-1], SIGNATURE_SIZE, f"{what}.signature")
 
 
 def _expect_tag(w, tag: int, length: int, what: str) -> list:
@@ -188,16 +176,16 @@ def _expect_tag(w, tag: int, length: int, what: str) -> list:
 def _preprepare(w) -> PrePrepare:
     _expect_tag(w, TAG_PREPREPARE, 7, "preprepare")
     sender, sig = _tail(w, "preprepare")
-    return PrePrepare(_uint(w[1], "preprepare.view"), _uint(w[2], "preprepare.height"),
-                      _fixed(w[3], HASH_SIZE, "preprepare.block_hash"), expect(w[4], bytes, "preprepare.block"),
+    return PrePrepare(expect_uint(w[1], "preprepare.view"), expect_uint(w[2], "preprepare.height"),
+                      expect_bytes(w[3], HASH_SIZE, "preprepare.block_hash"), expect(w[4], bytes, "preprepare.block"),
                       sender, sig)
 
 
 def _vote(w, tag: int, cls, what: str):
     _expect_tag(w, tag, 6, what)
     sender, sig = _tail(w, what)
-    return cls(_uint(w[1], f"{what}.view"), _uint(w[2], f"{what}.height"),
-               _fixed(w[3], HASH_SIZE, f"{what}.block_hash"), sender, sig)
+    return cls(expect_uint(w[1], f"{what}.view"), expect_uint(w[2], f"{what}.height"),
+               expect_bytes(w[3], HASH_SIZE, f"{what}.block_hash"), sender, sig)
 
 
 def prepared_from_wire(w) -> PreparedCert:
@@ -210,7 +198,7 @@ def _view_change(w) -> ViewChange:
     _expect_tag(w, TAG_VIEW_CHANGE, 6, "viewchange")
     sender, sig = _tail(w, "viewchange")
     prepared = None if w[3] is None else prepared_from_wire(w[3])
-    return ViewChange(_uint(w[1], "viewchange.new_view"), _uint(w[2], "viewchange.last_committed_height"),
+    return ViewChange(expect_uint(w[1], "viewchange.new_view"), expect_uint(w[2], "viewchange.last_committed_height"),
                       prepared, sender, sig)
 
 
@@ -219,7 +207,7 @@ def _new_view(w) -> NewView:
     sender, sig = _tail(w, "newview")
     vcs = tuple(_view_change(v) for v in _list(w[3], "newview.view_changes"))
     pp = None if w[4] is None else _preprepare(w[4])
-    return NewView(_uint(w[1], "newview.view"), _uint(w[2], "newview.height"), vcs, pp, sender, sig)
+    return NewView(expect_uint(w[1], "newview.view"), expect_uint(w[2], "newview.height"), vcs, pp, sender, sig)
 
 
 def from_wire(w) -> Message:
