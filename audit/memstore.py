@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 from typing import Iterator
 
-from ledger.store.memory import MemoryStore
+from ledger.store.memory import MemoryStore, check_batch
 
 _SLASH = 0x2F
 
@@ -73,9 +73,7 @@ class ReplayStore(MemoryStore):
         yield from items
 
     def write(self, puts: dict[bytes, bytes | None], *, sync: bool = True) -> None:
-        for key, value in puts.items():
-            if not isinstance(key, bytes) or not (value is None or isinstance(value, (bytes, bytearray, memoryview))):
-                raise TypeError(f"store keys and values must be bytes, got {type(key).__name__}: {type(value).__name__}")
+        check_batch(puts)
         data, groups = self._data, self._groups
         for key, value in puts.items():
             if value is None:

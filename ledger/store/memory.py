@@ -8,6 +8,14 @@ from typing import Iterator
 from ledger.store.base import Store
 
 
+def check_batch(puts: dict[bytes, bytes | None]) -> None:
+    """Check a whole batch before applying any of it, so a bad entry cannot leave half a
+    batch applied (LevelDB refuses non-bytes the same way, inside its write batch)."""
+    for key, value in puts.items():
+        if not isinstance(key, bytes) or not (value is None or isinstance(value, (bytes, bytearray, memoryview))):
+            raise TypeError(f"store keys and values must be bytes, got {type(key).__name__}: {type(value).__name__}")
+
+
 class MemoryStore(Store):
     def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}
@@ -30,10 +38,7 @@ class MemoryStore(Store):
         yield from items
 
     def write(self, puts: dict[bytes, bytes | None], *, sync: bool = True) -> None:
-        # check everything first so a bad entry cannot leave half a batch applied
-        for key, value in puts.items():
-            if not isinstance(key, bytes) or not (value is None or isinstance(value, (bytes, bytearray, memoryview))):
-                raise TypeError(f"store keys and values must be bytes, got {type(key).__name__}: {type(value).__name__}")
+        check_batch(puts)
         for key, value in puts.items():
             if value is None:
                 if self._data.pop(key, None) is not None:
