@@ -6,37 +6,22 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
-
-from cli.main import cli
-from genesis.schema import save as save_genesis
 from genesis.testnet import make_testnet
 from ledger.keystore import write_key
-from node.config import init_home
-from nodethread import NodeThread
+from nodethread import cxl, start_single_validator
 
 NET = make_testnet(n_orgs=4, n_validators=1, chain_id="cxl-receipt-cli")
 
 
 @pytest.fixture
 def node(tmp_path, monkeypatch):
-    save_genesis(NET.doc, tmp_path / "genesis.json")
-    write_key(tmp_path / "validator.json", NET.validators[0])
     write_key(tmp_path / "admin.json", NET.admins["org1"])
-    home = tmp_path / "home"
-    init_home(home, tmp_path / "genesis.json", tmp_path / "validator.json", api_port=1)
-    thread = NodeThread(home)
+    thread = start_single_validator(NET, tmp_path)
     monkeypatch.setenv("CXL_NODE", thread.url)
     try:
         yield tmp_path
     finally:
         thread.stop()
-
-
-def cxl(*args, code=0):
-    r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert r.exit_code == code, f"cxl {' '.join(map(str, args))} -> {r.exit_code}\n{r.output}"
-    return r.output
 
 
 def test_tx_show_writes_a_receipt_that_verifies_offline(node):

@@ -8,17 +8,11 @@ acceptance to close, and its report and confirmation complete the final settleme
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from cli.main import cli
-from genesis.schema import save as save_genesis
 from genesis.testnet import make_testnet
 from ledger.keystore import write_key
-from node.config import init_home
-from nodethread import NodeThread
+from nodethread import cxl, start_single_validator
 
 NET = make_testnet(n_orgs=4, n_validators=1, chain_id="cxl-market-cli")
 FUNDS = 10**12
@@ -26,27 +20,17 @@ FUNDS = 10**12
 
 @pytest.fixture
 def net(tmp_path, monkeypatch):
-    save_genesis(NET.doc, tmp_path / "genesis.json")
-    write_key(tmp_path / "validator.json", NET.validators[0])
-    home = tmp_path / "home"
-    init_home(home, tmp_path / "genesis.json", tmp_path / "validator.json", api_port=1)
     keys = {}
     for org in ("org1", "org2", "org3"):
         for role, signer in (("operator", NET.operators[org]), ("auditor", NET.auditors[org])):
             keys[f"{org}-{role}"] = str(tmp_path / f"{org}-{role}.json")
             write_key(keys[f"{org}-{role}"], signer, name=f"{org}-{role}")
-    node = NodeThread(home)
+    node = start_single_validator(NET, tmp_path)
     monkeypatch.setenv("CXL_NODE", node.url)
     try:
         yield keys
     finally:
         node.stop()
-
-
-def cxl(*args, code=0) -> str:
-    r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert r.exit_code == code, f"cxl {' '.join(map(str, args))} -> {r.exit_code}\n{r.output}"
-    return r.output
 
 
 def result(*args) -> dict:
