@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from genesis.testnet import make_testnet
 from ledger import accounts, governance
 from ledger.crypto import Signer
 from ledger.encoding import sha256
@@ -70,3 +71,105 @@ def test_old_single_action_proposals_replay_byte_for_byte():
     assert [g.status(i)["status"] for i in (1, 2, 3, 4)] == ["executed", "failed", "rejected", "executed"]
     assert "actions" not in g.status(1)  # the stored map keeps its old shape
     assert roots == OLD_FORM_ROOTS
+
+
+@pytest.fixture
+def g():
+    return Net()
+
+
+def onboard_actions(org: str = "acme") -> list[dict]:
+    """A new organisation with its admin, an operator and a validator: one proposal."""
+    return [
+        {"action": "add_org", "args": {"org": org, "name": "Acme Compute", "admin": KEY_A.public_key.hex()}},
+        {"action": "add_member", "args": {"org": org, "key": KEY_B.public_key.hex(), "role": "operator"}},
+        {"action": "add_validator", "args": {"org": org, "key": NODE_C.public_key.hex(),
+                                             "p2p": "http://10.0.0.9:26600", "api": "http://10.0.0.9:26700"}},
+        {"action": "mint", "args": {"to": KEY_B.address, "amount": 1_000}},
+    ]
+
+
+def pass_multi(g: Net, actions: list[dict]):
+    r = g.block((g.admin("org1"), "propose", {"actions": actions}))[0]
+    assert r.ok and r.result["status"] == "open", r
+    pid = r.result["proposal"]
+    assert g.vote(pid, "org2").result["status"] == "open"
+    return pid, g.vote(pid, "org3")
+
+
+def test_one_proposal_adds_an_org_with_members_validator_and_credits(g):
+    pid, r = pass_multi(g, onboard_actions())
+    assert r.ok and r.result == {"proposal": pid, "status": "executed"}
+    state = g.state
+    assert accounts.org(state, "acme") == {"id": "acme", "name": "Acme Compute"}
+    assert accounts.member(state, KEY_A.address)["role"] == "admin"
+    assert accounts.member(state, KEY_B.address) == {"org": "acme", "role": "operator", "key": KEY_B.public_key}
+    assert accounts.balance(state, KEY_B.address) == 1_000
+    pending = state.get(b"validators_next")
+    assert [v["key"] for v in pending["validators"]][-1] == NODE_C.public_key
+    p = g.status(pid)
+    assert [a["action"] for a in p["actions"]] == ["add_org", "add_member", "add_validator", "mint"]
+    assert "action" not in p
+
+
+def test_a_failing_action_fails_the_whole_proposal_atomically(g):
+    actions = onboard_actions()
+    # the operator key already belongs to org2: action 1 fails at execution
+    actions[1]["args"]["key"] = g.net.operators["org2"].public_key.hex()
+    supply = accounts.supply(g.state)
+    pid, r = pass_multi(g, actions)
+    assert r.ok  # the vote itself is fine; the proposal records the failure
+    assert r.result["status"] == "failed"
+    assert r.result["error_code"] == "member_exists" and r.result["failed_action"] == 1
+    assert r.result["reason"].startswith("actions[1] add_member: member_exists: ")
+    state = g.state
+    assert accounts.org(state, "acme") is None, "action 0 must not stay applied"
+    assert accounts.member(state, KEY_A.address) is None
+    assert state.get(b"validators_next") is None
+    assert accounts.supply(state) == supply
+    p = g.status(pid)
+    assert (p["status"], p["error_code"], p["failed_action"]) == ("failed", "member_exists", 1)
+
+
+@pytest.mark.parametrize("actions, fragment", [
+    ([], "1-16"),
+    ([{"action": "mint", "args": {"to": NEWKEY.address, "amount": 1}}] * 17, "1-16"),
+    ("mint", "1-16"),
+    ([{"action": "mint", "args": {"to": NEWKEY.address, "amount": 1}, "extra": 1}], "actions[0] must be"),
+    ([{"args": {}}], "actions[0] must be"),
+    ([{"action": "mint", "args": {"to": NEWKEY.address, "amount": 1}},
+      {"action": "add_member", "args": {"org": "org1", "key": "zz", "role": "admin"}}], "actions[1] (add_member)"),
+    ([{"action": "launch", "args": {}}], "actions[0] (launch): unknown governance action"),
+])
+def test_bad_action_lists_are_refused_before_any_vote(g, actions, fragment):
+    before = g.chain.state().get(b"gov/next", 1)
+    r = g.block((g.admin("org1"), "propose", {"actions": actions}))[0]
+    assert r.code in ("bad_payload", "bad_address", "bad_amount") and fragment in r.message, r
+    assert g.chain.state().get(b"gov/next", 1) == before, "no proposal id was taken"
+
+
+def test_both_forms_in_one_payload_refused(g):
+    r = g.block((g.admin("org1"), "propose", {"action": "mint", "args": {"to": NEWKEY.address, "amount": 1},
+                                              "actions": [{"action": "mint", "args": {}}]}))[0]
+    assert r.code == "bad_payload" and "not both" in r.message
+
+
+def test_single_org_chain_executes_a_multi_action_proposal_at_once():
+    g = Net()
+    g.net = make_testnet(n_orgs=1, n_validators=1)
+    g.chain = g.net.chain()
+    r = g.block((g.admin("org1"), "propose", {"actions": onboard_actions()[:2]}))[0]
+    assert r.ok and r.result["status"] == "executed"
+    assert accounts.member(g.state, KEY_B.address)["org"] == "acme"
+
+
+def test_preview_reports_the_action_that_would_fail_without_writing(g):
+    actions = onboard_actions()
+    state = g.chain.state()
+    assert governance.preview(state, 5, {"actions": governance.normalise_actions(actions)}) is None
+    actions[0]["args"]["org"] = "org2"  # exists already
+    failure = governance.preview(state, 5, {"actions": governance.normalise_actions(actions)})
+    assert failure["error_code"] == "org_exists" and failure["failed_action"] == 0
+    single = governance.preview(state, 5, {"action": "remove_org", "args": {"org": "zzz"}})
+    assert single["error_code"] == "unknown_org" and single["failed_action"] == 0
+    assert state.writes == {}
