@@ -173,3 +173,33 @@ def test_preview_reports_the_action_that_would_fail_without_writing(g):
     single = governance.preview(state, 5, {"action": "remove_org", "args": {"org": "zzz"}})
     assert single["error_code"] == "unknown_org" and single["failed_action"] == 0
     assert state.writes == {}
+
+
+def test_audit_replay_verifies_a_chain_with_multi_action_proposals():
+    from audit.replay import replay
+    from audit.source import StoreSource
+    from audit.testchain import BuiltChain, validator_signer
+
+    net = make_testnet(n_orgs=4, n_validators=4, chain_id="cxl-multi-replay")
+    bc = BuiltChain(net, net.chain(), {s.public_key: s for s in net.validators})
+    extra = validator_signer("cxl-multi-replay", 4)
+    bc.signers[extra.public_key] = extra
+    onboard = onboard_actions()
+    onboard[2]["args"]["key"] = extra.public_key.hex()  # the new org's validator signs from height 3
+    bad = onboard_actions("beta")
+    bad[1]["args"]["key"] = net.operators["org1"].public_key.hex()  # member_exists: the whole proposal fails
+    admins = net.admins
+    bc.add_block([bc.tx(admins["org1"], "propose", {"actions": onboard}),
+                  bc.tx(admins["org1"], "propose", {"actions": bad})]
+                 + [bc.tx(admins[o], "vote", {"proposal": p, "approve": True}) for p in (1, 2) for o in ("org2", "org3")]
+                 # acme joined with proposal 1: 5 organisations now, proposal 2 needs a fourth yes
+                 + [bc.tx(admins["org4"], "vote", {"proposal": 2, "approve": True})])
+    for _ in range(4):
+        bc.add_block([bc.tx(net.operators["org1"], "transfer", {"to": KEY_B.address, "amount": 1})])
+    state = bc.chain.state()
+    assert governance.get_proposal(state, 1)["status"] == "executed"
+    assert governance.get_proposal(state, 2)["status"] == "failed"
+    assert extra.public_key in bc.chain.validator_keys
+    report = replay(StoreSource(bc.chain.store), net.doc, net.genesis_hash, workers=1)
+    assert report.ok, report.text()
+    assert report.blocks == 5 and [c.height for c in report.validator_changes] == [3]
