@@ -206,3 +206,26 @@ async def test_openapi_has_the_governance_paths(client):
         assert written["paths"].get(path) == spec, f"regenerate: python -m node.gov_api > docs/openapi.json ({path})"
     for name, spec in OPENAPI_SCHEMAS.items():
         assert written["components"]["schemas"].get(name) == spec, name
+
+
+async def test_simulate_is_bounded_while_consensus_goes_on(client, monkeypatch):
+    import asyncio
+
+    from node import gov_api
+
+    probe = await client.tx(OP1, "transfer", {"to": A2.address, "amount": 1})
+    monkeypatch.setattr(gov_api, "MAX_INFLIGHT", 0)
+    status, r = await client.post("/v1/txs/simulate", {"tx": b64(probe)})
+    assert (status, r["error"]["code"]) == (503, "simulate_busy")
+    monkeypatch.setattr(gov_api, "MAX_INFLIGHT", 4)
+    # a flood of 60 dry runs of 20 transactions each, with a real transaction sent in the middle
+    batch = {"txs": [b64(make_tx(OP1, CHAIN_ID, n, "transfer", {"to": A2.address, "amount": 1})) for n in range(20)]}
+    flood = [client.post("/v1/txs/simulate", batch) for _ in range(60)]
+    receipt, *answers = await asyncio.gather(client.commit(A2, "transfer", {"to": OP1.address, "amount": 3}), *flood)
+    assert receipt["code"] == "ok", "the transaction committed during the flood"
+    statuses = {status for status, _ in answers}
+    assert statuses <= {200, 503}, statuses
+    served = [body for status, body in answers if status == 200]
+    assert served and all([x["code"] for x in body["results"]] == ["ok"] * 20 for body in served)
+    assert all(body["error"]["code"] == "simulate_busy" for status, body in answers if status == 503)
+    assert len(client.node.mempool) == 0
