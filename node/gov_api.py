@@ -40,7 +40,7 @@ from node.mempool import check_raw
 from node.openapi import add_openapi_paths
 
 MAX_SIMULATE_TXS = 100
-MAX_STEPS = 2_000
+MAX_STEPS = 500   # ~30 ms of execution on the event loop at most (scripts/bench_simulate.py)
 MAX_INFLIGHT = 8
 _INFLIGHT: web.AppKey = web.AppKey("cxl_simulate_inflight", list)
 _DIGITS = re.compile(r"[0-9]{1,19}")
