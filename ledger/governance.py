@@ -272,6 +272,7 @@ def preview(state: StateView, height: int, proposal: dict) -> dict | None:
 
 
 def normalise_actions(items) -> list[dict]:
+    """Check the list form's actions without state; a bad one names its index in the message."""
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_ACTIONS:
         raise TxRejected(f"actions must be a list of 1-{MAX_ACTIONS} {{action, args}} maps", "bad_payload")
     out = []
