@@ -35,10 +35,11 @@ from ledger.governance import ORG_ID
 from ledger.simulate import Simulated, SimulationTooLarge, simulate
 from node import api, views
 from node.errors import BadRequest, NodeError, NotFound, TxAdmissionError
-from node.market_api import DEFAULT_PAGE, MAX_PAGE, Query
 from node.mempool import check_raw
 from node.openapi import add_openapi_paths
 
+MAX_PAGE = 200
+DEFAULT_PAGE = 50
 MAX_SIMULATE_TXS = 100
 MAX_STEPS = 500   # ~30 ms of execution on the event loop at most (scripts/bench_simulate.py)
 MAX_INFLIGHT = 8
@@ -54,11 +55,42 @@ def _node(request: web.Request):
     return request.app[api.NODE]
 
 
+class Query:
+    """A request's query string, checked: unknown, repeated or bad values are 400 `bad_query`."""
+
+    def __init__(self, request: web.Request, allowed: set[str]):
+        self.q = request.query
+        unknown = sorted(set(self.q) - allowed)
+        if unknown:
+            known = ", ".join(sorted(allowed)) or "none"
+            raise BadRequest(f"unknown query parameter(s) {', '.join(unknown)}; known: {known}", "bad_query")
+
+    def _one(self, name: str) -> str | None:
+        values = self.q.getall(name, [])
+        if len(values) > 1:
+            raise BadRequest(f"{name}: give it once", "bad_query")
+        return values[0] if values else None
+
+    def int(self, name: str, default: int | None, lo: int, hi: int = 2**62) -> int | None:
+        text = self._one(name)
+        if text is None:
+            return default
+        if not _DIGITS.fullmatch(text) or not lo <= int(text) <= hi:
+            raise BadRequest(f"{name}: expected a whole number from {lo} to {hi}, got {text!r}", "bad_query")
+        return int(text)
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str | None:
+        text = self._one(name)
+        if text is not None and text not in choices:
+            raise BadRequest(f"{name}: expected one of {', '.join(choices)}, got {text!r}", "bad_query")
+        return text
+
+
 # -- governance reads ------------------------------------------------------------------------
 
 async def get_proposals(request: web.Request) -> web.Response:
     q = Query(request, {"status", "cursor", "limit"})
-    status = q.choice("status", gq.PROPOSAL_STATUSES, None)
+    status = q.choice("status", gq.PROPOSAL_STATUSES)
     cursor = q.int("cursor", None, 1)
     limit = q.int("limit", DEFAULT_PAGE, 1, MAX_PAGE)
     node = _node(request)
