@@ -13,6 +13,7 @@ import click
 from cli.audit import audit_group
 from cli.client import NodeError
 from cli.genesis import genesis_group
+from cli.gov import gov_group
 from cli.keys import keys_group
 from cli.localnet import localnet_group
 from cli.market import attest_group, lease_group, listing_group
@@ -67,7 +68,7 @@ def cli() -> None:
 # Market and audit commands live in modules their owners write (cli/market.py, cli/audit.py);
 # they are part of the CLI, so their imports are not optional: a broken module fails loudly.
 for command in (keys_group, genesis_group, node_group, status_cmd, tx_group, account_group, block_group,
-                localnet_group, audit_group, listing_group, lease_group, attest_group):
+                localnet_group, audit_group, listing_group, lease_group, attest_group, gov_group):
     cli.add_command(command)
 
 

@@ -9,11 +9,17 @@ A command that sends a transaction (``cxl tx transfer``, ``cxl listing create`` 
         submit_tx(txopts, None, "transfer", {"to": to, "amount": amount})
 
 `tx_options` adds ``--key --passphrase-file --node --nonce --chain-id --expiry
---sign-only --no-wait --timeout --json`` and passes them as one `TxOptions`.
-`submit_tx` opens the key (when no signer is given), fills in chain id and nonce from the
-node when they are not given, signs, then either prints the signed transaction
-(``--sign-only``) or posts it and, unless ``--no-wait``, long-polls until it is committed
-and prints where it landed. A committed transaction whose receipt is not ``ok`` exits 1.
+--sign-only --no-wait --timeout --json --dry-run --force`` and passes them as one
+`TxOptions`. `submit_tx` opens the key (when no signer is given), fills in chain id and
+nonce from the node when they are not given, signs, then either prints the signed
+transaction (``--sign-only``) or sends it with `send_signed`:
+
+1. a dry run first (``POST /v1/txs/simulate``: executed on the node's current state at the
+   next height, nothing committed); if it says the transaction would fail, nothing is sent
+   and the command exits 1 with the reason (``--force`` sends anyway, ``--dry-run`` stops
+   after printing it). A node without the endpoint is sent to as before;
+2. the post, then, unless ``--no-wait``, a long-poll until it is committed, and where it
+   landed. A committed transaction whose receipt is not ``ok`` exits 1.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ class TxOptions:
     wait: bool = True
     timeout: float = DEFAULT_WAIT_S
     as_json: bool = False
+    dry_run: bool = False
+    force: bool = False
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -87,6 +95,7 @@ def tx_options(f: Callable | None = None, *, key_required: bool = True) -> Calla
             click.option("--timeout", type=click.FloatRange(1), default=DEFAULT_WAIT_S, show_default=True,
                          metavar="SECONDS", help="How long to wait for the commit."),
             click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+            *dry_run_options(),
         ]
         for opt in reversed(opts):
             wrapper = opt(wrapper)
@@ -96,7 +105,18 @@ def tx_options(f: Callable | None = None, *, key_required: bool = True) -> Calla
 
 
 _OPTION_NAMES = ("key", "passphrase_file", "node_url", "nonce", "chain_id", "expiry", "sign_only", "no_wait",
-                 "timeout", "as_json")
+                 "timeout", "as_json", "dry_run", "force")
+
+
+def dry_run_options() -> list[Callable]:
+    """``--dry-run`` and ``--force``: every command that sends a transaction has both."""
+    return [
+        click.option("--dry-run", is_flag=True,
+                     help="Only execute it against the node's current state and print the receipt it would get; "
+                          "send nothing (exit 1 if it would fail)."),
+        click.option("--force", is_flag=True,
+                     help="Send even if the dry run (done before every send) says it would fail."),
+    ]
 
 
 def _as_options(ctx_or_opts: Any) -> TxOptions:
@@ -151,6 +171,8 @@ def submit_tx(ctx_or_opts: Any, signer: Signer | None, kind: str, payload: dict)
         if not opts.key:
             raise click.UsageError("give the signing key with --key NAME|PATH")
         signer = load_signer(opts.key, opts.passphrase_file)
+    if opts.sign_only and opts.dry_run:
+        raise click.UsageError("--sign-only and --dry-run do not go together: a dry run needs the node")
     stx = build_tx(opts, signer, kind, payload)
     if opts.sign_only:
         encoded = base64.b64encode(stx.raw).decode()
@@ -162,10 +184,63 @@ def submit_tx(ctx_or_opts: Any, signer: Signer | None, kind: str, payload: dict)
     return send_signed(opts, stx)
 
 
+def simulate(client: NodeClient, stx: SignedTx) -> dict | None:
+    """The node's dry run of `stx`, or None when the node has no dry runs (an older node)."""
+    try:
+        sim = client.post("/v1/txs/simulate", {"tx": base64.b64encode(stx.raw).decode()})
+    except NodeError as exc:
+        if exc.status in (404, 405) and exc.code in ("not_found", "method_not_allowed", "http_404", "http_405"):
+            return None
+        raise
+    return sim if isinstance(sim, dict) and "ok" in sim and "code" in sim else None
+
+
+def why_not(sim: dict) -> str:
+    """What a failed dry run says, in one line."""
+    result = sim.get("result") or {}
+    if sim.get("code") != "ok":
+        return f"{sim.get('code')}: {sim.get('message')}"
+    if result.get("status") == "failed":
+        return f"proposal {result.get('proposal')} would be executed and fail: {result.get('reason')}"
+    preview = sim.get("preview") or {}
+    return (f"proposal {result.get('proposal')} would fail if approved now: {preview.get('reason')} "
+            "(fix the actions, or pass --force if an earlier proposal will make them valid)")
+
+
+def report_dry_run(sim: dict, as_json: bool) -> None:
+    if as_json:
+        print_json({**sim, "dry_run": True})
+    elif sim["ok"]:
+        result = sim.get("result") or {}
+        extra = ", ".join(f"{k}={format_value(v)}" for k, v in sorted(result.items()))
+        click.echo(f"dry run at height {sim.get('height')}: ok" + (f" ({extra})" if extra else "") +
+                   "; nothing was sent")
+    else:
+        click.echo(f"dry run at height {sim.get('height')}: would fail: {why_not(sim)}; nothing was sent")
+
+
 def send_signed(ctx_or_opts: Any, stx: SignedTx) -> dict:
-    """Post an already signed transaction, then wait and print as `submit_tx` does."""
+    """Dry-run, then post an already signed transaction, then wait and print as `submit_tx` does."""
     opts = _as_options(ctx_or_opts)
     client = opts.client()
+    if opts.dry_run or not opts.force:
+        try:
+            sim = simulate(client, stx)
+        except NodeError as exc:
+            if isinstance(exc, NodeUnreachable) or opts.dry_run:
+                raise
+            sim = None  # e.g. too many dry runs at once: the send itself still checks admission
+            click.echo(f"note: no dry run ({exc.message} [{exc.code}]); sending without it", err=True)
+        if opts.dry_run:
+            if sim is None:
+                raise CliError(f"the node at {client.url} does not offer dry runs (POST /v1/txs/simulate)")
+            report_dry_run(sim, opts.as_json)
+            if not sim["ok"]:
+                raise click.exceptions.Exit(1)
+            return {**sim, "status": "simulated"}
+        if sim is not None and not sim["ok"]:
+            raise CliError(f"not sent: a dry run at height {sim.get('height')} says it would fail: {why_not(sim)}\n"
+                           "nothing was committed and no nonce was used; fix it, or send anyway with --force")
     try:
         accepted = client.submit(base64.b64encode(stx.raw).decode())
     except NodeError as exc:

@@ -14,8 +14,8 @@ import click
 from cli.client import NodeError
 from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json
 from cli.keys import key_summary, resolve_key_path
-from cli.submit import (DEFAULT_WAIT_S, TxOptions, describe_tx, landed, receipt_ok, send_signed, submit_tx,
-                        tx_options)
+from cli.submit import (DEFAULT_WAIT_S, TxOptions, describe_tx, dry_run_options, landed, receipt_ok, send_signed,
+                        submit_tx, tx_options)
 from ledger.crypto import is_address
 from ledger.errors import EncodingError, TxRejected
 from ledger.governance import normalise_action
@@ -133,16 +133,24 @@ def tx_vote(proposal, approve, txopts: TxOptions):
     submit_tx(txopts, None, "vote", {"proposal": proposal, "approve": approve})
 
 
+def _with_dry_run_options(fn):
+    for opt in reversed(dry_run_options()):
+        fn = opt(fn)
+    return fn
+
+
 @tx_group.command("submit")
 @click.argument("source", metavar="FILE|-")
 @node_option
 @click.option("--no-wait", is_flag=True, help="Return once the node accepted it.")
 @click.option("--timeout", type=click.FloatRange(1), default=DEFAULT_WAIT_S, show_default=True, metavar="SECONDS")
 @json_option
-def tx_submit(source, node_url, no_wait, timeout, as_json):
+@_with_dry_run_options
+def tx_submit(source, node_url, no_wait, timeout, as_json, dry_run, force):
     """Send a transaction signed earlier (e.g. with --sign-only); FILE may be - for stdin."""
     stx = _decode(source)
-    send_signed(TxOptions(node_url=node_url, wait=not no_wait, timeout=timeout, as_json=as_json), stx)
+    send_signed(TxOptions(node_url=node_url, wait=not no_wait, timeout=timeout, as_json=as_json, dry_run=dry_run,
+                          force=force), stx)
 
 
 @tx_group.command("decode")

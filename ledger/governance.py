@@ -3,7 +3,19 @@
 One organisation, one vote (cast by any of its admins). A proposal passes when
 ``yes_orgs * den >= num * total_orgs`` (default 2/3) and is executed in the same
 transaction that reaches the threshold; it is rejected once approval can no longer be
-reached, and expires after `expires_in` blocks. Actions:
+reached, and expires after `expires_in` blocks (no vote is accepted at a height above
+`expires_height`; its stored status stays "open", views show it as "expired").
+
+Two payload forms (docs/protocol.md §14):
+
+    {action, args, expires_in?}            one action: the original form, kept byte for byte
+                                           (existing chains replay through it)
+    {actions: [{action, args}, ...], expires_in?}   1..MAX_ACTIONS actions, executed in
+                                           order, all or nothing: if one fails, none applies
+                                           and the proposal is "failed" with error_code and
+                                           failed_action recorded
+
+Actions:
 
     add_org {org, name, admin}            a new organisation with its first admin key
     remove_org {org}                      and all its members; not while it runs a validator
@@ -14,7 +26,8 @@ reached, and expires after `expires_in` blocks. Actions:
     set_param {name, value}               integer chain parameters
     mint {to, amount}                     the only way credits come into being
 
-State: ``gov/next`` (uint), ``gov/p/<id:8 bytes BE>`` (proposal map).
+State: ``gov/next`` (uint), ``gov/p/<id:8 bytes BE>`` (proposal map: ``action`` + ``args``
+for the single form, ``actions`` for the list form).
 """
 
 from __future__ import annotations
@@ -29,6 +42,9 @@ from ledger.state import StateView
 
 ORG_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")  # \Z: "$" would accept a trailing newline
 DEFAULT_EXPIRY_BLOCKS = 100_000
+MAX_ACTIONS = 16
+ACTIONS = ("add_org", "remove_org", "add_member", "remove_member", "add_validator", "remove_validator",
+           "set_param", "mint")
 
 # Parameters that governance may set, with their allowed ranges.
 PARAM_RANGES: dict[str, tuple[int, int]] = {
@@ -211,41 +227,101 @@ def _tally(state: StateView, ctx, proposal: dict) -> None:
     no = sum(1 for org, v in proposal["votes"].items() if not v and org in members)
     if yes * den >= num * total:
         child = state.child()
-        try:
-            _execute(child, ctx.height, proposal["action"], proposal["args"])
-        except TxRejected as exc:
-            proposal["status"] = "failed"
-            proposal["reason"] = f"{exc.code}: {exc.message}"
-        else:
+        failure = _run_actions(child, ctx.height, proposal)
+        if failure is None:
             child.merge_into_parent()
             proposal["status"] = "executed"
+        else:
+            proposal["status"] = "failed"
+            proposal.update(failure)
         proposal["decided_height"] = ctx.height
     elif (total - no) * den < num * total:
         proposal["status"] = "rejected"
         proposal["decided_height"] = ctx.height
 
 
+def proposal_actions(proposal: dict) -> list[dict]:
+    """A stored proposal's actions as ``[{action, args}]``, whichever form it was made in."""
+    if "actions" in proposal:
+        return list(proposal["actions"])
+    return [{"action": proposal["action"], "args": proposal["args"]}]
+
+
+def _run_actions(state: StateView, height: int, proposal: dict) -> dict | None:
+    """Execute a proposal's actions in order on `state` (a child view the caller merges only
+    on success). Returns None, or the failure fields to record on the proposal."""
+    if "actions" not in proposal:  # the single form records exactly what it always did
+        try:
+            _execute(state, height, proposal["action"], proposal["args"])
+        except TxRejected as exc:
+            return {"reason": f"{exc.code}: {exc.message}"}
+        return None
+    for i, item in enumerate(proposal["actions"]):
+        try:
+            _execute(state, height, item["action"], item["args"])
+        except TxRejected as exc:
+            return {"reason": f"actions[{i}] {item['action']}: {exc.code}: {exc.message}",
+                    "error_code": exc.code, "failed_action": i}
+    return None
+
+
+def preview(state: StateView, height: int, proposal: dict) -> dict | None:
+    """What executing `proposal` would do on `state` now, without changing it: None if every
+    action would apply, else ``{reason, error_code, failed_action}`` (dry runs use this)."""
+    return _run_actions(state.child(), height, {"actions": proposal_actions(proposal)})
+
+
+def normalise_actions(items) -> list[dict]:
+    """Check the list form's actions without state; a bad one names its index in the message."""
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_ACTIONS:
+        raise TxRejected(f"actions must be a list of 1-{MAX_ACTIONS} {{action, args}} maps", "bad_payload")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or set(item) - {"action", "args"} or "action" not in item:
+            raise TxRejected(f"actions[{i}] must be a map {{action, args}}", "bad_payload")
+        try:
+            args = normalise_action(item["action"], item.get("args", {}))
+        except TxRejected as exc:
+            raise TxRejected(f"actions[{i}] ({item['action']}): {exc.message}", exc.code) from None
+        out.append({"action": item["action"], "args": args})
+    return out
+
+
 def get_proposal(state: StateView, pid: int) -> dict | None:
     return state.get(_prop_key(pid))
 
 
+def _outcome(proposal: dict) -> dict:
+    out = {"proposal": proposal["id"], "status": proposal["status"]}
+    for k in ("reason", "error_code", "failed_action"):
+        if k in proposal:
+            out[k] = proposal[k]
+    return out
+
+
 def propose(state: StateView, ctx, payload: dict) -> dict:
-    """`propose {action, args, expires_in?}`: an admin opens a proposal; their org votes yes."""
-    action = payload.get("action")
-    args = normalise_action(action, payload.get("args", {}))
+    """`propose {action, args, expires_in?}` or `propose {actions: [{action, args}, ...],
+    expires_in?}`: an admin opens a proposal; their org votes yes."""
+    if "actions" in payload:
+        if "action" in payload or "args" in payload:
+            raise TxRejected("give either action + args or actions, not both", "bad_payload")
+        body = {"actions": normalise_actions(payload["actions"])}
+    else:  # the original single-action form: unchanged, messages included (receipts are hashed)
+        action = payload.get("action")
+        body = {"action": action, "args": normalise_action(action, payload.get("args", {}))}
     expires_in = payload.get("expires_in", DEFAULT_EXPIRY_BLOCKS)
     if not isinstance(expires_in, int) or isinstance(expires_in, bool) or not 1 <= expires_in <= 10_000_000:
         raise TxRejected("expires_in must be a number of blocks (1-10,000,000)", "bad_payload")
     pid = state.get(b"gov/next", 1)
     state.put(b"gov/next", pid + 1)
     proposal = {
-        "id": pid, "action": action, "args": args, "proposer": ctx.sender,
+        "id": pid, **body, "proposer": ctx.sender,
         "votes": {ctx.member["org"]: True}, "status": "open",
         "created_height": ctx.height, "expires_height": ctx.height + expires_in,
     }
     _tally(state, ctx, proposal)
     state.put(_prop_key(pid), proposal)
-    return {"proposal": pid, "status": proposal["status"], **({"reason": proposal["reason"]} if "reason" in proposal else {})}
+    return _outcome(proposal)
 
 
 def vote(state: StateView, ctx, payload: dict) -> dict:
@@ -266,4 +342,4 @@ def vote(state: StateView, ctx, payload: dict) -> dict:
     proposal["votes"][org_id] = approve
     _tally(state, ctx, proposal)
     state.put(_prop_key(pid), proposal)
-    return {"proposal": pid, "status": proposal["status"], **({"reason": proposal["reason"]} if "reason" in proposal else {})}
+    return _outcome(proposal)

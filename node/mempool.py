@@ -159,6 +159,11 @@ class Mempool:
             return None
         return s.next_nonce + s.ready
 
+    def pending_run(self, sender: bytes) -> list[SignedTx]:
+        """This sender's ready run in nonce order: what the next blocks would execute (dry runs)."""
+        s = self._senders.get(sender)
+        return [] if s is None else [e.stx for e in s.ready_run()]
+
     def stats(self) -> dict:
         return {"txs": len(self._by_hash), "bytes": self._bytes, "ready": self.ready_count(),
                 "senders": len(self._senders)}

@@ -53,7 +53,9 @@ CODES: dict[str, str] = {
     "report_not_pending": "the report is not awaiting confirmation",
     "report_not_disputed": "the report is not under dispute",
     "dispute_window_closed": "the dispute window for this report has passed",
-    "bad_resolution_signature": "the counter-signature is not the other party's signature of this resolution",
+    "bad_resolution_signer": "the counter-signer is not the other party (the tenant, or an operator of the provider)",
+    "bad_resolution_signature": "the other party's signature does not cover these values (lease, period, unit-hours, "
+                                "uptime, chain)",
     "arbiter_conflict": "an arbiter's organisation may not be the tenant's or the provider's",
     # attestations
     "unknown_attestation": "no attestation with that id",

@@ -181,8 +181,17 @@ def resolve(state: StateView, ctx, payload: dict) -> dict:
     else:
         ok = signer == lease["tenant_key"]
         other = f"the tenant {lease['tenant']}"
-    if not ok or not verify(signer, resolution_bytes(ctx.chain_id, lease["id"], rep["period"], unit_hours, uptime), signature):
-        raise reject("bad_resolution_signature", f"the resolution must carry a signature by {other}")
+    # two causes, told apart: the wrong counter-signer, or the right one over other values
+    if not ok:
+        who = "is you" if signer == ctx.sender_key else f"is not {other}"
+        raise reject("bad_resolution_signer", f"the counter-signer {address_of(signer)} {who}: the resolution "
+                                              f"needs the other party's signature, by {other}")
+    if not verify(signer, resolution_bytes(ctx.chain_id, lease["id"], rep["period"], unit_hours, uptime), signature):
+        raise reject("bad_resolution_signature",
+                     f"the signature by {address_of(signer)} does not cover lease {lease['id']} period {rep['period']} "
+                     f"with unit_hours={unit_hours} uptime_permille={uptime} on chain {ctx.chain_id}: they signed "
+                     "different values (or another lease, period or chain); send exactly what they signed "
+                     "(`cxl lease sign-resolution`)")
     _confirm(state, lease, rep, "resolution", _when(ctx), unit_hours, uptime)
     return {"lease": lease["id"], "period": rep["period"], "charge": rep["charge"], "penalty": rep["penalty"]}
 

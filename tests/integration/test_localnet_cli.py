@@ -142,10 +142,16 @@ def test_transfer_through_the_cli_against_a_localnet(localnet_dir, tmp_path):
         after = json.loads(cxl("account", "show", admin["address"], "--node", node["api"], "--json").stdout)
         assert after["balance"] == before["balance"] - 2500 and after["nonce"] == before["nonce"] + 1
 
-        # a failed receipt is reported with its code and exits 1
+        # a transaction that would fail is refused by the dry run, before it lands: no nonce used
         bad = cxl("tx", "transfer", "--key", admin["path"], "--to", recipient["address"],
                   "--amount", after["balance"] + 1, "--node", node["api"], check=False)
+        assert bad.returncode == 1 and "not sent" in bad.stderr and "insufficient_funds" in bad.stderr
+        # sent anyway (--force), its failed receipt is reported with its code and exits 1
+        bad = cxl("tx", "transfer", "--key", admin["path"], "--to", recipient["address"],
+                  "--amount", after["balance"] + 1, "--node", node["api"], "--force", check=False)
         assert bad.returncode == 1 and "insufficient_funds" in bad.stdout
+        again = json.loads(cxl("account", "show", admin["address"], "--node", node["api"], "--json").stdout)
+        assert again["nonce"] == after["nonce"] + 1, "only the forced one used a nonce"
 
         status = json.loads(cxl("status", "--node", node["api"], "--json").stdout)
         assert status["chain_id"] == "it-chain" and status["height"] >= 2

@@ -136,8 +136,18 @@ def test_dispute_resolved_with_the_counter_signature(net):
     # the tenant signs the agreed outcome; the provider sends it
     sig = json.loads(cxl("lease", "sign-resolution", lease, 0, "--unit-hours", 0, "--uptime", 0,
                          "--key", k["org2-operator"], "--json"))
-    failed("bad_resolution_signature", "lease", "resolve", lease, 0, "--unit-hours", 1, "--uptime", 0,
-           "--key", k["org1-operator"], "--counter-signer", sig["signer"], "--counter-signature", sig["signature"])
+    # other values than the tenant signed: refused before sending, naming that cause (not the signer)
+    out = failed("bad_resolution_signature", "lease", "resolve", lease, 0, "--unit-hours", 1, "--uptime", 0,
+                 "--key", k["org1-operator"], "--counter-signer", sig["signer"], "--counter-signature",
+                 sig["signature"])
+    assert "not sent" in out and "they signed different values" in out and "unit_hours=1" in out
+    # the provider's own signature is the wrong counter-signer
+    own = json.loads(cxl("lease", "sign-resolution", lease, 0, "--unit-hours", 0, "--uptime", 0,
+                         "--key", k["org1-operator"], "--json"))
+    out = failed("bad_resolution_signer", "lease", "resolve", lease, 0, "--unit-hours", 0, "--uptime", 0,
+                 "--key", k["org1-operator"], "--counter-signer", own["signer"], "--counter-signature",
+                 own["signature"])
+    assert "is you" in out
     result("lease", "resolve", lease, 0, "--unit-hours", 0, "--uptime", 0, "--key", k["org1-operator"],
            "--counter-signer", sig["signer"], "--counter-signature", sig["signature"])
     shown = json.loads(cxl("lease", "show", lease, "--json"))

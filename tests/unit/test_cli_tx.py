@@ -27,6 +27,8 @@ class StubNode:
         self.receipt = {"code": "ok", "message": "", "result": {"to": TO, "amount": 5}}
         self.refuse = None  # (status, code, message)
         self.txs: dict[str, bytes] = {}
+        self.simulation = None  # POST /v1/txs/simulate answers this; None: 404, as a node without dry runs
+        self.simulated: list[bytes] = []
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,6 +63,12 @@ class StubNode:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if urlparse(self.path).path == "/v1/txs/simulate":
+                    if stub.simulation is None:
+                        return self._send(404, {"error": {"code": "not_found", "message": "no such endpoint"}})
+                    stub.simulated.append(base64.b64decode(body["tx"]))
+                    return self._send(200, {"hash": "ab" * 32, "height": 12, "time_ms": 1, "stage": "execution",
+                                            **stub.simulation})
                 if stub.refuse:
                     status, code, message = stub.refuse
                     return self._send(status, {"error": {"code": code, "message": message}})
@@ -205,3 +213,85 @@ def test_governance_payloads(key):
     v = run("tx", "vote", 3, "--no", *common)
     assert json.loads(v.stdout)["payload"] == {"proposal": 3, "approve": False}
     assert run("tx", "vote", 3, *common).exit_code == 2
+
+
+SIM_OK = {"ok": True, "code": "ok", "message": "", "result": {"to": TO, "amount": 5}}
+SIM_FAIL = {"ok": False, "code": "insufficient_funds", "message": "balance 3 is less than 5", "result": {}}
+
+
+def test_dry_run_prints_the_receipt_and_sends_nothing(key, node):
+    node.simulation = SIM_OK
+    r = run("tx", "transfer", "--key", key[0], "--to", TO, "--amount", 5, "--node", node.url, "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "dry run at height 12: ok (amount=5, to=" in r.stdout and "nothing was sent" in r.stdout
+    assert node.txs == {} and decode_tx(node.simulated[0]).tx.nonce == 7
+    r = run("tx", "transfer", "--key", key[0], "--to", TO, "--amount", 5, "--node", node.url, "--dry-run", "--json")
+    out = json.loads(r.stdout)
+    assert out["dry_run"] is True and out["ok"] is True and out["result"]["amount"] == 5
+    assert node.txs == {}
+
+
+def test_dry_run_of_a_failing_transaction_exits_1(key, node):
+    node.simulation = SIM_FAIL
+    r = run("tx", "transfer", "--key", key[0], "--to", TO, "--amount", 5, "--node", node.url, "--dry-run")
+    assert r.exit_code == 1
+    assert "would fail: insufficient_funds: balance 3 is less than 5" in r.stdout
+    assert node.txs == {}
+
+
+def test_send_refuses_what_the_dry_run_says_would_fail_unless_forced(key, node):
+    node.simulation = SIM_FAIL
+    r = run("tx", "transfer", "--key", key[0], "--to", TO, "--amount", 5, "--node", node.url)
+    assert r.exit_code == 1
+    assert "not sent" in r.stderr and "insufficient_funds: balance 3 is less than 5" in r.stderr
+    assert "--force" in r.stderr
+    assert node.txs == {}, "nothing may reach POST /v1/txs"
+    r = run("tx", "transfer", "--key", key[0], "--to", TO, "--amount", 5, "--node", node.url, "--force")
+    assert r.exit_code == 0, r.output
+    assert len(node.txs) == 1
+    assert len(node.simulated) == 1, "--force skips the dry run"
+
+
+def test_send_after_a_good_dry_run(key, node):
+    node.simulation = SIM_OK
+    r = run("tx", "transfer", "--key", key[0], "--to", TO, "--amount", 5, "--node", node.url)
+    assert r.exit_code == 0, r.output
+    assert len(node.simulated) == 1 and list(node.txs.values()) == node.simulated
+
+
+def test_failed_proposal_and_preview_are_refusals(key, node):
+    node.simulation = {"ok": False, "code": "ok", "message": "",
+                       "result": {"proposal": 3, "status": "failed", "reason": "actions[1] add_member: member_exists: x"}}
+    r = run("tx", "vote", "3", "--yes", "--key", key[0], "--node", node.url)
+    assert r.exit_code == 1 and "proposal 3 would be executed and fail: actions[1] add_member" in r.stderr
+    node.simulation = {"ok": False, "code": "ok", "message": "", "result": {"proposal": 4, "status": "open"},
+                       "preview": {"reason": "actions[0] add_org: org_exists: organisation x exists",
+                                   "error_code": "org_exists", "failed_action": 0}}
+    r = run("tx", "vote", "4", "--yes", "--key", key[0], "--node", node.url)
+    assert r.exit_code == 1 and "proposal 4 would fail if approved now: actions[0] add_org" in r.stderr
+    assert node.txs == {}
+
+
+def test_dry_run_needs_a_node_that_offers_it(key, node):
+    r = run("tx", "transfer", "--key", key[0], "--to", TO, "--amount", 5, "--node", node.url, "--dry-run")
+    assert r.exit_code == 1 and "does not offer dry runs" in r.stderr
+    assert node.txs == {}
+
+
+def test_dry_run_and_sign_only_exclude_each_other(key, node):
+    r = run("tx", "transfer", "--key", key[0], "--to", TO, "--amount", 5, "--node", node.url, "--dry-run",
+            "--sign-only")
+    assert r.exit_code == 2 and "--sign-only and --dry-run" in r.stderr
+
+
+def test_submit_a_presigned_file_dry_run(key, node, tmp_path):
+    signed = run("tx", "transfer", "--key", key[0], "--to", TO, "--amount", 5, "--sign-only", "--node", node.url)
+    path = tmp_path / "tx.b64"
+    path.write_text(signed.stdout)
+    node.simulation = SIM_FAIL
+    r = run("tx", "submit", path, "--node", node.url)
+    assert r.exit_code == 1 and "not sent" in r.stderr and node.txs == {}
+    r = run("tx", "submit", path, "--node", node.url, "--dry-run")
+    assert r.exit_code == 1 and "would fail" in r.stdout
+    r = run("tx", "submit", path, "--node", node.url, "--force")
+    assert r.exit_code == 0 and len(node.txs) == 1

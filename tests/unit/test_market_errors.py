@@ -195,10 +195,13 @@ CASES = [
                 "signature": _sig(s.T, 4, 0, 1, 900)}, "bad_resolution_signature"),
     ("resolve: signed by the sender's own side", "T", "usage_resolve",
      lambda s: {"lease": 4, "period": 0, "unit_hours": 0, "uptime_permille": 900, "signer": s.T.public_key,
-                "signature": _sig(s.T, 4, 0, 0, 900)}, "bad_resolution_signature"),
+                "signature": _sig(s.T, 4, 0, 0, 900)}, "bad_resolution_signer"),
     ("resolve: signed by a non-operator of the provider", "T", "usage_resolve",
      lambda s: {"lease": 4, "period": 0, "unit_hours": 0, "uptime_permille": 900, "signer": s.A1.public_key,
-                "signature": _sig(s.A1, 4, 0, 0, 900)}, "bad_resolution_signature"),
+                "signature": _sig(s.A1, 4, 0, 0, 900)}, "bad_resolution_signer"),
+    ("resolve: provider sends a signature by someone not the tenant", "P", "usage_resolve",
+     lambda s: {"lease": 4, "period": 0, "unit_hours": 0, "uptime_permille": 900, "signer": s.T3.public_key,
+                "signature": _sig(s.T3, 4, 0, 0, 900)}, "bad_resolution_signer"),
     ("resolve: signed for another chain", "P", "usage_resolve",
      lambda s: {"lease": 4, "period": 0, "unit_hours": 0, "uptime_permille": 900, "signer": s.T.public_key,
                 "signature": _sig(s.T, 4, 0, 0, 900, "other-chain")}, "bad_resolution_signature"),
@@ -264,6 +267,28 @@ def test_rejected_with_code_and_nothing_changes(sc: Scenario, who, kind, payload
     after = {k: v for k, v in sc.m.state.iter_raw(b"") if not k.startswith(b"nonce/") and k != b"mkt/duecur"}
     before.pop(b"mkt/duecur", None)
     assert after == before
+
+
+@pytest.mark.parametrize("who, signed, sent, cause", [
+    # the right counter-signer, but over other numbers: say the values differ, not who must sign
+    ("P", (0, 900), (1, 900), "they signed different values"),
+    ("P", (0, 900), (0, 950), "they signed different values"),
+    # the wrong counter-signer: say who must sign, and who did
+    ("T", (0, 900), (0, 900), "is you"),
+    ("T", (0, 900), (0, 900), "not an operator of org1"),
+])
+def test_resolution_failures_name_their_real_cause(sc: Scenario, who, signed, sent, cause):
+    signer = {"P": sc.T, "T": sc.T if cause == "is you" else sc.A1}[who]
+    receipt = sc.m.send(getattr(sc, who), "usage_resolve", {
+        "lease": 4, "period": 0, "unit_hours": sent[0], "uptime_permille": sent[1], "signer": signer.public_key,
+        "signature": _sig(signer, 4, 0, *signed)}, advance_ms=1)
+    assert cause in receipt.message, receipt
+    if cause == "they signed different values":
+        assert receipt.code == "bad_resolution_signature"
+        assert f"unit_hours={sent[0]}" in receipt.message and f"uptime_permille={sent[1]}" in receipt.message
+        assert "must carry a signature by" not in receipt.message
+    else:
+        assert receipt.code == "bad_resolution_signer" and signer.address in receipt.message
 
 
 def test_every_market_code_is_exercised_or_documented_as_a_guard():
