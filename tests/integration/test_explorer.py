@@ -4,44 +4,23 @@ real marketplace and governance activity, the page opened in headless Chromium (
 public API says, and a screenshot of each view checked (a PNG of the viewport's size that is
 not blank).
 
-Skips, saying why, when Chromium or Playwright is missing; CI installs both (.ci/run calls
-scripts/ensure_chromium, Playwright is in the `test` extra)."""
+Skips, saying why, when Chromium or Playwright is missing (fails instead under CI=true); CI
+installs both (.ci/run calls scripts/ensure_chromium, Playwright is in the `test` extra)."""
 
 from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
 import time
-import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
+from explorer_browser import Page, browser  # noqa: F401  (browser: a fixture; skips without Chromium)
 from genesis.testnet import make_testnet
 from ledger.market.sealing import seal_access
 from ledger.tx import make_tx
 from nodethread import start_single_validator
-
-CHROMIUM = os.environ.get("CXL_CHROMIUM", "/usr/bin/chromium")
-
-
-def _missing(reason: str):
-    """Skip, saying why; in CI (CI=true) the explorer test must run, so fail instead."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"the explorer test must run in CI: {reason}", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
-
-
-try:
-    from playwright import sync_api
-    from PIL import Image
-except ImportError as exc:
-    _missing(f"{exc.name} is not installed (pip install -e '.[test]')")
-if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
-    _missing(f"no Chromium at {CHROMIUM}: apt-get install -y chromium, or scripts/ensure_chromium (or set CXL_CHROMIUM)")
 
 NET = make_testnet(n_orgs=4, n_validators=1, chain_id="cxl-explorer")
 CHAIN_ID = NET.doc["chain_id"]
@@ -49,14 +28,11 @@ OP1, OP2, OP3 = NET.operators["org1"], NET.operators["org2"], NET.operators["org
 AUD3 = NET.auditors["org3"]
 A1, A2, A4 = NET.admins["org1"], NET.admins["org2"], NET.admins["org4"]
 DAY = 86_400_000
-VIEWPORT = {"width": 1280, "height": 900}
 # API strings an attacker controls; each must show as text and never run
 HOSTILE_MEMO = '<img src=x onerror="window.__pwned=1">'
 HOSTILE_REGION = "<img src=x onerror=window.__pwned=2>"
 HOSTILE_FEATURE = "<script>window.__pwned=3</script>"
 HOSTILE_CLAIM = '"><svg onload=window.__pwned=4>'
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync"]
 
 
 def now_ms() -> int:
@@ -129,7 +105,7 @@ def make_activity(api: Api) -> dict:
 
 
 @pytest.fixture(scope="module")
-def localnet(tmp_path_factory):
+def market(tmp_path_factory):
     node = start_single_validator(NET, tmp_path_factory.mktemp("explorer-node"))
     try:
         api = Api(node.url)
@@ -138,85 +114,9 @@ def localnet(tmp_path_factory):
         node.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        # Playwright starts Chromium headless with a fresh temporary --user-data-dir
-        b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, timeout=60_000)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-class Page:
-    """One browser tab on the explorer that records every console error and page error."""
-
-    def __init__(self, browser, url: str, shots: Path):
-        self.page = browser.new_page(viewport=VIEWPORT, device_scale_factor=1)
-        self.page.set_default_timeout(15_000)
-        self.errors: list[str] = []
-        self.page.on("console", self._console)
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.url, self.shots = url, shots
-        self.page.goto(url + "/explorer/")
-        self.wait_ready()
-
-    def _console(self, msg) -> None:
-        # an API 404/400 is an answer the page shows (unknown id, bad filter); anything else counts
-        api_answer = msg.text.startswith("Failed to load resource") and "/v1/" in msg.location.get("url", "")
-        if msg.type == "error" and not api_answer:
-            self.errors.append(f"{msg.text} ({msg.location.get('url')})")
-
-    def wait_ready(self):
-        self.page.wait_for_function(
-            "() => { const m = document.getElementById('view');"
-            " return m.dataset.state !== 'loading' && m.dataset.hash === location.hash; }")
-
-    def open(self, route: str) -> "Page":
-        self.page.evaluate("h => { location.hash = h; }", route)
-        self.wait_ready()
-        assert self.state() == "ready", (route, self.text("#view"))
-        return self
-
-    def state(self) -> str:
-        return self.page.get_attribute("#view", "data-state")
-
-    def text(self, selector: str) -> str:
-        return self.page.inner_text(selector)
-
-    def field(self, table: str, key: str) -> str:
-        return self.text(f"#{table} tr[data-field='{key}'] > td")
-
-    def rows(self, selector: str, attr: str) -> list[str]:
-        return self.page.eval_on_selector_all(f"{selector} tbody tr", f"rs => rs.map(r => r.getAttribute('{attr}'))")
-
-    def shot(self, name: str) -> Path:
-        path = self.shots / f"{name}.png"
-        self.page.screenshot(path=str(path))
-        check_screenshot(path)
-        return path
-
-    def close(self):
-        assert not self.errors, self.errors  # no script error, no CSP violation on any view
-        self.page.close()
-
-
-def check_screenshot(path: Path) -> None:
-    """A PNG of the viewport's size with real content: many colours, no colour covering it all."""
-    with Image.open(path) as img:
-        img.load()
-        assert img.format == "PNG" and img.size == (VIEWPORT["width"], VIEWPORT["height"]), (img.format, img.size)
-        colours = img.convert("RGB").getcolors(maxcolors=1 << 16)
-    if colours is not None:  # None: more than 65536 colours, certainly not blank
-        assert len(colours) > 40, f"{path.name}: only {len(colours)} colours"
-        top = max(count for count, _ in colours)
-        assert top < 0.97 * img.size[0] * img.size[1], f"{path.name}: one colour covers almost everything"
-
-
 @pytest.fixture
-def page(localnet, browser, tmp_path):
-    api, _ = localnet
+def page(market, browser, tmp_path):
+    api, _ = market
     p = Page(browser, api.url, tmp_path)
     yield p
     p.close()
@@ -224,8 +124,8 @@ def page(localnet, browser, tmp_path):
 
 # -- the views --------------------------------------------------------------------------------
 
-def test_overview_shows_head_and_validators_live(localnet, page):
-    api, _ = localnet
+def test_overview_shows_head_and_validators_live(market, page):
+    api, _ = market
     status = api.get("/v1/status")
     head = api.get(f"/v1/blocks/{status['height']}")
     assert page.page.get_attribute("#view", "data-route") == "overview"
@@ -251,8 +151,8 @@ def test_overview_shows_head_and_validators_live(localnet, page):
     assert page.rows("#latest-blocks", "data-height")[0] == str(after)
 
 
-def test_blocks_and_a_block_with_its_transactions(localnet, page):
-    api, txs = localnet
+def test_blocks_and_a_block_with_its_transactions(market, page):
+    api, txs = market
     head = api.get("/v1/status")["height"]
     page.open("#/blocks")
     shown = page.rows("#blocks", "data-height")
@@ -275,8 +175,8 @@ def test_blocks_and_a_block_with_its_transactions(localnet, page):
     assert page.text("h1") == f"Block {fmt(height - 1)}"
 
 
-def test_transaction_with_receipt_and_verified_proof(localnet, page):
-    api, txs = localnet
+def test_transaction_with_receipt_and_verified_proof(market, page):
+    api, txs = market
     rec = txs["confirm"]
     page.open(f"#/tx/{rec['hash']}")
     assert page.field("tx", "hash") == rec["hash"]
@@ -302,8 +202,8 @@ def test_transaction_with_receipt_and_verified_proof(localnet, page):
     assert page.state() == "error" and "unknown_tx" in page.text("#view")
 
 
-def test_account_balances_and_leases(localnet, page):
-    api, _ = localnet
+def test_account_balances_and_leases(market, page):
+    api, _ = market
     acct = api.get(f"/v1/accounts/{OP2.address}")
     page.open(f"#/accounts/{OP2.address}")
     assert page.field("account", "address") == OP2.address
@@ -314,8 +214,8 @@ def test_account_balances_and_leases(localnet, page):
     page.shot("account")
 
 
-def test_listings_with_filters(localnet, page):
-    api, _ = localnet
+def test_listings_with_filters(market, page):
+    api, _ = market
     page.open("#/listings")
     assert page.rows("#listings", "data-listing") == [str(x["id"]) for x in api.get("/v1/listings")["items"]]
     assert page.rows("#listings", "data-listing") == ["1", "2", "3"]
@@ -343,8 +243,8 @@ def test_listings_with_filters(localnet, page):
     assert page.rows("#leases", "data-lease") == ["1"]
 
 
-def test_lease_timeline_and_settlements(localnet, page):
-    api, txs = localnet
+def test_lease_timeline_and_settlements(market, page):
+    api, txs = market
     lease = api.get("/v1/leases/1")
     page.open("#/leases/1")
     assert "settled" in page.text("h1")
@@ -370,7 +270,7 @@ def test_lease_timeline_and_settlements(localnet, page):
     assert page.text("#leases") == "no leases"
 
 
-def test_attestations(localnet, page):
+def test_attestations(market, page):
     page.open("#/attestations")
     assert page.rows("#attestations", "data-attestation") == ["2", "1"]
     assert "confidential:sev-snp" in page.text("#attestations")
@@ -381,8 +281,8 @@ def test_attestations(localnet, page):
     assert "live" in page.text("h1")
 
 
-def test_proposals_with_votes(localnet, page):
-    api, _ = localnet
+def test_proposals_with_votes(market, page):
+    api, _ = market
     page.open("#/proposals")
     assert page.rows("#proposals", "data-proposal") == ["1"]
     page.open("#/proposals/1")
@@ -399,8 +299,8 @@ def test_proposals_with_votes(localnet, page):
     assert "gov_threshold_num" in page.text("#params")
 
 
-def test_api_strings_render_as_text_never_markup(localnet, page):
-    _, txs = localnet
+def test_api_strings_render_as_text_never_markup(market, page):
+    _, txs = market
     page.open(f"#/tx/{txs['transfer']['hash']}")
     assert HOSTILE_MEMO in page.text("#payload")
     assert page.page.query_selector("#view img") is None
@@ -421,8 +321,8 @@ def test_api_strings_render_as_text_never_markup(localnet, page):
     page.errors.clear()
 
 
-def test_search_box_finds_heights_hashes_and_accounts(localnet, page):
-    _, txs = localnet
+def test_search_box_finds_heights_hashes_and_accounts(market, page):
+    _, txs = market
     for query, selector, expected in [
         (str(txs["open"]["height"]), "h1", f"Block {fmt(txs['open']['height'])}"),
         (txs["transfer"]["hash"], "#tx tr[data-field='hash'] > td", txs["transfer"]["hash"]),
