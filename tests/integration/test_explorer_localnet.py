@@ -1,7 +1,8 @@
 """The explorer's live validator status on a real 4-validator localnet (four `cxl node start`
 processes on 127.0.0.1): the overview of node 1 lists every validator, its link from node 1
 and whether it signed the head's commit certificate; when a validator is killed, the open
-page shows it disconnected and missing from new certificates, without a reload."""
+page shows it disconnected and missing from new certificates, without a reload; when node 1
+itself stops, the page says it is offline."""
 
 from __future__ import annotations
 
@@ -65,5 +66,10 @@ def test_validators_live_status_on_a_localnet(net, browser, tmp_path):
             arg=f"{height:,}", timeout=20_000)
         assert f"missed #{height}" in validator_cells(page, victim_key), victim
         page.shot("localnet-one-down")
+
+        # the page's own node stops: the page says it is offline instead of showing stale data as live
+        net.kill(0)
+        page.page.wait_for_function("() => document.getElementById('live').innerText.includes('offline')",
+                                    timeout=20_000)
     finally:
         page.close()

@@ -1,5 +1,7 @@
 // The public client API, same origin only. Every error is {"error": {code, message}}.
 
+const TIMEOUT_MS = 15000;  // a stopped or paused node must not leave a view loading forever
+
 export class ApiError extends Error {
   constructor(status, code, message) {
     super(`${code}: ${message}`);
@@ -12,7 +14,8 @@ export async function get(path, params) {
   const q = params ? new URLSearchParams(params).toString() : "";
   let resp;
   try {
-    resp = await fetch(q ? `${path}?${q}` : path, { headers: { Accept: "application/json" }, cache: "no-store" });
+    resp = await fetch(q ? `${path}?${q}` : path, { headers: { Accept: "application/json" }, cache: "no-store",
+                                                   signal: AbortSignal.timeout(TIMEOUT_MS) });
   } catch (err) {
     throw new ApiError(0, "unreachable", `the node did not answer ${path} (${err.message})`);
   }
