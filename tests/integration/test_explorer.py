@@ -196,6 +196,20 @@ def test_transaction_with_receipt_and_verified_proof(market, page):
     proof = api.get(f"/v1/txs/{rec['hash']}/proof")
     assert proof["header"]["txs_root"] in page.text("#proof-checks")
     page.shot("transaction")
+
+    # the checks are real: a proof altered on its way to the browser fails the ones it breaks
+    def tamper(route):
+        body = route.fetch().json()
+        body["header"]["txs_root"] = "00" * 32
+        body["receipt_bytes"] = body["receipt_bytes"][:-2] + ("00" if body["receipt_bytes"][-2:] != "00" else "01")
+        route.fulfill(json=body)
+
+    page.page.route("**/v1/txs/*/proof", tamper)
+    page.open("#/proposals")
+    page.open(f"#/tx/{rec['hash']}")
+    verdicts = page.page.eval_on_selector_all("#proof-checks tbody tr", "rs => rs.map(r => r.cells[1].innerText)")
+    assert verdicts == ["verified", "FAILED", "FAILED", "verified"], verdicts
+    page.page.unroute("**/v1/txs/*/proof")
     # an unknown hash is the API's error, shown
     page.page.evaluate("h => { location.hash = h; }", "#/tx/" + "ab" * 32)
     page.wait_ready()
