@@ -173,6 +173,11 @@ def test_blocks_and_a_block_with_its_transactions(market, page):
     page.page.click("text=← parent")
     page.wait_ready()
     assert page.text("h1") == f"Block {fmt(height - 1)}"
+    page.page.click("text=child →")
+    page.wait_ready()
+    assert page.text("h1") == f"Block {fmt(height)}"
+    page.open(f"#/blocks/{head}")
+    assert page.page.query_selector("text=child →") is None and "the head" in page.text(".pager")
 
 
 def test_transaction_with_receipt_and_verified_proof(market, page):

@@ -131,7 +131,8 @@ async function txSummaries(hashes) {
 }
 
 async function block(ctx) {
-  const [b, orgs] = await Promise.all([get(`/v1/blocks/${encodeURIComponent(ctx.parts[1])}`), validatorOrgs()]);
+  const [b, orgs, status] = await Promise.all([get(`/v1/blocks/${encodeURIComponent(ctx.parts[1])}`), validatorOrgs(),
+    get("/v1/status")]);
   const from = Math.max(0, Number(ctx.query.get("from")) || 0);
   const txs = await txSummaries(b.txs.slice(from, from + TXS_PER_PAGE));
   const hd = b.header;
@@ -148,7 +149,7 @@ async function block(ctx) {
       h("h1", {}, `Block ${fmtInt(b.height)}`),
       h("p", { class: "pager" },
         b.height > 1 ? h("a", { href: route("blocks", b.height - 1) }, "← parent") : "",
-        h("a", { href: route("blocks", b.height + 1) }, "child →"),
+        b.height < status.height ? h("a", { href: route("blocks", b.height + 1) }, "child →") : h("span", { class: "muted" }, "the head"),
         h("a", { href: `/v1/blocks/${b.height}` }, "JSON")),
       section("Header", facts([
         ["Hash", h("span", { class: "mono wrap" }, b.hash), "hash"],
