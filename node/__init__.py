@@ -6,6 +6,7 @@
     node.transport  the Transport protocol (p2p implements it), NodeInbox, NullTransport
     node.api        the client HTTP API (aiohttp) and its extension points
     node.views      JSON rendering of ledger objects
+    node.explorer_api  the explorer web page at /explorer/ (static files in node/explorer/static)
     node.metrics    Prometheus metrics per node
     node.app        Node (start/stop) and run_node(home); `python -m node HOME`
 """
