@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import random
+import socket
 import time
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,19 @@ log = logging.getLogger("cxl.p2p")
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def set_user_timeout(sock: socket.socket | None, seconds: float) -> None:
+    """Have the kernel drop the connection when sent data stays unacknowledged for
+    `seconds` (Linux TCP_USER_TIMEOUT): a peer behind a partition is then noticed even
+    while we keep sending, instead of after ~15 minutes of retransmissions."""
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if sock is None or option is None or seconds <= 0:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, option, int(seconds * 1000))
+    except OSError as exc:  # not TCP (a test double), or not supported here
+        log.debug("p2p: cannot set TCP_USER_TIMEOUT: %s", exc)
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -54,6 +68,10 @@ class PeerLink:
         self.connects = 0
         self.last_seen: float | None = None  # time.monotonic() of the last frame from this peer
         self.last_error = ""
+        # peer's clock minus ours, in ms, measured at the last handshake (None: never
+        # connected). Round-trip corrected: accurate to about half the handshake's RTT.
+        self.clock_offset_ms: int | None = None
+        self.clock_rtt_ms: int | None = None
         self._task: asyncio.Task | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._pending: dict[int, tuple[asyncio.Future, int]] = {}
@@ -122,7 +140,7 @@ class PeerLink:
         net, limits = self.net, self.net.limits
         ws = None
         try:
-            async with asyncio.timeout(limits.connect_timeout_s):
+            async with asyncio.timeout(limits.connect_timeout_s + limits.handshake_timeout_s):
                 ws = await net.client.ws_connect(
                     self.ws_url,
                     ssl=net.client_ssl if net.client_ssl is not None else True,
@@ -131,6 +149,7 @@ class PeerLink:
                     timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=limits.close_timeout_s),
                 )
                 self._ws = ws
+                set_user_timeout(ws.get_extra_info("socket"), limits.user_timeout_s)
                 await self._handshake(ws)
             self.connected = True
             self.connects += 1
@@ -138,7 +157,9 @@ class PeerLink:
                 self.reconnects += 1
             self.last_seen = time.monotonic()
             self.last_error = ""
-            log.info("p2p: connected to %s (%s)", self.short, self.url)
+            log.info("p2p: connected to %s (%s), its clock %+d ms from ours", self.short, self.url,
+                     self.clock_offset_ms or 0)
+            net.peer_connected(self)
             sender = asyncio.create_task(self._send_loop(ws))
             reader = asyncio.create_task(self._read_loop(ws))
             try:
@@ -177,13 +198,20 @@ class PeerLink:
         if challenge.server_key != self.key:
             raise HandshakeRefused("peer announced a different node key than the validator set lists")
         nonce = os.urandom(wire.NONCE_SIZE)
+        sent_ms = net.clock_ms()
         await ws.send_bytes(wire.encode_hello(net.signer, net.chain_id, self.key, challenge.challenge,
-                                              now_ms(), nonce))
+                                              sent_ms, nonce))
         msg = await ws.receive()
+        received_ms = net.clock_ms()
         self._expect_binary(ws, msg, "welcome")
         welcome = wire.decode_welcome(msg.data)
         wire.check_welcome(welcome, chain_id=net.chain_id, server_key=self.key, client_key=net.key,
-                           client_nonce=nonce, now_ms=now_ms(), window_ms=net.limits.handshake_window_ms)
+                           client_nonce=nonce, now_ms=received_ms, window_ms=net.limits.handshake_window_ms)
+        # The peer stamped the welcome between our hello and its arrival: compare its time
+        # with the midpoint of that round trip (NTP's estimate, with one sample).
+        self.clock_rtt_ms = max(0, received_ms - sent_ms)
+        self.clock_offset_ms = welcome.time_ms - (sent_ms + received_ms) // 2
+        net.note_clock(self)
 
     @staticmethod
     def _expect_binary(ws: aiohttp.ClientWebSocketResponse, msg: aiohttp.WSMessage, what: str) -> None:
@@ -263,6 +291,7 @@ class PeerLink:
             "org": self.org,
             "url": self.url,
             "connected": self.connected,
+            "clock_offset_ms": self.clock_offset_ms,
             "inbound": inbound,
             "last_seen_ms": None if self.last_seen is None else int((time.monotonic() - self.last_seen) * 1000),
             "sent": self.sent,
