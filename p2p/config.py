@@ -35,13 +35,20 @@ class Limits:
     connect_timeout_s: float = 1.0
     backoff_base_s: float = 0.1
     backoff_cap_s: float = 0.5
-    # A silent session is pinged after heartbeat_s and closed when no pong comes within
-    # heartbeat_s / 2; any received frame counts as a sign of life. TCP_USER_TIMEOUT
-    # closes a connection whose sent data stays unacknowledged for user_timeout_s (the
-    # kernel would otherwise retransmit for ~15 minutes). Both well above the RTO under
-    # heavy loss (20 % loss at 500 ms RTT), so lossy links are slow, not cut.
-    heartbeat_s: float = 3.0
-    user_timeout_s: float = 6.0
+    # Liveness of our outbound session: a ping every ping_interval_s; the session is
+    # closed when nothing came back from the peer for dead_after_s (its pongs, or any of
+    # its frames on its own session to us: on a lossy link one TCP stream often stalls
+    # for seconds in retransmission backoff while the other still flows, and cutting a
+    # slow session only replaces it with a handshake over the same bad link).
+    # TCP_USER_TIMEOUT closes a connection whose sent data stays unacknowledged for
+    # user_timeout_s (the kernel would otherwise retransmit for ~15 minutes); it is above
+    # the backoff of four retransmissions at 500 ms RTT (~10 s). The server side pings a
+    # session silent for heartbeat_s and closes it without a pong within half of that:
+    # healthy clients ping every ping_interval_s, so it fires only on dead ones.
+    ping_interval_s: float = 1.0
+    dead_after_s: float = 5.0
+    user_timeout_s: float = 12.0
+    heartbeat_s: float = 10.0
     close_timeout_s: float = 1.0
 
     def __post_init__(self) -> None:

@@ -75,6 +75,7 @@ class PeerLink:
         self._task: asyncio.Task | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._pending: dict[int, tuple[asyncio.Future, int]] = {}
+        self._rx_at = 0.0  # time.monotonic() of the last message on our outbound session
         self._next_request = 1
 
     @property
@@ -145,7 +146,7 @@ class PeerLink:
                     self.ws_url,
                     ssl=net.client_ssl if net.client_ssl is not None else True,
                     max_msg_size=limits.max_frame_bytes,
-                    heartbeat=limits.heartbeat_s,
+                    autoping=False,  # pongs are read by _read_loop: they are our sign of life
                     timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=limits.close_timeout_s),
                 )
                 self._ws = ws
@@ -155,19 +156,19 @@ class PeerLink:
             self.connects += 1
             if self.connects > 1:
                 self.reconnects += 1
-            self.last_seen = time.monotonic()
+            self.last_seen = self._rx_at = time.monotonic()
             self.last_error = ""
             log.info("p2p: connected to %s (%s), its clock %+d ms from ours", self.short, self.url,
                      self.clock_offset_ms or 0)
             net.peer_connected(self)
-            sender = asyncio.create_task(self._send_loop(ws))
-            reader = asyncio.create_task(self._read_loop(ws))
+            tasks = {asyncio.create_task(self._send_loop(ws)), asyncio.create_task(self._read_loop(ws)),
+                     asyncio.create_task(self._keepalive(ws))}
             try:
-                done, _ = await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (sender, reader):
+                for task in tasks:
                     task.cancel()
-                await asyncio.gather(sender, reader, return_exceptions=True)
+                await asyncio.gather(*tasks, return_exceptions=True)
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
@@ -230,12 +231,31 @@ class PeerLink:
                 await ws.send_bytes(frame)
                 self.sent += 1
 
+    async def _keepalive(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Ping every ping_interval_s; return (ending the session) once nothing came from
+        the peer for dead_after_s: a partition or a dead host closes nothing by itself."""
+        limits = self.net.limits
+        while True:
+            await asyncio.sleep(limits.ping_interval_s)
+            silent = time.monotonic() - max(self._rx_at, self.last_seen or 0.0)
+            if silent > limits.dead_after_s:
+                self.last_error = f"nothing from the peer for {silent:.1f} s"
+                log.info("p2p: session to %s is dead: %s", self.short, self.last_error)
+                return
+            await ws.ping()
+
     async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         max_frame = self.net.limits.max_frame_bytes
         async for msg in ws:
             if msg.type == aiohttp.WSMsgType.ERROR:
                 log.warning("p2p: session to %s failed: %s", self.short, ws.exception())
                 return
+            self._rx_at = time.monotonic()
+            if msg.type == aiohttp.WSMsgType.PONG:
+                continue
+            if msg.type == aiohttp.WSMsgType.PING:
+                await ws.pong(msg.data)
+                continue
             try:
                 if msg.type != aiohttp.WSMsgType.BINARY:
                     raise ProtocolViolation(f"unexpected {msg.type.name} message")

@@ -13,8 +13,9 @@ import logging
 from p2p.session import now_ms
 from p2p.testing import FAST_LIMITS, Cluster, wait_until
 
-# Short heartbeat so the test is quick; the defaults are 3 s (pong within 1.5 s).
-LIVENESS = dataclasses.replace(FAST_LIMITS, heartbeat_s=0.4, user_timeout_s=1.0)
+# Short liveness limits so the test is quick; the defaults are a ping a second, dead after 5 s.
+LIVENESS = dataclasses.replace(FAST_LIMITS, ping_interval_s=0.1, dead_after_s=0.5, heartbeat_s=1.0,
+                               user_timeout_s=1.0)
 
 
 class Relay:
