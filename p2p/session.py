@@ -254,16 +254,26 @@ class PeerLink:
 
     async def _keepalive(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Ping every ping_interval_s; return (ending the session) once nothing came from
-        the peer for dead_after_s: a partition or a dead host closes nothing by itself."""
+        the peer for dead_after_s: a partition or a dead host closes nothing by itself.
+        A ping waits when the send buffer is full, so it runs beside the check, one at a
+        time, rather than holding it up."""
         limits = self.net.limits
-        while True:
-            await asyncio.sleep(limits.ping_interval_s)
-            silent = time.monotonic() - max(self._rx_at, self.last_seen or 0.0)
-            if silent > limits.dead_after_s:
-                self.last_error = f"nothing from the peer for {silent:.1f} s"
-                log.info("p2p: session to %s is dead: %s", self.short, self.last_error)
-                return
-            await ws.ping()
+        ping: asyncio.Task | None = None
+        try:
+            while True:
+                await asyncio.sleep(limits.ping_interval_s)
+                silent = time.monotonic() - max(self._rx_at, self.last_seen or 0.0)
+                if silent > limits.dead_after_s:
+                    self.last_error = f"nothing from the peer for {silent:.1f} s"
+                    log.info("p2p: session to %s is dead: %s", self.short, self.last_error)
+                    return
+                if ping is not None and ping.done() and not ping.cancelled() and ping.exception() is not None:
+                    return  # the connection failed under the ping; the read loop says why
+                if ping is None or ping.done():
+                    ping = asyncio.ensure_future(ws.ping())
+        finally:
+            if ping is not None and not ping.done():
+                ping.cancel()
 
     async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         max_frame = self.net.limits.max_frame_bytes
