@@ -49,7 +49,6 @@ class Limits:
     dead_after_s: float = 5.0
     user_timeout_s: float = 12.0
     heartbeat_s: float = 10.0
-    max_unsent_bytes: int = 64 * 1024  # kernel send buffer not yet sent, per session (0: no limit)
     close_timeout_s: float = 1.0
 
     def __post_init__(self) -> None:

@@ -14,7 +14,6 @@ import logging
 import os
 import random
 import socket
-import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -46,20 +45,6 @@ def set_user_timeout(sock: socket.socket | None, seconds: float) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, option, int(seconds * 1000))
     except OSError as exc:  # not TCP (a test double), or not supported here
         log.debug("p2p: cannot set TCP_USER_TIMEOUT: %s", exc)
-
-
-def limit_unsent(sock: socket.socket | None, nbytes: int) -> None:
-    """Keep at most about `nbytes` not yet sent in the kernel's buffer (Linux
-    TCP_NOTSENT_LOWAT): the rest waits in our outbound queue, where consensus frames
-    overtake transaction gossip. Without it a slow (lossy) link fills megabytes of socket
-    buffer with gossip and every vote waits behind it. Does not limit what is in flight."""
-    option = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # 25 on Linux; Python may lack the name
-    if sock is None or nbytes <= 0 or sys.platform != "linux":
-        return
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, option, nbytes)
-    except OSError as exc:
-        log.debug("p2p: cannot set TCP_NOTSENT_LOWAT: %s", exc)
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -171,7 +156,6 @@ class PeerLink:
                 )
                 self._ws = ws
                 set_user_timeout(ws.get_extra_info("socket"), limits.user_timeout_s)
-                limit_unsent(ws.get_extra_info("socket"), limits.max_unsent_bytes)
                 await self._handshake(ws)
             self.connected = True
             self.connects += 1
