@@ -41,14 +41,15 @@ class Limits:
     # for seconds in retransmission backoff while the other still flows, and cutting a
     # slow session only replaces it with a handshake over the same bad link).
     # TCP_USER_TIMEOUT closes a connection whose sent data stays unacknowledged for
-    # user_timeout_s (the kernel would otherwise retransmit for ~15 minutes); it is above
-    # the backoff of four retransmissions at 500 ms RTT (~10 s). The server side pings a
+    # user_timeout_s (the kernel would otherwise retransmit for ~15 minutes): the backstop
+    # for a session that is dead one way only, far above the retransmission backoff of
+    # a lossy link (five losses in a row at 500 ms RTT take ~20 s). The server side pings a
     # session silent for heartbeat_s and closes it without a pong within half of that:
     # healthy clients ping every ping_interval_s, so it fires only on dead ones.
     ping_interval_s: float = 1.0
     dead_after_s: float = 5.0
-    user_timeout_s: float = 12.0
-    heartbeat_s: float = 10.0
+    user_timeout_s: float = 30.0
+    heartbeat_s: float = 20.0
     close_timeout_s: float = 1.0
 
     def __post_init__(self) -> None:

@@ -117,7 +117,7 @@ class PeerLink:
         attempt = 0
         while True:
             established = False
-            started = time.monotonic()
+            started, connects = time.monotonic(), self.connects
             try:
                 established = await self._session()
             except asyncio.CancelledError:
@@ -127,7 +127,9 @@ class PeerLink:
                 log.warning("p2p: handshake with %s (%s) failed: %s", self.short, self.url, exc)
             except (P2PError, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.debug("p2p: session to %s (%s) ended: %s", self.short, self.url, self.last_error)
+                # why an established session ended is worth a line; failed redials are not
+                log.log(logging.INFO if self.connects > connects else logging.DEBUG,
+                        "p2p: session to %s (%s) ended: %s", self.short, self.url, self.last_error)
             except Exception:  # a bug here must not kill the link forever
                 log.exception("p2p: unexpected error in session to %s", self.short)
             if established:
@@ -177,6 +179,9 @@ class PeerLink:
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
+            if ws.closed and ws.close_code is not None:
+                self.last_error = f"closed by the peer or the network (code {ws.close_code})"
+                log.info("p2p: session to %s ended: %s", self.short, self.last_error)
             return True
         finally:
             if self.connected:
@@ -252,7 +257,9 @@ class PeerLink:
                     log.info("p2p: session to %s is dead: %s", self.short, self.last_error)
                     return
                 if ping is not None and ping.done() and not ping.cancelled() and ping.exception() is not None:
-                    return  # the connection failed under the ping; the read loop says why
+                    self.last_error = f"ping failed: {ping.exception()!r}"
+                    log.info("p2p: session to %s ended: %s", self.short, self.last_error)
+                    return
                 if ping is None or ping.done():
                     ping = asyncio.ensure_future(ws.ping())
         finally:
