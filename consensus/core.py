@@ -20,7 +20,8 @@ from consensus.effects import (
     Send, ValidateBlock,
 )
 from consensus.events import (
-    BlockVerdict, Committed, FetchedBlock, MessageReceived, PendingTxs, ProposalReady, Tick, TimeoutFired,
+    BlockVerdict, Committed, FetchedBlock, MessageReceived, PeerConnected, PendingTxs, ProposalReady, Tick,
+    TimeoutFired,
 )
 from consensus.messages import (
     Commit, NewView, Prepare, PreparedCert, PrePrepare, ViewChange, make_commit, make_new_view,
@@ -210,6 +211,8 @@ class Replica:
             self.pending = event.count
             if event.count > 0:
                 self._arm_progress(out)
+        elif isinstance(event, PeerConnected):
+            self._on_peer_connected(event.peer, out)
         elif isinstance(event, Tick):
             pass
         return out
@@ -598,3 +601,36 @@ class Replica:
             self._arm_progress(out)
         self._replay(out)
 
+    # -- reconnection -----------------------------------------------------------------
+
+    def _on_peer_connected(self, peer: bytes, out: list) -> None:
+        """A session to `peer` (re)opened. What we sent it over the old one may have died
+        there (a partition, a silent TCP drop), and nothing else would send it again
+        before a timeout: send what it needs to rejoin us at once. The commits of our last
+        block (it may be a height behind: it decides or fetches), the proof of our view
+        (our ViewChange while changing, else the NewView that made the view), and what we
+        signed at this height and view. Only our own signatures and proofs we hold: no
+        new signature, so nothing to persist."""
+        if peer == self.me or peer not in self.vset:
+            return
+        cert = self.last_cert
+        if cert is not None:
+            for key, sig in cert.signatures:
+                out.append(Send(peer, Commit(cert.view, cert.height, cert.block_hash, key, sig)))
+        if self.changing:
+            mine = self.vc_latest.get(self.me)
+            if mine is not None and mine.new_view == self.view:
+                out.append(Send(peer, mine))
+            return
+        nv = self.new_view_msg
+        if nv is not None and nv.view == self.view:
+            out.append(Send(peer, nv))
+        pp = self.pp
+        if pp is None or pp.view != self.view:
+            return
+        if pp.sender == self.me and (nv is None or nv.preprepare != pp):
+            out.append(Send(peer, pp))
+        for votes in (self.prepares, self.commits):
+            mine = votes.get((pp.view, pp.block_hash), {}).get(self.me)
+            if mine is not None:
+                out.append(Send(peer, mine))

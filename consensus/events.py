@@ -77,6 +77,14 @@ class PendingTxs:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerConnected:
+    """A session to validator `peer` was (re)established. What was sent to it over the old
+    session may have been lost with it, so the replica sends its current state again."""
+
+    peer: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Optional clock reading; the core does not need it (timers are effects)."""
 
@@ -84,4 +92,4 @@ class Tick:
 
 
 Event = Union[MessageReceived, BlockVerdict, ProposalReady, TimeoutFired, Committed, FetchedBlock,
-              PendingTxs, Tick]
+              PendingTxs, PeerConnected, Tick]

@@ -42,7 +42,7 @@ from node.config import NodeConfig, NodeHome
 from node.errors import ConfigError, NodeError, TxAdmissionError
 from node.mempool import Mempool, check_raw
 from node.metrics import NodeMetrics
-from node.runner import Runner
+from node.runner import Runner, now_ms as runner_now_ms
 from node.transport import NodeInbox, NullTransport, Transport
 
 MAX_SERVE_BLOCKS = 100
@@ -100,7 +100,8 @@ def make_transport(config: NodeConfig, inbox: NodeInbox, signer: Signer) -> Tran
             tls = dataclasses.replace(tls, ca_pem=Path(config.tls_ca).read_bytes())
         except OSError as exc:
             raise ConfigError(f"tls_ca: cannot read {exc.filename}: {exc.strerror}") from None
-    return PeerNetwork(inbox, signer, config.p2p_host, config.p2p_port, inbox.validators(), tls=tls)
+    return PeerNetwork(inbox, signer, config.p2p_host, config.p2p_port, inbox.validators(), tls=tls,
+                       clock_ms=runner_now_ms)
 
 
 # -- admission results --------------------------------------------------------------------
@@ -190,6 +191,7 @@ class Node:
         self.inbox = NodeInbox(
             self.chain_id, lambda: self.chain.validator_keys, self._on_consensus, self._on_peer_txs,
             self.serve_blocks, node_key=self.signer.public_key, validators=lambda: self.chain.validators,
+            on_peer_connected=lambda key: self.runner.on_peer_connected(key) if self.runner else None,
         )
         validators = self.chain.validators
         if self.signer.public_key not in [v["key"] for v in validators]:
@@ -360,6 +362,13 @@ class Node:
         m.mempool_bytes.set(self.mempool.bytes)
         m.peers_connected.set(sum(1 for p in self.transport.peer_status() if p.get("connected")))
         m.evidence.set(self.runner.evidence_count)
+        m.set_clock(self.clock_status(), self.transport.peer_status(), self.runner.clock_refusals)
+
+    def clock_status(self) -> dict:
+        skew_fn = getattr(self.transport, "clock_skew_ms", None)
+        return views.clock_view(skew_fn() if skew_fn is not None else None,
+                                self.transport.peer_status(), self.chain.params.get("time_skew_ms", 2000),
+                                self.runner.clock_refusals)
 
     def status(self) -> dict:
         head = self.chain.head
@@ -373,7 +382,7 @@ class Node:
             "head_hash": head.block_hash.hex(),
             "state_root": head.state_root.hex(),
             "time_ms": head.time_ms,
-            "now_ms": time.time_ns() // 1_000_000,
+            "now_ms": runner_now_ms(),
             "view": self.runner.view,
             "view_changes": self.runner.view_changes,
             "primary": None if primary is None else primary.hex(),
@@ -382,6 +391,7 @@ class Node:
                         "ready": self.mempool.ready_count()},
             "peers": self.transport.peer_status(),
             "evidence": self.runner.evidence_count,
+            "clock": self.clock_status(),
         }
 
 

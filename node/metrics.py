@@ -27,6 +27,21 @@ class NodeMetrics:
             buckets=LATENCY_BUCKETS, registry=r)
         self.peers_connected = Gauge("cxl_peers_connected", "Peers currently connected", registry=r)
         self.evidence = Gauge("cxl_evidence", "Evidence records seen", registry=r)
+        self.clock_skew = Gauge("cxl_clock_skew_ms", "This node's clock minus the median of its connected "
+                                "peers' clocks (handshake samples); NaN when none is measured", registry=r)
+        self.peer_clock_offset = Gauge("cxl_peer_clock_offset_ms", "A peer's clock minus this node's, measured "
+                                       "at the last handshake", ["peer"], registry=r)
+        self.blocks_refused_for_time = Gauge("cxl_blocks_refused_for_time", "Blocks refused as too far ahead "
+                                             "of this node's clock", registry=r)
+
+    def set_clock(self, clock: dict, peers: list[dict], refused: int) -> None:
+        skew = clock.get("skew_ms")
+        self.clock_skew.set(float("nan") if skew is None else skew)
+        self.peer_clock_offset.clear()
+        for p in peers:
+            if p.get("clock_offset_ms") is not None:
+                self.peer_clock_offset.labels(p["key"][:16]).set(p["clock_offset_ms"])
+        self.blocks_refused_for_time.set(refused)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

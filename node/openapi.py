@@ -44,7 +44,12 @@ SCHEMAS = {
         "primary": {**HEX32, "nullable": True}, "validators": {"type": "array", "items": HEX32},
         "mempool": {"type": "object", "properties": {"txs": {"type": "integer"}, "bytes": {"type": "integer"},
                                                      "ready": {"type": "integer"}}},
-        "peers": {"type": "array", "items": {"type": "object"}}, "evidence": {"type": "integer"}}},
+        "peers": {"type": "array", "items": {"type": "object"}}, "evidence": {"type": "integer"},
+        "clock": {"type": "object", "description": "this node's clock against its peers' (docs/operations.md)",
+                  "properties": {"skew_ms": {"type": "integer", "nullable": True},
+                                 "ok": {"type": "boolean", "nullable": True},
+                                 "tolerance_ms": {"type": "integer"}, "peers_measured": {"type": "integer"},
+                                 "blocks_refused_for_time": {"type": "integer"}}}}},
     "TxSubmit": {"type": "object", "description": "exactly one of tx / txs",
                  "properties": {"tx": B64, "txs": {"type": "array", "items": B64, "maxItems": 1000}}},
     "TxAccepted": {"type": "object", "required": ["hash", "status"], "properties": {

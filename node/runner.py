@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -46,8 +47,26 @@ MAX_EVIDENCE = 1_000
 STARTUP_SYNC_S = 3.0         # how long a starting node looks for a peer to sync from before it signs
 
 
+def _test_clock_offset_ms() -> int:
+    """TEST-ONLY hook: CXL_TEST_CLOCK_OFFSET_MS shifts this process's wall clock (block
+    times, the block time check, p2p handshake times) by that many ms, so integration
+    tests can run a validator with a skewed clock without libfaketime. Nothing else reads
+    it; never set it on a real validator. Read once, at import."""
+    raw = os.environ.get("CXL_TEST_CLOCK_OFFSET_MS", "").strip()
+    if not raw:
+        return 0
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"CXL_TEST_CLOCK_OFFSET_MS must be an integer number of ms, got {raw!r}") from None
+
+
+_TEST_CLOCK_OFFSET_MS = _test_clock_offset_ms()
+
+
 def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    """The node's wall clock in ms since the epoch (the one clock of the node)."""
+    return time.time_ns() // 1_000_000 + _TEST_CLOCK_OFFSET_MS
 
 
 def load_signed_state(store) -> SignedState | None:
@@ -150,6 +169,7 @@ class Runner:
         self.evidence_count = 0
         self.view = 0
         self.view_changes = 0
+        self.clock_refusals = 0  # blocks refused as too far ahead of this node's clock
         self.last_cert: Certificate | None = chain.get_cert(chain.height) if chain.height else None
         self._vset = chain.validators
         factory = self._factory = replica_factory or default_replica_factory(chain, signer)
@@ -236,6 +256,10 @@ class Runner:
             self.log.info("consensus message from %s refused: bad signature or unknown signer", sender_key.hex()[:16])
             return
         self.queue.put_nowait(ev.MessageReceived(msg))
+
+    def on_peer_connected(self, peer_key: bytes) -> None:
+        """A session to a peer (re)opened: the core sends it its current state again."""
+        self.queue.put_nowait(ev.PeerConnected(bytes(peer_key)))
 
     def wait_committed(self, tx_hash: bytes) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
@@ -406,7 +430,30 @@ class Runner:
             code = getattr(exc, "code", "invalid")
             self.log.warning("block %s at height %d is invalid: %s", e.block_hash.hex()[:16], e.height, exc)
             verdict = ev.BlockVerdict(e.block_hash, False, f"{code}: {exc}")
+            if code == "bad_time":
+                self._note_clock_refusal(e)
         self._local.append(verdict)
+
+    def _note_clock_refusal(self, e: fx.ValidateBlock) -> None:
+        """A block refused as too far in the future may be this node's clock running
+        behind, not the proposer's ahead; refusing every block costs this node its vote
+        while nothing else fails. Say which, with the skew measured against the peers."""
+        try:
+            ahead = Block.decode(e.block).header.time_ms - self.clock_ms()
+        except (LedgerError, ValueError):
+            return
+        tolerance = self.chain.params.get("time_skew_ms", 2000)
+        if ahead <= tolerance:
+            return  # refused for not being after its parent: the proposer's clock, not ours
+        self.clock_refusals += 1
+        skew_fn = getattr(self.transport, "clock_skew_ms", None)
+        skew = skew_fn() if skew_fn is not None else None
+        whose = ("unknown (no peer measured)" if skew is None
+                 else f"{skew:+d} ms from the peers' median: this node's clock is off" if abs(skew) > tolerance // 2
+                 else f"{skew:+d} ms from the peers' median: the proposer's clock is off")
+        self.log.warning("refused block %d (%s) for its time, %d ms ahead of this node's clock (tolerance "
+                         "time_skew_ms %d); this node's clock is %s; check NTP", e.height,
+                         e.block_hash.hex()[:16], ahead, tolerance, whose)
 
     # commit -------------------------------------------------------------------------------------
     def _commit(self, e: fx.CommitBlock) -> None:

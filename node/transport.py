@@ -72,6 +72,7 @@ class NodeInbox:
         serve_blocks: Callable[[int, int], list[tuple[bytes, bytes]]],
         node_key: bytes = b"",
         validators: Callable[[], list[dict]] | None = None,
+        on_peer_connected: Callable[[bytes], None] | None = None,
     ):
         self.chain_id = chain_id
         self.node_key = node_key
@@ -80,6 +81,7 @@ class NodeInbox:
         self._on_txs = on_txs
         self._serve_blocks = serve_blocks
         self._validators = validators or (lambda: [{"key": k} for k in validator_keys()])
+        self._on_peer_connected = on_peer_connected
 
     def validator_keys(self) -> list[bytes]:
         """Public keys of the validator set deciding the next height (the peers to accept)."""
@@ -97,6 +99,12 @@ class NodeInbox:
     def on_txs(self, sender_key: bytes, raw_txs: list[bytes]) -> None:
         """Raw transactions gossiped by a peer; admitted to the mempool in the background."""
         self._on_txs(sender_key, raw_txs)
+
+    def on_peer_connected(self, peer_key: bytes) -> None:
+        """A session to peer `peer_key` was (re)established: the node re-sends its
+        consensus state to it (what the old session carried may be lost)."""
+        if self._on_peer_connected is not None:
+            self._on_peer_connected(peer_key)
 
     def serve_blocks(self, from_height: int, limit: int) -> list[tuple[bytes, bytes]]:
         """Committed blocks from `from_height` on, at most `limit`, as (block_raw, cert_raw)."""

@@ -117,3 +117,17 @@ def validator_view(v: dict) -> dict:
     out = jsonable(v)
     out["address"] = address_of(v["key"])
     return out
+
+
+def clock_view(skew_ms: int | None, peers: list[dict], tolerance_ms: int, refused_blocks: int) -> dict:
+    """This node's clock against its peers' (handshake samples, see docs/operations.md).
+    `skew_ms` is our clock minus the connected peers' median; `ok` is False when it is at
+    least half the chain's time_skew_ms (blocks then start to be refused one way or the
+    other), None when no peer was measured."""
+    return {
+        "skew_ms": skew_ms,
+        "ok": None if skew_ms is None else abs(skew_ms) * 2 < tolerance_ms,
+        "tolerance_ms": tolerance_ms,
+        "peers_measured": sum(1 for p in peers if p.get("connected") and p.get("clock_offset_ms") is not None),
+        "blocks_refused_for_time": refused_blocks,
+    }

@@ -25,11 +25,31 @@ class Limits:
     # Sessions
     handshake_timeout_s: float = 5.0
     handshake_window_ms: int = 30_000  # allowed clock skew of a hello/welcome
+    clock_warn_ms: int = 1_000  # log a warning for a peer whose clock is further off than this
     max_pending_handshakes: int = 16  # unauthenticated connections at once (each may buffer one frame)
-    connect_timeout_s: float = 5.0
+    # A partition that heals must be noticed within about a second: a TCP connect that
+    # hangs (its SYN lost) is abandoned after connect_timeout_s and retried after at most
+    # backoff_cap_s (a handful of validators: redialling often costs nothing). The rest
+    # of the handshake (TLS, upgrade, challenge) has handshake_timeout_s on top, so a
+    # slow or lossy WAN link still gets through.
+    connect_timeout_s: float = 1.0
     backoff_base_s: float = 0.1
-    backoff_cap_s: float = 10.0
-    heartbeat_s: float = 15.0
+    backoff_cap_s: float = 0.5
+    # Liveness of our outbound session: a ping every ping_interval_s; the session is
+    # closed when nothing came back from the peer for dead_after_s (its pongs, or any of
+    # its frames on its own session to us: on a lossy link one TCP stream often stalls
+    # for seconds in retransmission backoff while the other still flows, and cutting a
+    # slow session only replaces it with a handshake over the same bad link).
+    # TCP_USER_TIMEOUT closes a connection whose sent data stays unacknowledged for
+    # user_timeout_s (the kernel would otherwise retransmit for ~15 minutes): the backstop
+    # for a session that is dead one way only, far above the retransmission backoff of
+    # a lossy link (five losses in a row at 500 ms RTT take ~20 s). The server side pings a
+    # session silent for heartbeat_s and closes it without a pong within half of that:
+    # healthy clients ping every ping_interval_s, so it fires only on dead ones.
+    ping_interval_s: float = 1.0
+    dead_after_s: float = 5.0
+    user_timeout_s: float = 30.0
+    heartbeat_s: float = 20.0
     close_timeout_s: float = 1.0
 
     def __post_init__(self) -> None:

@@ -13,8 +13,9 @@ import logging
 import os
 import random
 import ssl
+import statistics
 import time
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -25,7 +26,7 @@ from p2p import wire
 from p2p.buffers import SeenCache
 from p2p.config import Limits
 from p2p.errors import HandshakeRefused, PeerUnavailable, ProtocolViolation
-from p2p.session import PeerLink, now_ms
+from p2p.session import PeerLink, now_ms, set_user_timeout
 from p2p.tls import TLSConfig, peer_certificate_key
 
 log = logging.getLogger("cxl.p2p")
@@ -42,6 +43,9 @@ class Inbox(Protocol):
 
     def serve_blocks(self, from_height: int, limit: int) -> list[tuple[bytes, bytes]]: ...
 
+    # Optional: `on_peer_connected(peer_key)`, called each time an outbound session to a
+    # peer is (re)established, so the node can re-send what the old session may have lost.
+
 
 class PeerNetwork:
     def __init__(
@@ -54,6 +58,7 @@ class PeerNetwork:
         *,
         tls: TLSConfig | None = None,
         limits: Limits | None = None,
+        clock_ms: Callable[[], int] = now_ms,
     ):
         self.inbox = inbox
         self.signer = signer
@@ -62,6 +67,7 @@ class PeerNetwork:
         self.listen_port = listen_port
         self.tls = tls
         self.limits = limits or Limits()
+        self.clock_ms = clock_ms  # wall clock for handshake times (the node's, so tests can skew it)
         if tls is not None and tls.public_key != self.key:
             shown = tls.public_key.hex() if tls.public_key else "no Ed25519 key"
             raise ValueError(f"the TLS certificate carries {shown}, not this node's key {self.key.hex()}; "
@@ -116,7 +122,11 @@ class PeerNetwork:
             self._runner = None
             raise OSError(exc.errno, f"p2p: cannot listen on {self.listen_host}:{self.listen_port}: "
                                      f"{exc.strerror} (is another node using this p2p_port?)") from exc
-        self.client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        # sock_connect bounds only the TCP connect (a SYN lost in a partition), so a healed
+        # path is redialled quickly; the whole handshake has its own, longer bound
+        self.client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                            timeout=aiohttp.ClientTimeout(total=None,
+                                                                          sock_connect=self.limits.connect_timeout_s))
         self._running = True
         for link in self._links.values():
             link.start()
@@ -285,6 +295,35 @@ class PeerNetwork:
     def peer_status(self) -> list[dict]:
         return [link.status(key in self._inbound) for key, link in self._links.items()]
 
+    def clock_skew_ms(self) -> int | None:
+        """Our clock minus the median of the connected peers' clocks (handshake samples);
+        None with no connected peer. The median, so one peer with a wrong clock does not
+        make every other node look skewed."""
+        offsets = [link.clock_offset_ms for link in self._links.values()
+                   if link.connected and link.clock_offset_ms is not None]
+        return None if not offsets else -int(statistics.median(offsets))
+
+    # ------------------------------------------------------------ session events
+
+    def peer_connected(self, link: PeerLink) -> None:
+        callback = getattr(self.inbox, "on_peer_connected", None)
+        if callback is None:
+            return
+        try:
+            callback(link.key)
+        except Exception:  # the node's bug, not the peer's: keep the session
+            log.exception("p2p: inbox on_peer_connected raised")
+
+    def note_clock(self, link: PeerLink) -> None:
+        """Say so when a peer's clock is far from ours: blocks from a clock more than the
+        chain's time_skew_ms ahead are refused (2 s by default), so a node whose clock is
+        off loses its vote without anything else failing."""
+        offset = link.clock_offset_ms
+        if offset is not None and abs(offset) > self.limits.clock_warn_ms:
+            log.warning("p2p: clock of peer %s is %+d ms from ours (measured at the handshake, RTT %d ms); "
+                        "validators refuse blocks more than time_skew_ms ahead of their clock: check NTP on "
+                        "both", link.short, offset, link.clock_rtt_ms or 0)
+
     # -------------------------------------------------------------------- inbound
 
     async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
@@ -298,6 +337,7 @@ class PeerNetwork:
         self._handshaking += 1
         try:
             await ws.prepare(request)
+            set_user_timeout(ws.get_extra_info("socket"), limits.user_timeout_s)
             async with asyncio.timeout(limits.handshake_timeout_s):
                 peer_key = await self._server_handshake(ws)
         except (HandshakeRefused, asyncio.TimeoutError) as exc:
@@ -340,11 +380,12 @@ class PeerNetwork:
             raise HandshakeRefused(f"expected a binary hello, got {msg.type.name}")
         hello = wire.decode_hello(msg.data)
         wire.check_hello(hello, chain_id=self.chain_id, server_key=self.key, issued_challenge=challenge,
-                         now_ms=now_ms(), window_ms=self.limits.handshake_window_ms, is_validator=self._is_peer)
+                         now_ms=self.clock_ms(), window_ms=self.limits.handshake_window_ms,
+                         is_validator=self._is_peer)
         if tls_key is not None and tls_key != hello.client_key:
             raise HandshakeRefused("hello key differs from the client's TLS certificate key")
         await ws.send_bytes(wire.encode_welcome(self.signer, self.chain_id, hello.client_key,
-                                                hello.client_nonce, now_ms()))
+                                                hello.client_nonce, self.clock_ms()))
         return hello.client_key
 
     async def _serve_session(self, ws: web.WebSocketResponse, peer: bytes) -> None:

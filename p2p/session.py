@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import random
+import socket
 import time
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,19 @@ log = logging.getLogger("cxl.p2p")
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def set_user_timeout(sock: socket.socket | None, seconds: float) -> None:
+    """Have the kernel drop the connection when sent data stays unacknowledged for
+    `seconds` (Linux TCP_USER_TIMEOUT): a peer behind a partition is then noticed even
+    while we keep sending, instead of after ~15 minutes of retransmissions."""
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if sock is None or option is None or seconds <= 0:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, option, int(seconds * 1000))
+    except OSError as exc:  # not TCP (a test double), or not supported here
+        log.debug("p2p: cannot set TCP_USER_TIMEOUT: %s", exc)
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -54,9 +68,14 @@ class PeerLink:
         self.connects = 0
         self.last_seen: float | None = None  # time.monotonic() of the last frame from this peer
         self.last_error = ""
+        # peer's clock minus ours, in ms, measured at the last handshake (None: never
+        # connected). Round-trip corrected: accurate to about half the handshake's RTT.
+        self.clock_offset_ms: int | None = None
+        self.clock_rtt_ms: int | None = None
         self._task: asyncio.Task | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._pending: dict[int, tuple[asyncio.Future, int]] = {}
+        self._rx_at = 0.0  # time.monotonic() of the last message on our outbound session
         self._next_request = 1
 
     @property
@@ -98,6 +117,7 @@ class PeerLink:
         attempt = 0
         while True:
             established = False
+            started, connects = time.monotonic(), self.connects
             try:
                 established = await self._session()
             except asyncio.CancelledError:
@@ -107,12 +127,18 @@ class PeerLink:
                 log.warning("p2p: handshake with %s (%s) failed: %s", self.short, self.url, exc)
             except (P2PError, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.debug("p2p: session to %s (%s) ended: %s", self.short, self.url, self.last_error)
+                # why an established session ended is worth a line; failed redials are not
+                log.log(logging.INFO if self.connects > connects else logging.DEBUG,
+                        "p2p: session to %s (%s) ended: %s", self.short, self.url, self.last_error)
             except Exception:  # a bug here must not kill the link forever
                 log.exception("p2p: unexpected error in session to %s", self.short)
             if established:
                 attempt = 0
-            await asyncio.sleep(backoff_delay(attempt, limits.backoff_base_s, limits.backoff_cap_s))
+            # the backoff spaces the *starts* of attempts: a dial that already hung for the
+            # connect timeout (a partition) is retried at once, so a healed path is found
+            # within one connect timeout; a refused one waits the backoff
+            delay = backoff_delay(attempt, limits.backoff_base_s, limits.backoff_cap_s)
+            await asyncio.sleep(max(0.0, delay - (time.monotonic() - started)) if not established else delay)
             attempt += 1
 
     # -------------------------------------------------------------------- session
@@ -122,34 +148,40 @@ class PeerLink:
         net, limits = self.net, self.net.limits
         ws = None
         try:
-            async with asyncio.timeout(limits.connect_timeout_s):
+            async with asyncio.timeout(limits.connect_timeout_s + limits.handshake_timeout_s):
                 ws = await net.client.ws_connect(
                     self.ws_url,
                     ssl=net.client_ssl if net.client_ssl is not None else True,
                     max_msg_size=limits.max_frame_bytes,
-                    heartbeat=limits.heartbeat_s,
+                    autoping=False,  # pongs are read by _read_loop: they are our sign of life
                     timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=limits.close_timeout_s),
                 )
                 self._ws = ws
+                set_user_timeout(ws.get_extra_info("socket"), limits.user_timeout_s)
                 await self._handshake(ws)
             self.connected = True
             self.connects += 1
             if self.connects > 1:
                 self.reconnects += 1
-            self.last_seen = time.monotonic()
+            self.last_seen = self._rx_at = time.monotonic()
             self.last_error = ""
-            log.info("p2p: connected to %s (%s)", self.short, self.url)
-            sender = asyncio.create_task(self._send_loop(ws))
-            reader = asyncio.create_task(self._read_loop(ws))
+            log.info("p2p: connected to %s (%s), its clock %+d ms from ours", self.short, self.url,
+                     self.clock_offset_ms or 0)
+            net.peer_connected(self)
+            tasks = {asyncio.create_task(self._send_loop(ws)), asyncio.create_task(self._read_loop(ws)),
+                     asyncio.create_task(self._keepalive(ws))}
             try:
-                done, _ = await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (sender, reader):
+                for task in tasks:
                     task.cancel()
-                await asyncio.gather(sender, reader, return_exceptions=True)
+                await asyncio.gather(*tasks, return_exceptions=True)
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
+            if ws.closed and ws.close_code is not None:
+                self.last_error = f"closed by the peer or the network (code {ws.close_code})"
+                log.info("p2p: session to %s ended: %s", self.short, self.last_error)
             return True
         finally:
             if self.connected:
@@ -177,13 +209,20 @@ class PeerLink:
         if challenge.server_key != self.key:
             raise HandshakeRefused("peer announced a different node key than the validator set lists")
         nonce = os.urandom(wire.NONCE_SIZE)
+        sent_ms = net.clock_ms()
         await ws.send_bytes(wire.encode_hello(net.signer, net.chain_id, self.key, challenge.challenge,
-                                              now_ms(), nonce))
+                                              sent_ms, nonce))
         msg = await ws.receive()
+        received_ms = net.clock_ms()
         self._expect_binary(ws, msg, "welcome")
         welcome = wire.decode_welcome(msg.data)
         wire.check_welcome(welcome, chain_id=net.chain_id, server_key=self.key, client_key=net.key,
-                           client_nonce=nonce, now_ms=now_ms(), window_ms=net.limits.handshake_window_ms)
+                           client_nonce=nonce, now_ms=received_ms, window_ms=net.limits.handshake_window_ms)
+        # The peer stamped the welcome between our hello and its arrival: compare its time
+        # with the midpoint of that round trip (NTP's estimate, with one sample).
+        self.clock_rtt_ms = max(0, received_ms - sent_ms)
+        self.clock_offset_ms = welcome.time_ms - (sent_ms + received_ms) // 2
+        net.note_clock(self)
 
     @staticmethod
     def _expect_binary(ws: aiohttp.ClientWebSocketResponse, msg: aiohttp.WSMessage, what: str) -> None:
@@ -202,12 +241,43 @@ class PeerLink:
                 await ws.send_bytes(frame)
                 self.sent += 1
 
+    async def _keepalive(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Ping every ping_interval_s; return (ending the session) once nothing came from
+        the peer for dead_after_s: a partition or a dead host closes nothing by itself.
+        A ping waits when the send buffer is full, so it runs beside the check, one at a
+        time, rather than holding it up."""
+        limits = self.net.limits
+        ping: asyncio.Task | None = None
+        try:
+            while True:
+                await asyncio.sleep(limits.ping_interval_s)
+                silent = time.monotonic() - max(self._rx_at, self.last_seen or 0.0)
+                if silent > limits.dead_after_s:
+                    self.last_error = f"nothing from the peer for {silent:.1f} s"
+                    log.info("p2p: session to %s is dead: %s", self.short, self.last_error)
+                    return
+                if ping is not None and ping.done() and not ping.cancelled() and ping.exception() is not None:
+                    self.last_error = f"ping failed: {ping.exception()!r}"
+                    log.info("p2p: session to %s ended: %s", self.short, self.last_error)
+                    return
+                if ping is None or ping.done():
+                    ping = asyncio.ensure_future(ws.ping())
+        finally:
+            if ping is not None and not ping.done():
+                ping.cancel()
+
     async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         max_frame = self.net.limits.max_frame_bytes
         async for msg in ws:
             if msg.type == aiohttp.WSMsgType.ERROR:
                 log.warning("p2p: session to %s failed: %s", self.short, ws.exception())
                 return
+            self._rx_at = time.monotonic()
+            if msg.type == aiohttp.WSMsgType.PONG:
+                continue
+            if msg.type == aiohttp.WSMsgType.PING:
+                await ws.pong(msg.data)
+                continue
             try:
                 if msg.type != aiohttp.WSMsgType.BINARY:
                     raise ProtocolViolation(f"unexpected {msg.type.name} message")
@@ -263,6 +333,7 @@ class PeerLink:
             "org": self.org,
             "url": self.url,
             "connected": self.connected,
+            "clock_offset_ms": self.clock_offset_ms,
             "inbound": inbound,
             "last_seen_ms": None if self.last_seen is None else int((time.monotonic() - self.last_seen) * 1000),
             "sent": self.sent,

@@ -31,6 +31,7 @@ class FakeInbox:
         self.consensus: list[tuple[bytes, bytes]] = []
         self.txs: list[tuple[bytes, list[bytes]]] = []
         self.blocks = blocks or []
+        self.connected: list[bytes] = []  # peer keys, one per (re)established outbound session
 
     def on_consensus(self, sender_key: bytes, message: bytes) -> None:
         self.consensus.append((sender_key, message))
@@ -40,6 +41,9 @@ class FakeInbox:
 
     def serve_blocks(self, from_height: int, limit: int) -> list[tuple[bytes, bytes]]:
         return self.blocks[from_height:from_height + limit]
+
+    def on_peer_connected(self, peer_key: bytes) -> None:
+        self.connected.append(peer_key)
 
     def all_txs(self) -> list[bytes]:
         return [tx for _, batch in self.txs for tx in batch]
