@@ -20,7 +20,8 @@ class ConsensusConfig:
     rotation_blocks: int = 30  # a new leader every R heights; 0 disables
     max_future_heights: int = 64  # messages further ahead are dropped (but we fetch)
     max_timeout_ms: int = 60_000  # doubling stops here
-    max_buffered: int = 4096  # future messages kept for replay
+    max_buffered: int = 512  # future messages kept for replay, per sender
+    max_buffered_bytes: int = 8 * 1024 * 1024  # and their bytes per sender (two of the largest blocks)
 
 
 @dataclass(frozen=True, slots=True)

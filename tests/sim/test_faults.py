@@ -16,7 +16,7 @@ from .scenarios import make_scenario, run_seed
 CASES = {
     "commit_on_2f": (None, 50, {"validity", "agreement"}),
     "ignore_prepared": ("commit-loss", 250, {"agreement", "state-root"}),
-    "forget_signed_on_restart": ("crash", 250, {"double-sign", "agreement"}),
+    "forget_signed_on_restart": ("crash", 250, {"double-sign", "agreement", "signing-position"}),
 }
 
 

@@ -7,8 +7,8 @@ import random
 import pytest
 
 from consensus.messages import (
-    Commit, PreparedCert, Prepare, decode_message, encode_message, make_commit, make_new_view,
-    make_prepare, make_preprepare, make_view_change, signed_bytes, verify_message,
+    Commit, MessageRefused, PreparedCert, Prepare, check_message, decode_message, encode_message, make_commit,
+    make_new_view, make_prepare, make_preprepare, make_view_change, signed_bytes, verify_message,
 )
 from consensus.state import SignedState
 from ledger.block import Certificate, commit_signing_bytes
@@ -20,6 +20,11 @@ CHAIN = "cxl-test"
 KEYS = [Signer(sha256(b"unit-key-%d" % i)) for i in range(4)]
 VALS = [k.public_key for k in KEYS]
 H = sha256(b"block")
+OUTSIDER = Signer(sha256(b"outsider"))
+
+
+def ok(msg, chain=CHAIN, vals=VALS) -> bool:
+    return verify_message(msg, chain, vals, sha256)  # these tests' blocks hash with sha256
 
 
 def prepared_cert(view=0, height=5):
@@ -37,7 +42,7 @@ def every_message():
         make_commit(KEYS[2], CHAIN, 0, 5, H),
         vc,
         make_new_view(KEYS[1], CHAIN, 1, 5, (vc, vc2, vc3), make_preprepare(KEYS[1], CHAIN, 1, 5, H, b"block")),
-        make_new_view(KEYS[1], CHAIN, 1, 5, (vc2, vc3), None),
+        make_new_view(KEYS[1], CHAIN, 1, 5, (vc2, vc3, make_view_change(KEYS[0], CHAIN, 1, 4, None)), None),
     ]
 
 
@@ -45,9 +50,9 @@ def every_message():
 def test_round_trip_and_signature(msg):
     data = encode_message(msg)
     assert decode_message(data) == msg
-    assert verify_message(msg, CHAIN, VALS)
-    assert not verify_message(msg, "other-chain", VALS)  # bound to the chain id
-    assert not verify_message(msg, CHAIN, VALS[2:] if msg.sender in VALS[:2] else VALS[:2])
+    assert ok(msg)
+    assert not ok(msg, "other-chain")  # bound to the chain id
+    assert not ok(msg, CHAIN, [OUTSIDER.public_key if v == msg.sender else v for v in VALS])  # signer not a member
 
 
 def test_exact_wire_arrays():
@@ -84,24 +89,29 @@ def test_decode_rejects_trailing_and_non_canonical_bytes():
 def test_domain_separation_between_phases():
     prep = make_prepare(KEYS[1], CHAIN, 0, 5, H)
     as_commit = Commit(prep.view, prep.height, prep.block_hash, prep.sender, prep.signature)
-    assert verify_message(prep, CHAIN, VALS) and not verify_message(as_commit, CHAIN, VALS)
+    assert ok(prep) and not ok(as_commit)
 
 
 def test_bad_signature_and_outsider_are_rejected():
     prep = make_prepare(KEYS[1], CHAIN, 0, 5, H)
     flipped = Prepare(0, 5, H, prep.sender, bytes([prep.signature[0] ^ 1]) + prep.signature[1:])
     outsider = make_prepare(Signer(sha256(b"outsider")), CHAIN, 0, 5, H)
-    assert not verify_message(flipped, CHAIN, VALS)
-    assert not verify_message(outsider, CHAIN, VALS)
+    assert not ok(flipped)
+    assert not ok(outsider)
 
 
 def test_nested_bad_signature_fails_the_whole_message():
     cert = prepared_cert()
     bad_prep = Prepare(0, 5, H, VALS[2], b"\x00" * 64)
     vc = make_view_change(KEYS[1], CHAIN, 1, 4, PreparedCert(cert.preprepare, (cert.prepares[0], bad_prep)))
-    assert not verify_message(vc, CHAIN, VALS)
-    nv = make_new_view(KEYS[1], CHAIN, 1, 5, (vc,), None)
-    assert not verify_message(nv, CHAIN, VALS)
+    with pytest.raises(MessageRefused) as err:
+        check_message(vc, CHAIN, VALS, sha256)
+    assert err.value.code == "signature"
+    others = tuple(make_view_change(k, CHAIN, 1, 4, None) for k in KEYS[2:])
+    nv = make_new_view(KEYS[1], CHAIN, 1, 5, (vc,) + others, None)
+    with pytest.raises(MessageRefused) as err:
+        check_message(nv, CHAIN, VALS, sha256)
+    assert err.value.code == "signature"
 
 
 def test_commit_signatures_form_a_ledger_certificate():
