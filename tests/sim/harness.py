@@ -141,6 +141,7 @@ class Stats:
     verifications: int = 0  # signatures checked by receivers (as an uncached node would)
     blocks: int = 0
     events: int = 0
+    refused: int = 0  # messages receivers refused (check_message)
 
 
 BEHAVIOURS = {
@@ -167,6 +168,7 @@ class Node:
         self.committed: set[bytes] = set()
         self.crashed = False
         self.incarnation = 0
+        self.lied = 0  # "liar": highest view it has lied about
         self.boot()
 
     def boot(self) -> None:
@@ -326,10 +328,10 @@ class Node:
         sim = self.sim
         if self.behaviour == "liar":
             if isinstance(msg, ViewChange) and msg.prepared is None:
-                return make_view_change(self.signer, CHAIN_ID, msg.new_view, msg.last_committed_height + LIE, None)
+                return self.lie(msg.new_view, msg.last_committed_height)
             return msg
-        if isinstance(msg, Commit) and msg.sender == self.key:
-            return None  # withhold: the others need the victim's votes
+        if isinstance(msg, Commit):
+            return None  # withhold its own and the ones it could hand on: the others need the victim
         if isinstance(msg, ViewChange) and msg.prepared is not None:
             pp = msg.prepared.preprepare
             return replace(msg, prepared=PreparedCert(replace(pp, block=_other_bytes(pp.block)), msg.prepared.prepares))
@@ -341,6 +343,16 @@ class Node:
                 sim.net_send(self.id, dst, ("msg", encode_message(bad)))
             return None
         return msg
+
+    def lie(self, view: int, committed: int) -> ViewChange:
+        """A ViewChange for `view` claiming LIE more committed heights, sent as soon as
+        anyone asks for `view` (so it is there before the new primary has a quorum)."""
+        vc = make_view_change(self.signer, CHAIN_ID, view, committed + LIE, None)
+        if view > self.lied:
+            self.lied = view
+            for dst in self.peers():
+                self.sim.net_send(self.id, dst, ("msg", encode_message(vc)))
+        return vc
 
     def vote_everything(self, msg) -> None:
         """An equivocator also prepares and commits every block it is shown."""
@@ -382,14 +394,18 @@ class Node:
                 return
             sim.stats.verifications += signature_count(msg)
             if not verified(what[1], msg, sim.validators, sim.sc.config.rotation_blocks):
+                sim.stats.refused += 1
                 return
             if self.behaviour == "equivocate":
                 self.vote_everything(msg)
+            if self.behaviour == "liar" and isinstance(msg, (ViewChange, NewView)):
+                view = msg.new_view if isinstance(msg, ViewChange) else msg.view
+                self.lie(view, len(self.chain))
             self.feed(MessageReceived(msg))
         elif kind == "fetch_req":
             start = what[1]
             blocks = self.chain[start - 1: start - 1 + FETCH_BATCH]
-            if blocks:
+            if blocks and self.behaviour != "swap":  # its certificates would carry its withheld commit
                 if self.behaviour == "garbage":  # hand out a certificate with a signature missing
                     hsh, blk, cert = blocks[0]
                     blocks = [(hsh, blk, Certificate(cert.height, cert.view, cert.block_hash, cert.signatures[1:]))]
