@@ -15,6 +15,7 @@ from ledger.encoding import sha256
 from ledger.errors import BlockInvalid
 
 from consensus import proofs
+from consensus.bookkeeping import CommitTally, FutureBuffer, SeenLog
 from consensus.effects import (
     Broadcast, CommitBlock, Evidence, FetchBlocks, PersistSigned, RequestProposal, ScheduleTimeout,
     Send, ValidateBlock,
@@ -29,22 +30,7 @@ from consensus.messages import (
 from consensus.state import ConsensusConfig, Faults, SignedState, primary_index
 
 
-MAX_SEEN = 32  # positions kept per (kind, sender) for equivocation detection
-MAX_COMMIT_KEYS = 8  # (view, block hash) pairs counted per sender and height
 MAX_HELPS = 8  # catch-up answers per peer and height
-
-
-def _position(key: tuple) -> tuple[int, int]:
-    """Order of `seen` keys of one (kind, sender): (height, view); a "vc" key holds
-    (new_view, last committed height), whose position is (height + 1, view)."""
-    if key[0] == "vc":
-        return key[3] + 1, key[2]
-    return key[3], key[2]
-
-
-def _weight(msg) -> int:
-    """Roughly the bytes a buffered message holds (its block, if any, dominates)."""
-    return 256 + len(getattr(msg, "block", b""))
 
 
 class Replica:
@@ -72,12 +58,10 @@ class Replica:
         self.deferred_nv: NewView | None = None  # a lower-height NewView put off by rule R2
         self.new_view_msg: NewView | None = None  # proof of the current view, for laggards
         self.last_cert = last_certificate  # of height-1: handed to peers that fall behind
-        self.future: list = []
-        self.future_use: dict[bytes, tuple[int, int]] = {}  # sender -> (messages, bytes) buffered
+        self.future = FutureBuffer(config.max_buffered, config.max_buffered_bytes)
         self.fetching = False
         self.fetches = 0
-        self.seen: dict[tuple, tuple[bytes, object]] = {}  # equivocation detection
-        self.seen_keys: dict[tuple, list[tuple]] = {}  # (kind, sender) -> its keys in `seen`
+        self.seen = SeenLog()  # equivocation detection
         self._reset_height()
 
     # -- bookkeeping ----------------------------------------------------------------
@@ -99,8 +83,7 @@ class Replica:
         self.invalid: dict[bytes, int] = {}
         self.validating: dict[bytes, int] = {}
         self.prepares: dict[tuple[int, bytes], dict[bytes, Prepare]] = {}
-        self.commits: dict[tuple[int, bytes], dict[bytes, Commit]] = {}
-        self.commit_keys: dict[bytes, list[tuple[int, bytes]]] = {}  # sender -> its (view, hash) here
+        self.commits = CommitTally()
         self.deciding: bytes | None = None
         self.armed: set[tuple[int, int]] = set()
         self.requested: tuple[int, int] | None = None
@@ -155,24 +138,11 @@ class Replica:
                       reverse=True)
 
     def _seen(self, key: tuple, digest: bytes, msg, out: list) -> bool:
-        """True (and evidence once) if the sender signed something else at this position.
-        At most MAX_SEEN positions are kept per (kind, sender): a validator signing junk at
-        ever higher views only pushes its own oldest positions out."""
-        prev = self.seen.get(key)
-        if prev is None:
-            self.seen[key] = (digest, msg)
-            keys = self.seen_keys.setdefault(key[:2], [])
-            keys.append(key)
-            if len(keys) > MAX_SEEN:
-                keys.sort(key=_position)
-                self.seen.pop(keys.pop(0), None)
-            return False
-        if prev[0] == digest:
-            return False
-        if prev[1] is not None:
-            out.append(Evidence("equivocation", msg.sender, prev[1], msg))
-            self.seen[key] = (prev[0], None)
-        return True
+        """True (and evidence once) if the sender signed something else at this position."""
+        conflict, earlier = self.seen.check(key, digest, msg)
+        if earlier is not None:
+            out.append(Evidence("equivocation", msg.sender, earlier, msg))
+        return conflict
 
     def _fetch(self, out: list, hint: bytes | None) -> None:
         if hint is not None:
@@ -332,7 +302,7 @@ class Replica:
         if not self._sign(out, pp.height, pp.view, [("commit", pp.block_hash)]):
             return
         mine = make_commit(self.signer, self.chain_id, pp.view, pp.height, pp.block_hash)
-        self._keep_commit(mine, (pp.view, pp.block_hash))
+        self.commits.add(mine)
         out.append(Broadcast(mine))
         self._check_committed(out, [(pp.view, pp.block_hash)])
 
@@ -345,29 +315,9 @@ class Replica:
             self._buffer(c, out)
             return
         self._seen(("commit", c.sender, c.view, c.height), c.block_hash, c, out)
-        key = (c.view, c.block_hash)
-        if self._keep_commit(c, key):
+        key = self.commits.add(c)  # bounded per sender (consensus/bookkeeping.py)
+        if key is not None:
             self._check_committed(out, [key])
-
-    def _keep_commit(self, c: Commit, key: tuple[int, bytes]) -> bool:
-        """Count `c`, keeping at most MAX_COMMIT_KEYS (view, hash) pairs per sender at this
-        height, its highest ones: an honest validator commit-votes in few views per height,
-        and any q matching commits of one view make a certificate for the one block
-        committable here, so dropping a sender's lowest views never loses a decision."""
-        keys = self.commit_keys.setdefault(c.sender, [])
-        if key not in keys:
-            if len(keys) >= MAX_COMMIT_KEYS:
-                low = min(keys)
-                if key < low:
-                    return False
-                keys.remove(low)
-                votes = self.commits.get(low, {})
-                votes.pop(c.sender, None)
-                if not votes:
-                    self.commits.pop(low, None)
-            keys.append(key)
-        self.commits.setdefault(key, {})[c.sender] = c
-        return True
 
     def _check_committed(self, out: list, keys=None) -> None:
         """Decide if one of `keys` (default: every (view, hash) counted) has a quorum of
@@ -375,8 +325,8 @@ class Replica:
         if self.deciding is not None:
             return
         need = max(1, self.q - 1) if self.faults.commit_on_2f else self.q
-        for view, block_hash in sorted(self.commits if keys is None else keys):
-            votes = self.commits.get((view, block_hash), {})
+        for view, block_hash in sorted(self.commits.keys() if keys is None else keys):
+            votes = self.commits.get((view, block_hash))
             if len(votes) < need:
                 continue
             block = self.blocks.get(block_hash)
@@ -414,7 +364,7 @@ class Replica:
                 self._start_view_change(self.view + 1, out)
             else:  # asked in an earlier view (a re-proposal since): ask again
                 self._validate(pp.view, pp.block_hash, pp.block, out)
-        self._check_committed(out, [k for k in self.commits if k[1] == ev.block_hash])
+        self._check_committed(out, self.commits.keys_for(ev.block_hash))
 
     def _on_proposal(self, ev: ProposalReady, out: list) -> None:
         if (ev.view, ev.height) != (self.view, self.height) or self.requested != (ev.view, ev.height):
@@ -444,11 +394,7 @@ class Replica:
         self.fetching = False
         self.fetches = 0
         self._reset_height()
-        self.seen = {k: v for k, v in self.seen.items()
-                     if (k[2] >= self.view if k[0] in ("vc", "nv") else k[3] >= self.height)}
-        self.seen_keys = {}
-        for k in self.seen:
-            self.seen_keys.setdefault(k[:2], []).append(k)
+        self.seen.prune(lambda k: k[2] >= self.view if k[0] in ("vc", "nv") else k[3] >= self.height)
         self.pending = 0  # the node reports the new count after every Committed
         if self.n > 1 and cert is not None and (self.changing or cert.view > self.view):
             # Rule F: a view change of ours was about the height just committed, so it is
@@ -525,18 +471,11 @@ class Replica:
         ahead = msg.height - self.height
         if ahead > 1 or (ahead == 1 and isinstance(msg, Commit)):
             self._fetch(out, msg.sender)  # someone decided our height already
-        if ahead > self.config.max_future_heights:
-            return
-        count, size = self.future_use.get(msg.sender, (0, 0))
-        size += _weight(msg)
-        if count >= self.config.max_buffered or size > self.config.max_buffered_bytes:
-            return
-        self.future_use[msg.sender] = (count + 1, size)
-        self.future.append(msg)
+        if ahead <= self.config.max_future_heights:
+            self.future.add(msg)
 
     def _replay(self, out: list) -> None:
-        pending, self.future, self.future_use = self.future, [], {}
-        for msg in pending:
+        for msg in self.future.take():
             # the validator set may have changed since the message was buffered
             if msg.height >= self.height and msg.sender in self.vset:
                 self._dispatch(msg, out)

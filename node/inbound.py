@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from consensus.messages import Message, MessageRefused, NewView, PrePrepare, ViewChange, check_message, decode_message
+from consensus.messages import Message, MessageRefused, NewView, ViewChange, check_message, decode_message
 from consensus.state import primary_index
 from ledger.block import Block
 from ledger.errors import EncodingError

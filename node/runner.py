@@ -32,7 +32,7 @@ from consensus.state import ConsensusConfig, SignedState, primary_index
 from ledger.block import Block, Certificate, commit_signing_bytes
 from ledger.chain import Chain
 from ledger.encoding import decode, encode
-from ledger.errors import BlockInvalid, EncodingError, LedgerError
+from ledger.errors import BlockInvalid, LedgerError
 from ledger.execution import BlockResult
 from ledger.store.base import PREFIX_WAL
 

@@ -4,9 +4,9 @@ replica still makes progress and that what it keeps stays bounded."""
 
 from __future__ import annotations
 
-from consensus import core
+from consensus import bookkeeping, core
 from consensus.core import Replica
-from consensus.effects import Broadcast, CommitBlock, FetchBlocks, Send, ValidateBlock
+from consensus.effects import Broadcast, CommitBlock, Evidence, FetchBlocks, Send, ValidateBlock
 from consensus.events import BlockVerdict, Committed, MessageReceived, PendingTxs, TimeoutFired
 from consensus.messages import (
     Commit, NewView, Prepare, PreparedCert, PrePrepare, ViewChange, make_commit, make_new_view, make_prepare,
@@ -114,8 +114,8 @@ def test_junk_commits_are_bounded_per_sender_and_the_quorum_still_decides():
     rep = Replica(CHAIN, KEYS[3], VALS, 1, CFG)
     for v in range(1, 2001):  # KEYS[1] commit-votes for junk in 2000 views
         rep.on_event(MessageReceived(Commit(v, 1, sha256(b"junk%d" % v), VALS[1], NOSIG)))
-    kept = sum(len(votes) for votes in rep.commits.values())
-    assert kept <= core.MAX_COMMIT_KEYS
+    kept = rep.commits.count()
+    assert kept <= bookkeeping.MAX_COMMIT_KEYS
     h, b = block(b"real")
     feed(rep, make_preprepare(KEYS[0], CHAIN, 0, 1, h, b))
     rep.on_event(BlockVerdict(h, True))
@@ -123,7 +123,7 @@ def test_junk_commits_are_bounded_per_sender_and_the_quorum_still_decides():
     assert [c.block_hash for c in sent(out, Commit)] == [h]
     (c,) = of(feed(rep, make_commit(KEYS[0], CHAIN, 0, 1, h), make_commit(KEYS[2], CHAIN, 0, 1, h)), CommitBlock)
     assert c.block_hash == h
-    assert sum(len(votes) for votes in rep.commits.values()) <= 4 * core.MAX_COMMIT_KEYS
+    assert rep.commits.count() <= 4 * bookkeeping.MAX_COMMIT_KEYS
 
 
 # -- item 8: evidence state for ViewChanges at huge views -----------------------------------
@@ -132,10 +132,14 @@ def test_view_changes_at_ever_higher_views_leave_bounded_equivocation_state():
     rep = Replica(CHAIN, KEYS[3], VALS, 1, CFG)
     for v in range(1, 301):
         rep.on_event(MessageReceived(ViewChange(10**9 + v, 0, None, VALS[1], NOSIG)))
-    assert len([k for k in rep.seen if k[1] == VALS[1]]) <= core.MAX_SEEN
-    # equivocation at its latest position is still caught
-    out = rep.on_event(MessageReceived(ViewChange(10**9 + 300, 0, None, VALS[1], b"\x01" * 64)))
-    assert rep.seen[("vc", VALS[1], 10**9 + 300, 0)] is not None and not sent(out, NewView)
+    assert len([k for k in rep.seen if k[1] == VALS[1]]) <= bookkeeping.MAX_SEEN
+    # a conflicting ViewChange at its latest position (same view and height, now with a
+    # prepared certificate) is still caught
+    h = sha256(b"p")
+    cert = PreparedCert(PrePrepare(0, 1, h, b"p", VALS[0], NOSIG), tuple(Prepare(0, 1, h, v, NOSIG) for v in VALS[2:]))
+    out = rep.on_event(MessageReceived(ViewChange(10**9 + 300, 0, cert, VALS[1], NOSIG)))
+    (ev,) = of(out, Evidence)
+    assert ev.sender == VALS[1] and ev.msg_a.prepared is None and ev.msg_b.prepared == cert
 
 
 # -- item 9: the future-message buffer -------------------------------------------------------
@@ -143,7 +147,7 @@ def test_view_changes_at_ever_higher_views_leave_bounded_equivocation_state():
 def test_a_preprepare_from_a_non_primary_is_not_buffered():
     rep = Replica(CHAIN, KEYS[3], VALS, 1, CFG)
     feed(rep, PrePrepare(0, 2, sha256(b"x"), b"x" * 1000, VALS[2], NOSIG))  # VALS[0] leads (0, 2)
-    assert rep.future == []
+    assert len(rep.future) == 0
     feed(rep, PrePrepare(0, 2, sha256(b"x"), b"x" * 1000, VALS[0], NOSIG))
     assert len(rep.future) == 1
 
