@@ -254,12 +254,15 @@ class Replica:
         if pp.height < self.nv_height or (pp.height == self.nv_height and self.nv_hash not in (None, pp.block_hash)):
             return  # the NewView of this view requires a different block here
         self.pp = pp
-        # the node checked that pp.block hashes to pp.block_hash (check_message)
+        # The node checked that pp.block hashes to pp.block_hash (check_message). Even so,
+        # bytes not yet found valid are never kept against the digest: the latest wins.
+        if pp.block_hash not in self.valid and not self.faults.invalid_for_height:
+            self.blocks[pp.block_hash] = pp.block
         self.blocks.setdefault(pp.block_hash, pp.block)
         self._arm_progress(out)
         if pp.block_hash in self.valid:  # our own proposals are valid
             self._on_valid(out)
-        elif self.invalid.get(pp.block_hash, -1) >= pp.view:
+        elif self.invalid.get(pp.block_hash, -1) >= (0 if self.faults.invalid_for_height else pp.view):
             self._start_view_change(self.view + 1, out)
         elif pp.block_hash not in self.validating:
             self._validate(pp.view, pp.block_hash, pp.block, out)
@@ -360,7 +363,7 @@ class Replica:
         if pp is not None and pp.block_hash == ev.block_hash and self._active() and pp.view == self.view:
             if ev.valid:
                 self._on_valid(out)
-            elif asked >= pp.view:
+            elif asked >= pp.view or self.faults.invalid_for_height:
                 self._start_view_change(self.view + 1, out)
             else:  # asked in an earlier view (a re-proposal since): ask again
                 self._validate(pp.view, pp.block_hash, pp.block, out)
@@ -565,6 +568,8 @@ class Replica:
             # fetch, but never wait for it, or one liar claiming a huge height would
             # hold back every NewView. R1 keeps its ViewChange out of ours anyway.
             self._fetch(out, max(ahead, key=lambda x: x.last_committed_height).sender)
+            if self.faults.wait_for_claimed_height:
+                return
         # Rule R1: a NewView for height h is built only from ViewChanges scoped to h;
         # exactly q of them (any q intersect every commit quorum), as check_message demands.
         vcs = tuple(sorted((x for x in asked if x.last_committed_height == h - 1 or self.faults.unscoped_new_view),

@@ -33,6 +33,8 @@ class Faults:
     forget_signed_on_restart: bool = False  # start from nothing instead of the persisted record
     unscoped_new_view: bool = False  # rule R1 off: NewViews also from ViewChanges about lower heights
     enter_lower_new_view: bool = False  # rule R2 off: enter a NewView for a lower height while prepared
+    wait_for_claimed_height: bool = False  # a new primary waits for any height a ViewChange claims (issue 9.1)
+    invalid_for_height: bool = False  # an invalid verdict (and the first bytes seen) kept for the height (9.2)
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,13 +73,27 @@ def block_id(validators: tuple[bytes, ...], rotation_blocks: int):
     return digest
 
 
-def verified(data: bytes, msg, validators: tuple[bytes, ...], rotation_blocks: int) -> bool:
-    key = data + b"".join(validators)
+class _AnyDigest:
+    """Equal to every digest: a receiver that does not bind block bytes to their digest
+    (the node before issue 9), for `Scenario.bind_blocks = False`."""
+
+    def __eq__(self, other) -> bool:
+        return True
+
+    def __ne__(self, other) -> bool:
+        return False
+
+    __hash__ = None
+
+
+def verified(data: bytes, msg, validators: tuple[bytes, ...], rotation_blocks: int, bind: bool = True) -> bool:
+    key = (b"b" if bind else b"u") + data + b"".join(validators)
     ok = _VERIFIED.get(key)
     if ok is None:
         if len(_VERIFIED) > 200_000:
             _VERIFIED.clear()
-        ok = _VERIFIED[key] = verify_message(msg, CHAIN_ID, validators, block_id(validators, rotation_blocks))
+        ids = block_id(validators, rotation_blocks) if bind else (lambda raw: _AnyDigest())
+        ok = _VERIFIED[key] = verify_message(msg, CHAIN_ID, validators, ids)
     return ok
 
 
@@ -129,6 +143,7 @@ class Scenario:
     crashes: list = field(default_factory=list)  # [(at_ms, instance id, "crash"|"restart")]
     byzantine: dict = field(default_factory=dict)  # key index -> a behaviour in BEHAVIOURS
     block_pad: int = 0  # bytes of padding in every proposed block (to test frame limits)
+    bind_blocks: bool = True  # off: receivers check signatures only, not that block bytes hash to the digest
     check_certificates: bool = True  # off only to show other invariants catch a quorum bug too
     config: ConsensusConfig = ConsensusConfig(view_timeout_ms=300, rotation_blocks=3, max_timeout_ms=2400)
     faults: Faults = Faults()
@@ -393,7 +408,7 @@ class Node:
             except EncodingError:
                 return
             sim.stats.verifications += signature_count(msg)
-            if not verified(what[1], msg, sim.validators, sim.sc.config.rotation_blocks):
+            if not verified(what[1], msg, sim.validators, sim.sc.config.rotation_blocks, sim.sc.bind_blocks):
                 sim.stats.refused += 1
                 return
             if self.behaviour == "equivocate":
