@@ -71,6 +71,8 @@ def check_bytes(raw: bytes, chain_id: str, validators: tuple[bytes, ...], rotati
         check_message(msg, chain_id, validators, block_id(validators, rotation_blocks))
     except (EncodingError, MessageRefused) as exc:
         return Verdict(None, REFUSED_COST, str(exc))
+    except Exception as exc:  # a peer's bytes must never crash the node: refuse, and say why
+        return Verdict(None, REFUSED_COST, f"unexpected {type(exc).__name__}: {exc}")
     return Verdict(msg, signatures(msg))
 
 
@@ -145,12 +147,15 @@ class InboundGate:
         acct.pending.append((fut, deliver))
         fut.add_done_callback(lambda _f: self._release(acct))
 
-    @staticmethod
-    def _release(acct: _Account) -> None:
+    def _release(self, acct: _Account) -> None:
         while acct.pending and acct.pending[0][0].done():
             fut, deliver = acct.pending.popleft()
-            if not fut.cancelled() and fut.exception() is None:
-                deliver(fut.result())
+            if fut.cancelled():
+                continue
+            if fut.exception() is not None:
+                self.log.error("consensus message check failed: %r", fut.exception())
+                continue
+            deliver(fut.result())
 
     def close(self) -> None:
         if self._pool is not None:
