@@ -88,6 +88,28 @@ def test_an_invalid_verdict_holds_for_its_view_and_a_re_proposal_is_validated_ag
     assert rep.view == 1
 
 
+def test_bytes_found_invalid_are_not_kept_against_the_digest():
+    """Even if other bytes under B's digest got past the node (a swapping primary), the
+    replica keeps no bytes against a digest before they are found valid: the re-proposal's
+    bytes are validated and are the ones it commits."""
+    rep = Replica(CHAIN, KEYS[3], VALS, 1, CFG)
+    h, b = block(b"B")
+    feed(rep, PrePrepare(0, 1, h, b"other bytes", VALS[0], NOSIG))
+    rep.on_event(BlockVerdict(h, False, "bad_hash: block hash does not match its header"))
+    assert rep.view == 1 and rep.changing
+    pp0 = make_preprepare(KEYS[0], CHAIN, 0, 1, h, b)
+    cert = PreparedCert(pp0, tuple(make_prepare(k, CHAIN, 0, 1, h) for k in KEYS[1:3]))
+    vcs = (make_view_change(KEYS[0], CHAIN, 1, 0, None), make_view_change(KEYS[1], CHAIN, 1, 0, cert),
+           make_view_change(KEYS[2], CHAIN, 1, 0, cert))
+    (again,) = of(feed(rep, make_new_view(KEYS[1], CHAIN, 1, 1, vcs, make_preprepare(KEYS[1], CHAIN, 1, 1, h, b))),
+                  ValidateBlock)
+    assert again.block == b
+    rep.on_event(BlockVerdict(h, True))
+    feed(rep, make_prepare(KEYS[2], CHAIN, 1, 1, h))
+    (c,) = of(feed(rep, make_commit(KEYS[1], CHAIN, 1, 1, h), make_commit(KEYS[2], CHAIN, 1, 1, h)), CommitBlock)
+    assert c.block == b
+
+
 # -- item 6a: replayed messages are checked against the validator set again -----------------
 
 def test_buffered_messages_of_a_removed_validator_are_not_replayed():
