@@ -19,6 +19,7 @@ import random
 from dataclasses import dataclass, field, replace
 
 from consensus import proofs
+from consensus.bookkeeping import MAX_COMMIT_KEYS, MAX_SEEN, weight
 from consensus.core import Replica
 from consensus.effects import (
     Broadcast, CommitBlock, Evidence, FetchBlocks, PersistSigned, RequestProposal, ScheduleTimeout,
@@ -168,6 +169,8 @@ BEHAVIOURS = {
     "swap": "as primary sends one peer other bytes under its signed digest, withholds its commits, "
             "and puts other bytes in its ViewChanges' prepared certificates",
     "impostor": "proposes blocks that name another validator as their proposer",
+    "flood": "sends one peer bursts of validly signed junk: Commits at many views, ViewChanges at huge "
+             "views, future PrePrepares with big blocks, old-height messages at ever higher views",
 }
 
 
@@ -184,6 +187,7 @@ class Node:
         self.crashed = False
         self.incarnation = 0
         self.lied = 0  # "liar": highest view it has lied about
+        self.flood_views = 0  # "flood": ViewChange views used so far
         self.boot()
 
     def boot(self) -> None:
@@ -266,6 +270,8 @@ class Node:
         dsts = sim.instances_of(to) if to is not None else self.peers()
         for dst in dsts:
             sim.net_send(self.id, dst, ("msg", data))
+        if self.behaviour == "flood":
+            self.flood(msg)
         if self.behaviour == "garbage" and sim.rng.random() < 0.5:
             self.garbage(msg)
 
@@ -318,6 +324,7 @@ class Node:
         self.roots.append(sha256(self.roots[-1] + encode(txs)))
         if self.honest:
             sim.check_agreement(self, eff.height)
+            sim.check_bounded(self)
         if not sim.healed and sim.rng.random() < sim.sc.crash_on_commit:
             sim.schedule(0, self.id, ("crash",))
             sim.schedule(sim.rng.randint(100, 1500), self.id, ("restart",))
@@ -368,6 +375,26 @@ class Node:
             for dst in self.peers():
                 self.sim.net_send(self.id, dst, ("msg", encode_message(vc)))
         return vc
+
+    def flood(self, msg) -> None:
+        """A burst of validly signed junk to one peer; what it may cost the victim is
+        bounded (Sim.check_bounded)."""
+        sim, rng = self.sim, self.sim.rng
+        dst = rng.choice(self.peers())
+        h = len(self.chain) + 1
+        n, rot = sim.sc.n, sim.sc.config.rotation_blocks
+        base = getattr(msg, "view", 0) or 0
+        junk = [make_commit(self.signer, CHAIN_ID, base + k, h, rng.randbytes(32)) for k in range(20)]
+        self.flood_views += 5
+        junk += [make_view_change(self.signer, CHAIN_ID, 10**6 + self.flood_views + k, h - 1, None) for k in range(5)]
+        mine = [v for v in range(base, base + 4 * n) if sim.validators[primary_index(v, h + 1, n, rot)] == self.key]
+        for v in mine[:3]:  # future blocks it may legitimately propose: buffered within its quota
+            block = encode([h + 1, v, self.key, sim.now, [], rng.randbytes(64) * 3072])
+            junk.append(make_preprepare(self.signer, CHAIN_ID, v, h + 1, sha256(block), block))
+        if h > 2:  # "I am at height 1, in ever higher views": asks for help again and again
+            junk += [make_prepare(self.signer, CHAIN_ID, base + k, 1, rng.randbytes(32)) for k in range(5)]
+        for m in junk:
+            sim.net_send(self.id, dst, ("msg", encode_message(m)))
 
     def vote_everything(self, msg) -> None:
         """An equivocator also prepares and commits every block it is shown."""
@@ -546,6 +573,19 @@ class Sim:
                 (new.height, new.view) == (prev.height, prev.view) and not set(prev.phases) <= set(new.phases)):
             raise Violation("signing-position", f"node {node.id} record went from ({prev.height}, {prev.view}) "
                             f"{prev.phases} to ({new.height}, {new.view}) {new.phases}", self.now)
+
+    def check_bounded(self, node: Node) -> None:
+        """What a replica keeps of others' messages stays within its per-sender bounds,
+        whatever the byzantine validators send."""
+        r, n, cfg = node.replica, self.sc.n, self.sc.config
+        sizes = {"commits": (r.commits.count(), n * MAX_COMMIT_KEYS),
+                 "seen": (len(r.seen), n * 5 * MAX_SEEN),
+                 "future": (len(r.future), n * cfg.max_buffered),
+                 "future bytes": (sum(weight(m) for m in r.future), n * cfg.max_buffered_bytes),
+                 "helped": (len(r.helped), 2 * n)}
+        for what, (size, bound) in sizes.items():
+            if size > bound:
+                raise Violation("bounded", f"node {node.id} holds {size} {what}, bound {bound}", self.now)
 
     def check_agreement(self, node: Node, height: int) -> None:
         block_hash, root = node.chain[-1][0], node.roots[-1]

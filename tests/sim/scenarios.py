@@ -20,7 +20,7 @@ PROFILES = ("clean", "lossy", "commit-loss", "partition", "crash", "twins", "equ
 BYZANTINE = ("equivocate", "garbage", "censor", "twin")
 # Issue 9 adversaries (harness.BEHAVIOURS). Kept out of PROFILES so that a seed drawn
 # from PROFILES still means what it meant before; tests/sim/test_sim.py runs them by name.
-HALTING = ("liar", "swap", "impostor")
+HALTING = ("liar", "swap", "impostor", "flood")
 
 
 def split(ids: list[int], rng: random.Random, parts: int = 2) -> list[set[int]]:
