@@ -15,6 +15,7 @@ from ledger.encoding import sha256
 from ledger.errors import BlockInvalid
 
 from consensus import proofs
+from consensus.bookkeeping import CommitTally, FutureBuffer, SeenLog
 from consensus.effects import (
     Broadcast, CommitBlock, Evidence, FetchBlocks, PersistSigned, RequestProposal, ScheduleTimeout,
     Send, ValidateBlock,
@@ -28,6 +29,9 @@ from consensus.messages import (
     make_prepare, make_preprepare, make_view_change, signed_bytes,
 )
 from consensus.state import ConsensusConfig, Faults, SignedState, primary_index
+
+
+MAX_HELPS = 8  # catch-up answers per peer and height
 
 
 class Replica:
@@ -55,10 +59,10 @@ class Replica:
         self.deferred_nv: NewView | None = None  # a lower-height NewView put off by rule R2
         self.new_view_msg: NewView | None = None  # proof of the current view, for laggards
         self.last_cert = last_certificate  # of height-1: handed to peers that fall behind
-        self.future: list = []
+        self.future = FutureBuffer(config.max_buffered, config.max_buffered_bytes)
         self.fetching = False
         self.fetches = 0
-        self.seen: dict[tuple, tuple[bytes, object]] = {}  # equivocation detection
+        self.seen = SeenLog()  # equivocation detection
         self._reset_height()
 
     # -- bookkeeping ----------------------------------------------------------------
@@ -74,14 +78,17 @@ class Replica:
         self.pp: PrePrepare | None = None  # accepted pre-prepare at (view, height)
         self.blocks: dict[bytes, bytes] = {}
         self.valid: set[bytes] = set()
-        self.invalid: set[bytes] = set()
-        self.validating: set[bytes] = set()
+        # Invalid verdicts and validations in flight, with the view they were asked in: an
+        # invalid verdict holds for that view only (a block whose time was ahead of our
+        # clock may be valid by the next view, when a new primary re-proposes it).
+        self.invalid: dict[bytes, int] = {}
+        self.validating: dict[bytes, int] = {}
         self.prepares: dict[tuple[int, bytes], dict[bytes, Prepare]] = {}
-        self.commits: dict[tuple[int, bytes], dict[bytes, Commit]] = {}
+        self.commits = CommitTally()
         self.deciding: bytes | None = None
         self.armed: set[tuple[int, int]] = set()
         self.requested: tuple[int, int] | None = None
-        self.helped: set[tuple] = set()
+        self.helped: dict[tuple[str, bytes], tuple[int, int]] = {}  # (kind, peer) -> (last view, times)
         self.behind: bytes | None = None  # a peer that showed us we are behind at this height
         self.waited = False  # gave catch-up one more timeout instead of suspecting the primary
 
@@ -133,16 +140,10 @@ class Replica:
 
     def _seen(self, key: tuple, digest: bytes, msg, out: list) -> bool:
         """True (and evidence once) if the sender signed something else at this position."""
-        prev = self.seen.get(key)
-        if prev is None:
-            self.seen[key] = (digest, msg)
-            return False
-        if prev[0] == digest:
-            return False
-        if prev[1] is not None:
-            out.append(Evidence("equivocation", msg.sender, prev[1], msg))
-            self.seen[key] = (prev[0], None)
-        return True
+        conflict, earlier = self.seen.check(key, digest, msg)
+        if earlier is not None:
+            out.append(Evidence("equivocation", msg.sender, earlier, msg))
+        return conflict
 
     def _fetch(self, out: list, hint: bytes | None) -> None:
         if hint is not None:
@@ -246,7 +247,8 @@ class Replica:
         return True
 
     def _on_preprepare(self, pp: PrePrepare, out: list) -> None:
-        if not self._triage(pp, out) or pp.sender != self.primary(pp.view, pp.height):
+        # The sender first: only the primary of (view, height) may park a block here.
+        if pp.sender != self.primary(pp.view, pp.height) or not self._triage(pp, out):
             return
         if self._seen(("pp", pp.sender, pp.view, pp.height), pp.block_hash, pp, out):
             return
@@ -255,15 +257,22 @@ class Replica:
         if pp.height < self.nv_height or (pp.height == self.nv_height and self.nv_hash not in (None, pp.block_hash)):
             return  # the NewView of this view requires a different block here
         self.pp = pp
+        # The node checked that pp.block hashes to pp.block_hash (check_message). Even so,
+        # bytes not yet found valid are never kept against the digest: the latest wins.
+        if pp.block_hash not in self.valid and not self.faults.invalid_for_height:
+            self.blocks[pp.block_hash] = pp.block
         self.blocks.setdefault(pp.block_hash, pp.block)
         self._arm_progress(out)
         if pp.block_hash in self.valid:  # our own proposals are valid
             self._on_valid(out)
-        elif pp.block_hash in self.invalid:
+        elif self.invalid.get(pp.block_hash, -1) >= (0 if self.faults.invalid_for_height else pp.view):
             self._start_view_change(self.view + 1, out)
         elif pp.block_hash not in self.validating:
-            self.validating.add(pp.block_hash)
-            out.append(ValidateBlock(pp.view, pp.height, pp.block_hash, pp.block))
+            self._validate(pp.view, pp.block_hash, pp.block, out)
+
+    def _validate(self, view: int, block_hash: bytes, block: bytes, out: list) -> None:
+        self.validating[block_hash] = self.view
+        out.append(ValidateBlock(view, self.height, block_hash, block))
 
     def _on_valid(self, out: list) -> None:
         pp = self.pp
@@ -299,9 +308,9 @@ class Replica:
         if not self._sign(out, pp.height, pp.view, [("commit", pp.block_hash)]):
             return
         mine = make_commit(self.signer, self.chain_id, pp.view, pp.height, pp.block_hash)
-        self.commits.setdefault((pp.view, pp.block_hash), {})[self.me] = mine
+        self.commits.add(mine)
         out.append(Broadcast(mine))
-        self._check_committed(out)
+        self._check_committed(out, [(pp.view, pp.block_hash)])
 
     def _on_commit(self, c: Commit, out: list) -> None:
         if c.height < self.height:
@@ -312,14 +321,18 @@ class Replica:
             self._buffer(c, out)
             return
         self._seen(("commit", c.sender, c.view, c.height), c.block_hash, c, out)
-        self.commits.setdefault((c.view, c.block_hash), {})[c.sender] = c
-        self._check_committed(out)
+        key = self.commits.add(c)  # bounded per sender (consensus/bookkeeping.py)
+        if key is not None:
+            self._check_committed(out, [key])
 
-    def _check_committed(self, out: list) -> None:
+    def _check_committed(self, out: list, keys=None) -> None:
+        """Decide if one of `keys` (default: every (view, hash) counted) has a quorum of
+        commits; callers pass the keys that just changed, so a commit costs O(1)."""
         if self.deciding is not None:
             return
         need = max(1, self.q - 1) if self.faults.commit_on_2f else self.q
-        for (view, block_hash), votes in sorted(self.commits.items()):
+        for view, block_hash in sorted(self.commits.keys() if keys is None else keys):
+            votes = self.commits.get((view, block_hash))
             if len(votes) < need:
                 continue
             block = self.blocks.get(block_hash)
@@ -332,8 +345,7 @@ class Replica:
                 if block_hash in self.invalid:
                     self._fetch(out, hint)
                 elif block_hash not in self.validating:
-                    self.validating.add(block_hash)
-                    out.append(ValidateBlock(view, self.height, block_hash, block))
+                    self._validate(view, block_hash, block, out)
                 return
             cert = Certificate.build(self.height, view, block_hash, {k: v.signature for k, v in votes.items()})
             self._decide(block_hash, block, cert, out)
@@ -345,15 +357,20 @@ class Replica:
         out.append(CommitBlock(self.height, block_hash, block, cert))
 
     def _on_verdict(self, ev: BlockVerdict, out: list) -> None:
-        self.validating.discard(ev.block_hash)
-        (self.valid if ev.valid else self.invalid).add(ev.block_hash)
+        asked = self.validating.pop(ev.block_hash, self.view)
+        if ev.valid:
+            self.valid.add(ev.block_hash)
+        else:
+            self.invalid[ev.block_hash] = max(asked, self.invalid.get(ev.block_hash, -1))
         pp = self.pp
         if pp is not None and pp.block_hash == ev.block_hash and self._active() and pp.view == self.view:
             if ev.valid:
                 self._on_valid(out)
-            else:
+            elif asked >= pp.view or self.faults.invalid_for_height:
                 self._start_view_change(self.view + 1, out)
-        self._check_committed(out)
+            else:  # asked in an earlier view (a re-proposal since): ask again
+                self._validate(pp.view, pp.block_hash, pp.block, out)
+        self._check_committed(out, self.commits.keys_for(ev.block_hash))
 
     def _on_proposal(self, ev: ProposalReady, out: list) -> None:
         if (ev.view, ev.height) != (self.view, self.height) or self.requested != (ev.view, ev.height):
@@ -383,8 +400,7 @@ class Replica:
         self.fetching = False
         self.fetches = 0
         self._reset_height()
-        self.seen = {k: v for k, v in self.seen.items()
-                     if (k[2] >= self.view if k[0] in ("vc", "nv") else k[3] >= self.height)}
+        self.seen.prune(lambda k: k[2] >= self.view if k[0] in ("vc", "nv") else k[3] >= self.height)
         self.pending = 0  # the node reports the new count after every Committed
         if self.n > 1 and cert is not None and (self.changing or cert.view > self.view):
             # Rule F: a view change of ours was about the height just committed, so it is
@@ -456,39 +472,48 @@ class Replica:
     # -- catching up and helping others --------------------------------------------
 
     def _buffer(self, msg, out: list) -> None:
+        """Keep a message for a later height or view, within a quota per sender (count and
+        bytes), so no validator can crowd out the others' future messages."""
         ahead = msg.height - self.height
         if ahead > 1 or (ahead == 1 and isinstance(msg, Commit)):
             self._fetch(out, msg.sender)  # someone decided our height already
-        if ahead <= self.config.max_future_heights and len(self.future) < self.config.max_buffered:
-            self.future.append(msg)
+        if ahead <= self.config.max_future_heights:
+            self.future.add(msg)
 
     def _replay(self, out: list) -> None:
-        pending, self.future = self.future, []
-        for msg in pending:
-            if msg.height >= self.height:
+        for msg in self.future.take():
+            # the validator set may have changed since the message was buffered
+            if msg.height >= self.height and msg.sender in self.vset:
                 self._dispatch(msg, out)
 
     def _help(self, peer: bytes, their_view: int, out: list) -> None:
         """A peer is at a lower height: hand it the commits of our last block, so it can
         decide it or learn that it must fetch (once per view the peer is in)."""
         cert = self.last_cert
-        if cert is None or ("h", peer, their_view) in self.helped or peer == self.me:
+        if cert is None or peer == self.me or not self._may_help("h", peer, their_view):
             return
-        self.helped.add(("h", peer, their_view))
         for key, sig in cert.signatures:
             out.append(Send(peer, Commit(cert.view, cert.height, cert.block_hash, key, sig)))
 
     def _stale(self, peer: bytes, their_view: int, out: list) -> None:
         """A peer is in a lower view: show it how we got here (once per view it is in)."""
-        if peer == self.me or ("s", peer, their_view) in self.helped:
+        if peer == self.me or not self._may_help("s", peer, their_view):
             return
-        self.helped.add(("s", peer, their_view))
         if self.changing:
             mine = self.vc_latest.get(self.me)
             if mine is not None and mine.new_view == self.view:
                 out.append(Send(peer, mine))
         elif self.new_view_msg is not None:
             out.append(Send(peer, self.new_view_msg))
+
+    def _may_help(self, kind: str, peer: bytes, their_view: int) -> bool:
+        """Once per view the peer is in, views only going up, at most MAX_HELPS times per
+        peer and height: a peer sending junk at ever higher views gets no more."""
+        last, times = self.helped.get((kind, peer), (-1, 0))
+        if their_view <= last or times >= MAX_HELPS:
+            return False
+        self.helped[(kind, peer)] = (their_view, times + 1)
+        return True
 
     # -- view change ------------------------------------------------------------------
 
@@ -542,11 +567,16 @@ class Replica:
         asked = [x for x in self.vc_latest.values() if x.new_view == v]
         ahead = [x for x in asked if x.last_committed_height >= h]
         if ahead:
+            # A claim to have committed our height is only a hint (it carries no proof):
+            # fetch, but never wait for it, or one liar claiming a huge height would
+            # hold back every NewView. R1 keeps its ViewChange out of ours anyway.
             self._fetch(out, max(ahead, key=lambda x: x.last_committed_height).sender)
-            return
-        # Rule R1: a NewView for height h is built only from ViewChanges scoped to h.
+            if self.faults.wait_for_claimed_height:
+                return
+        # Rule R1: a NewView for height h is built only from ViewChanges scoped to h;
+        # exactly q of them (any q intersect every commit quorum), as check_message demands.
         vcs = tuple(sorted((x for x in asked if x.last_committed_height == h - 1 or self.faults.unscoped_new_view),
-                           key=lambda x: x.sender))
+                           key=lambda x: x.sender))[: self.q]
         if len(vcs) < self.q:
             return
         chosen = None if self.faults.ignore_prepared else proofs.select_prepared(vcs, h)

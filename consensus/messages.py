@@ -14,22 +14,33 @@ Wire forms (`encode_message` / `decode_message`):
     NewView     [5, view, height, [view_change, ...], preprepare | nil, sender, signature]
     prepared  = [preprepare, [prepare, ...]]      (nested messages in their wire form)
 
+Inside a NewView every ViewChange's prepared pre-prepare travels with its block bytes
+left out (an empty bin): signatures cover only (view, height, block_hash), and the one
+block a NewView needs, the re-proposal, is in its own pre-prepare. So a NewView is one
+block plus signatures, never one block per ViewChange (a 3 MiB block must fit a 4 MiB
+p2p frame).
+
 Signed payloads:
 
     PrePrepare  DOMAIN_PREPREPARE  [view, height, block_hash]
     Prepare     DOMAIN_PREPARE     [view, height, block_hash]
     Commit      DOMAIN_COMMIT      [view, height, block_hash]
     ViewChange  DOMAIN_VIEW_CHANGE [new_view, last_committed_height, nil | [view, height, block_hash]]
-    NewView     DOMAIN_NEW_VIEW    [view, height, [sha256(encode(vc wire)), ...],
+    NewView     DOMAIN_NEW_VIEW    [view, height, [sha256(encode(vc wire, block left out)), ...],
                                     nil | [pp.view, pp.height, pp.block_hash]]
+
+`check_message` is what the node runs on every received message before the core sees
+it: cheap shape checks against the validator set first (so a message can never cost more
+than about q*(q+1)+2 signature checks), then that every block carried hashes to the
+digest it is signed under, then the signatures. A refusal is the sender's fault.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Union
+from typing import Callable, Union
 
-from ledger.block import HASH_SIZE, commit_signing_bytes
+from ledger.block import HASH_SIZE, commit_signing_bytes, quorum
 from ledger.crypto import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, Signer, verify
 from ledger.encoding import (
     DOMAIN_NEW_VIEW,
@@ -45,7 +56,7 @@ from ledger.encoding import (
     sha256,
     signing_bytes,
 )
-from ledger.errors import EncodingError
+from ledger.errors import EncodingError, LedgerError
 
 TAG_PREPREPARE = 1
 TAG_PREPARE = 2
@@ -53,8 +64,22 @@ TAG_COMMIT = 3
 TAG_VIEW_CHANGE = 4
 TAG_NEW_VIEW = 5
 
-MAX_MESSAGE_BYTES = 80 * 1024 * 1024  # a NewView may carry a few blocks
-MAX_PROOFS = 1024  # nested prepares / view changes in one message
+MAX_MESSAGE_BYTES = 80 * 1024 * 1024  # decode limit; the p2p frame limit (4 MiB) is the real bound
+MAX_PROOFS = 1024  # nested prepares / view changes in one message (decode limit; see check_message)
+
+
+class ConsensusError(Exception):
+    """Root of the consensus package's errors."""
+
+
+class MessageRefused(ConsensusError):
+    """A received message is malformed for this validator set, carries block bytes that
+    do not hash to the digest signed, or has a bad signature: the sender's fault.
+    `code` is stable: "shape", "block_hash", "signature"."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,10 +219,12 @@ def prepared_from_wire(w) -> PreparedCert:
                         tuple(_vote(p, TAG_PREPARE, Prepare, "prepare") for p in _list(w[1], "prepared.prepares")))
 
 
-def _view_change(w) -> ViewChange:
+def _view_change(w, nested: bool = False) -> ViewChange:
     _expect_tag(w, TAG_VIEW_CHANGE, 6, "viewchange")
     sender, sig = _tail(w, "viewchange")
     prepared = None if w[3] is None else prepared_from_wire(w[3])
+    if nested and prepared is not None and prepared.preprepare.block:
+        raise EncodingError("newview.view_changes: a prepared block must be left out (empty bin)")
     return ViewChange(expect_uint(w[1], "viewchange.new_view"), expect_uint(w[2], "viewchange.last_committed_height"),
                       prepared, sender, sig)
 
@@ -205,7 +232,7 @@ def _view_change(w) -> ViewChange:
 def _new_view(w) -> NewView:
     _expect_tag(w, TAG_NEW_VIEW, 7, "newview")
     sender, sig = _tail(w, "newview")
-    vcs = tuple(_view_change(v) for v in _list(w[3], "newview.view_changes"))
+    vcs = tuple(_view_change(v, nested=True) for v in _list(w[3], "newview.view_changes"))
     pp = None if w[4] is None else _preprepare(w[4])
     return NewView(expect_uint(w[1], "newview.view"), expect_uint(w[2], "newview.height"), vcs, pp, sender, sig)
 
@@ -239,8 +266,16 @@ def _prepared_ref(p: PreparedCert | None):
     return None if p is None else [p.view, p.height, p.block_hash]
 
 
+def without_block(vc: ViewChange) -> ViewChange:
+    """`vc` as it travels inside a NewView: its prepared block's bytes left out."""
+    p = vc.prepared
+    if p is None or not p.preprepare.block:
+        return vc
+    return replace(vc, prepared=PreparedCert(replace(p.preprepare, block=b""), p.prepares))
+
+
 def view_change_digest(vc: ViewChange) -> bytes:
-    return sha256(encode_message(vc))
+    return sha256(encode_message(without_block(vc)))
 
 
 def signed_bytes(msg: Message, chain_id: str) -> bytes:
@@ -290,34 +325,98 @@ def make_view_change(signer: Signer, chain_id: str, new_view: int, last_committe
 
 def make_new_view(signer: Signer, chain_id: str, view: int, height: int,
                   view_changes: tuple[ViewChange, ...], preprepare: PrePrepare | None) -> NewView:
-    return _signed(NewView(view, height, tuple(view_changes), preprepare, signer.public_key, _NO_SIG),
-                   signer, chain_id)
+    vcs = tuple(without_block(v) for v in view_changes)
+    return _signed(NewView(view, height, vcs, preprepare, signer.public_key, _NO_SIG), signer, chain_id)
 
 
-def _sig_ok(msg, chain_id: str, allowed: set[bytes]) -> bool:
-    return msg.sender in allowed and verify(msg.sender, signed_bytes(msg, chain_id), msg.signature)
+BlockId = Callable[[bytes], bytes]  # block bytes -> block hash; raises LedgerError/ValueError on garbage
 
 
-def verify_message(msg: Message, chain_id: str, validators) -> bool:
-    """True when `msg` and every message nested in it is signed by a validator in
-    `validators`. Pure; checks signatures and membership only (the core checks the rest)."""
-    allowed = set(validators)
+def check_message(msg: Message, chain_id: str, validators, block_id: BlockId) -> None:
+    """Raise `MessageRefused` unless `msg` may go to the core: every signer (nested ones
+    too) is in `validators`, proofs have the one shape an honest replica builds (a
+    prepared certificate is a pre-prepare plus exactly q-1 Prepares from distinct other
+    validators; a NewView carries exactly q ViewChanges from distinct validators, all for
+    its view), every block carried hashes (by `block_id`) to its signed digest, and every
+    signature verifies. Shape and hashes are checked before any signature, so the work a
+    message can cause is bounded by the validator set, not by its size. Pure."""
+    keys = tuple(validators)
+    allowed = set(keys)
+    q = quorum(len(keys))
+    sigs: list = []
+    _shape(msg, allowed, q, sigs)
+    for m in sigs:
+        if isinstance(m, PrePrepare) and not _nested(msg, m):
+            _bound(m, block_id)
+    for m in sigs:
+        if not verify(m.sender, signed_bytes(m, chain_id), m.signature):
+            raise MessageRefused(f"{type(m).__name__} from {m.sender.hex()[:16]}: bad signature", "signature")
+
+
+def _nested(outer: Message, pp: PrePrepare) -> bool:
+    """True for a prepared pre-prepare inside a NewView (its block is left out)."""
+    return isinstance(outer, NewView) and pp is not outer.preprepare
+
+
+def _bound(pp: PrePrepare, block_id: BlockId) -> None:
     try:
-        if not _sig_ok(msg, chain_id, allowed):
-            return False
-        if isinstance(msg, ViewChange):
-            return _prepared_ok(msg.prepared, chain_id, allowed)
-        if isinstance(msg, NewView):
-            if msg.preprepare is not None and not _sig_ok(msg.preprepare, chain_id, allowed):
-                return False
-            return all(_sig_ok(v, chain_id, allowed) and _prepared_ok(v.prepared, chain_id, allowed)
-                       for v in msg.view_changes)
+        digest = block_id(pp.block)
+    except (LedgerError, ValueError, TypeError) as exc:
+        raise MessageRefused(f"block of pre-prepare ({pp.view}, {pp.height}) does not decode: {exc}",
+                             "block_hash") from None
+    if digest != pp.block_hash:
+        raise MessageRefused(f"block of pre-prepare ({pp.view}, {pp.height}) does not hash to its digest",
+                             "block_hash")
+
+
+def _refuse(what: str) -> None:
+    raise MessageRefused(what, "shape")
+
+
+def _member(m, allowed: set[bytes], sigs: list) -> None:
+    if m.sender not in allowed:
+        _refuse(f"{type(m).__name__} signed by {m.sender.hex()[:16]}, not a validator")
+    sigs.append(m)
+
+
+def _shape_prepared(p: PreparedCert, allowed: set[bytes], q: int, sigs: list) -> None:
+    pp = p.preprepare
+    _member(pp, allowed, sigs)
+    if len(p.prepares) != q - 1:
+        _refuse(f"prepared certificate with {len(p.prepares)} prepares, {q - 1} expected")
+    senders = {pp.sender}
+    for x in p.prepares:
+        if (x.view, x.height, x.block_hash) != (pp.view, pp.height, pp.block_hash) or x.sender in senders:
+            _refuse("prepared certificate: a prepare that does not match, or a signer twice")
+        senders.add(x.sender)
+        _member(x, allowed, sigs)
+
+
+def _shape(msg: Message, allowed: set[bytes], q: int, sigs: list) -> None:
+    if not isinstance(msg, (PrePrepare, Prepare, Commit, ViewChange, NewView)):
+        _refuse(f"not a consensus message: {type(msg).__name__}")
+    _member(msg, allowed, sigs)
+    if isinstance(msg, ViewChange) and msg.prepared is not None:
+        _shape_prepared(msg.prepared, allowed, q, sigs)
+    elif isinstance(msg, NewView):
+        if len(msg.view_changes) != q:
+            _refuse(f"NewView with {len(msg.view_changes)} view changes, {q} expected")
+        senders = set()
+        for vc in msg.view_changes:
+            if vc.new_view != msg.view or vc.sender in senders:
+                _refuse("NewView: a view change for another view, or a signer twice")
+            senders.add(vc.sender)
+            _member(vc, allowed, sigs)
+            if vc.prepared is not None:
+                _shape_prepared(vc.prepared, allowed, q, sigs)
+        if msg.preprepare is not None:
+            _member(msg.preprepare, allowed, sigs)
+
+
+def verify_message(msg: Message, chain_id: str, validators, block_id: BlockId) -> bool:
+    """`check_message` as a yes/no answer."""
+    try:
+        check_message(msg, chain_id, validators, block_id)
         return True
-    except EncodingError:
+    except MessageRefused:
         return False
-
-
-def _prepared_ok(p: PreparedCert | None, chain_id: str, allowed: set[bytes]) -> bool:
-    if p is None:
-        return True
-    return _sig_ok(p.preprepare, chain_id, allowed) and all(_sig_ok(x, chain_id, allowed) for x in p.prepares)

@@ -20,7 +20,8 @@ class ConsensusConfig:
     rotation_blocks: int = 30  # a new leader every R heights; 0 disables
     max_future_heights: int = 64  # messages further ahead are dropped (but we fetch)
     max_timeout_ms: int = 60_000  # doubling stops here
-    max_buffered: int = 4096  # future messages kept for replay
+    max_buffered: int = 512  # future messages kept for replay, per sender
+    max_buffered_bytes: int = 8 * 1024 * 1024  # and their bytes per sender (two of the largest blocks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,8 @@ class Faults:
     forget_signed_on_restart: bool = False  # start from nothing instead of the persisted record
     unscoped_new_view: bool = False  # rule R1 off: NewViews also from ViewChanges about lower heights
     enter_lower_new_view: bool = False  # rule R2 off: enter a NewView for a lower height while prepared
+    wait_for_claimed_height: bool = False  # a new primary waits for any height a ViewChange claims (issue 9.1)
+    invalid_for_height: bool = False  # an invalid verdict (and the first bytes seen) kept for the height (9.2)
 
 
 @dataclass(frozen=True, slots=True)

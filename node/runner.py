@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import os
 import time
@@ -27,15 +28,16 @@ from typing import Any, Callable
 
 from consensus import effects as fx
 from consensus import events as ev
-from consensus.messages import decode_message, encode_message, verify_message
+from consensus.messages import encode_message
 from consensus.state import ConsensusConfig, SignedState, primary_index
 from ledger.block import Block, Certificate, commit_signing_bytes
 from ledger.chain import Chain
 from ledger.encoding import decode, encode
-from ledger.errors import BlockInvalid, EncodingError, LedgerError
+from ledger.errors import BlockInvalid, LedgerError
 from ledger.execution import BlockResult
 from ledger.store.base import PREFIX_WAL
 
+from node import inbound
 from node.mempool import Mempool
 from node.transport import Transport
 
@@ -244,18 +246,35 @@ class Runner:
         self.queue.put_nowait(_Call(fn))
 
     def on_consensus_bytes(self, sender_key: bytes, raw: bytes) -> None:
+        """A consensus message from peer `sender_key`: decode and check it (shape, block
+        hashes, signatures: `consensus.messages.check_message`) and queue it for the core.
+        Heavy messages are checked in a thread pool, in arrival order per sender; refused
+        and expensive ones are charged to the sender, whose messages are dropped unread
+        once it is over its budget (node/inbound.py)."""
+        gate = self._inbound_gate()
+        if not gate.allowed(sender_key):
+            return
         if self.queue.qsize() > MAX_INBOUND_QUEUE:
             self.log.warning("runner: queue full, dropping a consensus message from %s", sender_key.hex()[:16])
             return
-        try:
-            msg = decode_message(raw)
-        except EncodingError as exc:
-            self.log.info("consensus message from %s refused: %s", sender_key.hex()[:16], exc)
-            return
-        if not verify_message(msg, self.chain.chain_id, self.chain.validator_keys):
-            self.log.info("consensus message from %s refused: bad signature or unknown signer", sender_key.hex()[:16])
-            return
-        self.queue.put_nowait(ev.MessageReceived(msg))
+        job = functools.partial(inbound.check_bytes, raw, self.chain.chain_id, tuple(self.chain.validator_keys),
+                                self.chain.params.get("rotation_blocks", 30))
+
+        def deliver(verdict: inbound.Verdict) -> None:
+            gate.charge(sender_key, verdict)
+            if verdict.msg is None:
+                self.log.info("consensus message from %s refused: %s", sender_key.hex()[:16], verdict.error)
+            else:
+                self.queue.put_nowait(ev.MessageReceived(verdict.msg))
+
+        gate.check(sender_key, raw, job, deliver)
+
+    def _inbound_gate(self) -> inbound.InboundGate:
+        # created on first use so the constructor stays as it is
+        gate = getattr(self, "_gate", None)
+        if gate is None:
+            gate = self._gate = inbound.InboundGate(self.log)
+        return gate
 
     def on_peer_connected(self, peer_key: bytes) -> None:
         """A session to a peer (re)opened: the core sends it its current state again."""

@@ -3,18 +3,23 @@ integer-millisecond fake clock and a heap of (deliver_at, seq, dst, what).
 
 The network drops, delays, duplicates and reorders messages and applies partitions;
 nodes crash and restart from their persisted `SignedState`; byzantine validators
-equivocate, send garbage or censor; Twins run two honest replicas with one key.
+equivocate, send garbage, censor, lie about their committed height, swap block bytes
+under a signed digest, or name another validator as a block's proposer; Twins run two
+honest replicas with one key.
 Invariants are checked at every step that could break them (a commit, a send) and raise
 `Violation`. Messages travel as bytes through `encode_message`/`decode_message` and are
-checked with `verify_message` (real Ed25519, results cached by message bytes).
+checked with `check_message` (real Ed25519, results cached by message bytes), as the node
+does; a message larger than a p2p frame (4 MiB) from an honest node is a violation.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from consensus import proofs
+from consensus.bookkeeping import MAX_COMMIT_KEYS, MAX_SEEN, weight
 from consensus.core import Replica
 from consensus.effects import (
     Broadcast, CommitBlock, Evidence, FetchBlocks, PersistSigned, RequestProposal, ScheduleTimeout,
@@ -24,10 +29,11 @@ from consensus.events import (
     BlockVerdict, Committed, FetchedBlock, MessageReceived, PendingTxs, ProposalReady, TimeoutFired,
 )
 from consensus.messages import (
-    Commit, NewView, Prepare, PrePrepare, ViewChange, decode_message, encode_message, make_commit,
-    make_prepare, make_preprepare, signed_bytes, verify_message,
+    Commit, MessageRefused, NewView, Prepare, PreparedCert, PrePrepare, ViewChange, check_message,
+    decode_message, encode_message, make_commit, make_prepare, make_preprepare, make_view_change, signed_bytes,
+    verify_message,
 )
-from consensus.state import ConsensusConfig, Faults, SignedState
+from consensus.state import ConsensusConfig, Faults, SignedState, primary_index
 from ledger.block import Certificate, quorum
 from ledger.crypto import Signer
 from ledger.encoding import decode, encode, sha256
@@ -36,6 +42,8 @@ from ledger.errors import BlockInvalid, EncodingError
 CHAIN_ID = "cxl-sim"
 MAX_BLOCK_TXS = 4
 FETCH_BATCH = 8
+MAX_FRAME = 4 * 1024 * 1024  # p2p/config.py max_frame_bytes
+LIE = 1_000_000  # how far ahead a "liar" claims to have committed
 
 _KEYS: list[Signer] = []
 OUTSIDER = Signer(sha256(b"cxl-sim-outsider"))
@@ -50,12 +58,43 @@ def keys(n: int) -> list[Signer]:
     return _KEYS[:n]
 
 
-def verified(data: bytes, msg, validators: tuple[bytes, ...]) -> bool:
-    ok = _VERIFIED.get(data)
+def block_id(validators: tuple[bytes, ...], rotation_blocks: int):
+    """The simulator's blocks are [height, view, proposer, time, txs(, padding)] and hash
+    with sha256. Like the node, refuse a block whose proposer is not the primary of the
+    (view, height) it names."""
+    def digest(block: bytes) -> bytes:
+        try:
+            h, view, proposer = decode(block)[:3]
+            primary = validators[primary_index(view, h, len(validators), rotation_blocks)]
+        except (EncodingError, ValueError, TypeError, IndexError) as exc:
+            raise ValueError(f"not a block: {exc}") from None
+        if proposer != primary:
+            raise ValueError("the block names a proposer that is not the primary of its view")
+        return sha256(block)
+    return digest
+
+
+class _AnyDigest:
+    """Equal to every digest: a receiver that does not bind block bytes to their digest
+    (the node before issue 9), for `Scenario.bind_blocks = False`."""
+
+    def __eq__(self, other) -> bool:
+        return True
+
+    def __ne__(self, other) -> bool:
+        return False
+
+    __hash__ = None
+
+
+def verified(data: bytes, msg, validators: tuple[bytes, ...], rotation_blocks: int, bind: bool = True) -> bool:
+    key = (b"b" if bind else b"u") + data + b"".join(validators)
+    ok = _VERIFIED.get(key)
     if ok is None:
         if len(_VERIFIED) > 200_000:
             _VERIFIED.clear()
-        ok = _VERIFIED[data] = verify_message(msg, CHAIN_ID, validators)
+        ids = block_id(validators, rotation_blocks) if bind else (lambda raw: _AnyDigest())
+        ok = _VERIFIED[key] = verify_message(msg, CHAIN_ID, validators, ids)
     return ok
 
 
@@ -103,7 +142,9 @@ class Scenario:
     delay: tuple[int, int] = (1, 20)
     partitions: list = field(default_factory=list)  # [(at_ms, groups of instance ids | None)]
     crashes: list = field(default_factory=list)  # [(at_ms, instance id, "crash"|"restart")]
-    byzantine: dict = field(default_factory=dict)  # key index -> "equivocate"|"garbage"|"censor"|"twin"
+    byzantine: dict = field(default_factory=dict)  # key index -> a behaviour in BEHAVIOURS
+    block_pad: int = 0  # bytes of padding in every proposed block (to test frame limits)
+    bind_blocks: bool = True  # off: receivers check signatures only, not that block bytes hash to the digest
     check_certificates: bool = True  # off only to show other invariants catch a quorum bug too
     config: ConsensusConfig = ConsensusConfig(view_timeout_ms=300, rotation_blocks=3, max_timeout_ms=2400)
     faults: Faults = Faults()
@@ -116,6 +157,21 @@ class Stats:
     verifications: int = 0  # signatures checked by receivers (as an uncached node would)
     blocks: int = 0
     events: int = 0
+    refused: int = 0  # messages receivers refused (check_message)
+
+
+BEHAVIOURS = {
+    "equivocate": "proposes two blocks at one position; prepares and commits everything",
+    "garbage": "random bytes, broken signatures, outsiders, far-future and stale messages, bad certificates",
+    "censor": "never proposes",
+    "twin": "a second honest replica with the same key",
+    "liar": "never proposes, and claims in every ViewChange to have committed LIE heights more",
+    "swap": "as primary sends one peer other bytes under its signed digest, withholds its commits, "
+            "and puts other bytes in its ViewChanges' prepared certificates",
+    "impostor": "proposes blocks that name another validator as their proposer",
+    "flood": "sends one peer bursts of validly signed junk: Commits at many views, ViewChanges at huge "
+             "views, future PrePrepares with big blocks, old-height messages at ever higher views",
+}
 
 
 class Node:
@@ -130,6 +186,8 @@ class Node:
         self.committed: set[bytes] = set()
         self.crashed = False
         self.incarnation = 0
+        self.lied = 0  # "liar": highest view it has lied about
+        self.flood_views = 0  # "flood": ViewChange views used so far
         self.boot()
 
     def boot(self) -> None:
@@ -166,6 +224,8 @@ class Node:
         sim = self.sim
         for eff in effects:
             if isinstance(eff, PersistSigned):
+                if self.honest:
+                    sim.check_persisted(self, self.persisted, eff.record)
                 self.persisted = eff.record.encode()
             elif isinstance(eff, (Broadcast, Send)):
                 self.send_msg(eff.msg, None if isinstance(eff, Broadcast) else eff.to)
@@ -200,10 +260,18 @@ class Node:
         if self.behaviour == "equivocate" and isinstance(msg, PrePrepare) and to is None:
             self.equivocate(msg)
             return
+        if self.behaviour in ("liar", "swap"):
+            msg = self.distort(msg, to)
+            if msg is None:
+                return
         data = encode_message(msg)
+        if self.honest:
+            sim.check_sent(self, msg, data)
         dsts = sim.instances_of(to) if to is not None else self.peers()
         for dst in dsts:
             sim.net_send(self.id, dst, ("msg", data))
+        if self.behaviour == "flood":
+            self.flood(msg)
         if self.behaviour == "garbage" and sim.rng.random() < 0.5:
             self.garbage(msg)
 
@@ -213,18 +281,24 @@ class Node:
         if self.request is None or self.behaviour == "censor" or self.crashed:
             return
         txs = self.pending()[:MAX_BLOCK_TXS]
-        if not txs:
+        if not txs or self.behaviour == "liar":
             return
         view, height = self.request
         self.request = None
-        block = encode([height, view, self.key, self.sim.now, txs])
+        proposer = self.key
+        if self.behaviour == "impostor":
+            proposer = next(v for v in self.sim.validators if v != self.key)
+        fields = [height, view, proposer, self.sim.now, txs]
+        if self.sim.sc.block_pad:
+            fields.append(b"\x00" * self.sim.sc.block_pad)
+        block = encode(fields)
         self.feed(ProposalReady(view, height, sha256(block), block))
 
     def validate(self, height: int, block_hash: bytes, block: bytes) -> bool:
         if sha256(block) != block_hash:
             return False
         try:
-            h, _view, _proposer, _t, txs = decode(block)
+            h, _view, _proposer, _t, txs = decode(block)[:5]
         except (EncodingError, ValueError, TypeError):
             return False
         return (h == height == len(self.chain) + 1 and 0 < len(txs) == len(set(txs))
@@ -241,12 +315,16 @@ class Node:
                             f"({len(eff.certificate.signatures)} signers, {sim.quorum} needed)", sim.now)
         if sha256(eff.block) != eff.block_hash or not self.validate(eff.height, eff.block_hash, eff.block):
             raise Violation("validity", f"{where}: block holds unsubmitted or repeated txs", sim.now)
-        txs = decode(eff.block)[4]
+        h, view, proposer, _t, txs = decode(eff.block)[:5]
+        if proposer != sim.validators[primary_index(view, h, sim.sc.n, sim.sc.config.rotation_blocks)]:
+            raise Violation("proposer", f"{where}: the block names a proposer that was not the primary of "
+                            f"view {view}", sim.now)
         self.chain.append((eff.block_hash, eff.block, eff.certificate))
         self.committed.update(txs)
         self.roots.append(sha256(self.roots[-1] + encode(txs)))
         if self.honest:
             sim.check_agreement(self, eff.height)
+            sim.check_bounded(self)
         if not sim.healed and sim.rng.random() < sim.sc.crash_on_commit:
             sim.schedule(0, self.id, ("crash",))
             sim.schedule(sim.rng.randint(100, 1500), self.id, ("restart",))
@@ -266,6 +344,57 @@ class Node:
         half = len(peers) // 2
         for i, dst in enumerate(peers):
             sim.net_send(self.id, dst, ("msg", encode_message(pp if i < half else alt)))
+
+    def distort(self, msg, to: bytes | None):
+        """"liar" and "swap": the message to send instead of `msg` (None: send nothing)."""
+        sim = self.sim
+        if self.behaviour == "liar":
+            if isinstance(msg, ViewChange) and msg.prepared is None:
+                return self.lie(msg.new_view, msg.last_committed_height)
+            return msg
+        if isinstance(msg, Commit):
+            return None  # withhold its own and the ones it could hand on: the others need the victim
+        if isinstance(msg, ViewChange) and msg.prepared is not None:
+            pp = msg.prepared.preprepare
+            return replace(msg, prepared=PreparedCert(replace(pp, block=_other_bytes(pp.block)), msg.prepared.prepares))
+        if isinstance(msg, PrePrepare) and to is None:
+            peers = self.peers()
+            victim = peers[pp_victim(msg, len(peers))]
+            for dst in peers:
+                bad = replace(msg, block=_other_bytes(msg.block)) if dst == victim else msg
+                sim.net_send(self.id, dst, ("msg", encode_message(bad)))
+            return None
+        return msg
+
+    def lie(self, view: int, committed: int) -> ViewChange:
+        """A ViewChange for `view` claiming LIE more committed heights, sent as soon as
+        anyone asks for `view` (so it is there before the new primary has a quorum)."""
+        vc = make_view_change(self.signer, CHAIN_ID, view, committed + LIE, None)
+        if view > self.lied:
+            self.lied = view
+            for dst in self.peers():
+                self.sim.net_send(self.id, dst, ("msg", encode_message(vc)))
+        return vc
+
+    def flood(self, msg) -> None:
+        """A burst of validly signed junk to one peer; what it may cost the victim is
+        bounded (Sim.check_bounded)."""
+        sim, rng = self.sim, self.sim.rng
+        dst = rng.choice(self.peers())
+        h = len(self.chain) + 1
+        n, rot = sim.sc.n, sim.sc.config.rotation_blocks
+        base = getattr(msg, "view", 0) or 0
+        junk = [make_commit(self.signer, CHAIN_ID, base + k, h, rng.randbytes(32)) for k in range(20)]
+        self.flood_views += 5
+        junk += [make_view_change(self.signer, CHAIN_ID, 10**6 + self.flood_views + k, h - 1, None) for k in range(5)]
+        mine = [v for v in range(base, base + 4 * n) if sim.validators[primary_index(v, h + 1, n, rot)] == self.key]
+        for v in mine[:3]:  # future blocks it may legitimately propose: buffered within its quota
+            block = encode([h + 1, v, self.key, sim.now, [], rng.randbytes(64) * 3072])
+            junk.append(make_preprepare(self.signer, CHAIN_ID, v, h + 1, sha256(block), block))
+        if h > 2:  # "I am at height 1, in ever higher views": asks for help again and again
+            junk += [make_prepare(self.signer, CHAIN_ID, base + k, 1, rng.randbytes(32)) for k in range(5)]
+        for m in junk:
+            sim.net_send(self.id, dst, ("msg", encode_message(m)))
 
     def vote_everything(self, msg) -> None:
         """An equivocator also prepares and commits every block it is shown."""
@@ -306,15 +435,19 @@ class Node:
             except EncodingError:
                 return
             sim.stats.verifications += signature_count(msg)
-            if not verified(what[1], msg, sim.validators):
+            if not verified(what[1], msg, sim.validators, sim.sc.config.rotation_blocks, sim.sc.bind_blocks):
+                sim.stats.refused += 1
                 return
             if self.behaviour == "equivocate":
                 self.vote_everything(msg)
+            if self.behaviour == "liar" and isinstance(msg, (ViewChange, NewView)):
+                view = msg.new_view if isinstance(msg, ViewChange) else msg.view
+                self.lie(view, len(self.chain))
             self.feed(MessageReceived(msg))
         elif kind == "fetch_req":
             start = what[1]
             blocks = self.chain[start - 1: start - 1 + FETCH_BATCH]
-            if blocks:
+            if blocks and self.behaviour != "swap":  # its certificates would carry its withheld commit
                 if self.behaviour == "garbage":  # hand out a certificate with a signature missing
                     hsh, blk, cert = blocks[0]
                     blocks = [(hsh, blk, Certificate(cert.height, cert.view, cert.block_hash, cert.signatures[1:]))]
@@ -323,6 +456,17 @@ class Node:
             for i, (hsh, blk, cert) in enumerate(what[2]):
                 if sha256(blk) == hsh:  # the node hashes fetched blocks itself
                     self.feed(FetchedBlock(what[1] + i, hsh, blk, cert))
+
+
+def _other_bytes(block: bytes) -> bytes:
+    """Another well-formed block for the same slot (so only its hash gives it away)."""
+    fields = decode(block)
+    fields[3] += 1
+    return encode(fields)
+
+
+def pp_victim(pp: PrePrepare, peers: int) -> int:
+    return (pp.view + pp.height) % peers
 
 
 class Sim:
@@ -392,6 +536,56 @@ class Sim:
             prev = self.signed.setdefault(key, digest)
             if prev != digest:
                 raise Violation("double-sign", f"node {node.id} signed two different {pos}", self.now)
+
+    def check_sent(self, node: Node, msg, data: bytes) -> None:
+        """What an honest node sends fits one p2p frame, and its proofs hold: every
+        signature verifies, every block carried hashes to its digest, and a ViewChange or
+        NewView passes the checks a receiver makes."""
+        if len(data) > MAX_FRAME:
+            raise Violation("frame", f"node {node.id} sent a {type(msg).__name__} of {len(data)} bytes", self.now)
+        if not isinstance(msg, (ViewChange, NewView, PrePrepare)):
+            return
+        R = self.sc.config.rotation_blocks
+        try:
+            if not verified(data, msg, self.validators, R):  # cached: the receivers ask the same
+                check_message(msg, CHAIN_ID, self.validators, block_id(self.validators, R))
+        except MessageRefused as exc:
+            raise Violation("bad-proof", f"node {node.id} sent a {type(msg).__name__} others refuse: {exc}",
+                            self.now) from None
+        if isinstance(msg, ViewChange):
+            ok = proofs.view_change_ok(msg, self.validators, R)
+        elif isinstance(msg, NewView):
+            ok = proofs.new_view_ok(msg, self.validators, R, self.quorum, self.sc.faults.ignore_prepared,
+                                    self.sc.faults.unscoped_new_view)[0]
+        else:
+            ok = True
+        if not ok:
+            raise Violation("bad-proof", f"node {node.id} sent a {type(msg).__name__} that fails its proof check",
+                            self.now)
+
+    def check_persisted(self, node: Node, old: bytes | None, new: SignedState) -> None:
+        """An honest signing record only moves forward: its position (height, view) never
+        goes down, and at one position nothing signed is dropped or changed."""
+        if old is None:
+            return
+        prev = SignedState.decode(old)
+        if (new.height, new.view) < (prev.height, prev.view) or (
+                (new.height, new.view) == (prev.height, prev.view) and not set(prev.phases) <= set(new.phases)):
+            raise Violation("signing-position", f"node {node.id} record went from ({prev.height}, {prev.view}) "
+                            f"{prev.phases} to ({new.height}, {new.view}) {new.phases}", self.now)
+
+    def check_bounded(self, node: Node) -> None:
+        """What a replica keeps of others' messages stays within its per-sender bounds,
+        whatever the byzantine validators send."""
+        r, n, cfg = node.replica, self.sc.n, self.sc.config
+        sizes = {"commits": (r.commits.count(), n * MAX_COMMIT_KEYS),
+                 "seen": (len(r.seen), n * 5 * MAX_SEEN),
+                 "future": (len(r.future), n * cfg.max_buffered),
+                 "future bytes": (sum(weight(m) for m in r.future), n * cfg.max_buffered_bytes),
+                 "helped": (len(r.helped), 2 * n)}
+        for what, (size, bound) in sizes.items():
+            if size > bound:
+                raise Violation("bounded", f"node {node.id} holds {size} {what}, bound {bound}", self.now)
 
     def check_agreement(self, node: Node, height: int) -> None:
         block_hash, root = node.chain[-1][0], node.roots[-1]

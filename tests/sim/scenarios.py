@@ -18,6 +18,9 @@ from .harness import Scenario, Sim, Stats, Violation
 PROFILES = ("clean", "lossy", "commit-loss", "partition", "crash", "twins", "equivocate", "garbage", "censor",
             "mixed")
 BYZANTINE = ("equivocate", "garbage", "censor", "twin")
+# Issue 9 adversaries (harness.BEHAVIOURS). Kept out of PROFILES so that a seed drawn
+# from PROFILES still means what it meant before; tests/sim/test_sim.py runs them by name.
+HALTING = ("liar", "swap", "impostor", "flood")
 
 
 def split(ids: list[int], rng: random.Random, parts: int = 2) -> list[set[int]]:
@@ -105,7 +108,7 @@ def make_scenario(seed: int, rng: random.Random, n: int | None = None, profile: 
         twin = rng.randrange(n)
         sc.byzantine = {twin: "twin"}
         sc.partitions = twins_schedules(n, twin, rng, sc.chaos_ms)
-    elif profile in ("equivocate", "garbage", "censor") and f:
+    elif profile in ("equivocate", "garbage", "censor") + HALTING and f:
         for i in rng.sample(ids, rng.randint(1, f)):
             sc.byzantine[i] = profile
     elif profile == "mixed" and f:

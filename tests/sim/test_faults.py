@@ -9,14 +9,14 @@ import pytest
 
 from consensus.state import Faults
 
-from .harness import Sim, Violation
+from .harness import Scenario, Sim, Violation
 from .scenarios import make_scenario, run_seed
 
 # fault -> (adversary profile to search, seeds to search, invariant expected to catch it)
 CASES = {
     "commit_on_2f": (None, 50, {"validity", "agreement"}),
     "ignore_prepared": ("commit-loss", 250, {"agreement", "state-root"}),
-    "forget_signed_on_restart": ("crash", 250, {"double-sign", "agreement"}),
+    "forget_signed_on_restart": ("crash", 250, {"double-sign", "agreement", "signing-position"}),
 }
 
 
@@ -68,3 +68,26 @@ def test_known_seed_catches_rule_removed_and_passes_correct_build(fault, seed, n
     out = run_seed(seed, n, profile, Faults(**{fault: True}))
     assert out.violation is not None and out.violation.kind in {"agreement", "state-root"}, out.violation
     assert run_seed(seed, n, profile).violation is None
+
+
+def run_byzantine(seed: int, behaviour: str, faults: Faults = Faults(), bind_blocks: bool = True):
+    sc = Scenario(seed=seed, n=4, profile=behaviour, byzantine={0: behaviour}, faults=faults, bind_blocks=bind_blocks)
+    try:
+        Sim(sc, random.Random(seed)).run()
+    except Violation as exc:
+        return exc
+    return None
+
+
+def test_halting_bugs_of_issue_9_are_found_by_the_new_adversaries():
+    """The two halts of issue 9 that live in the core, put back behind `Faults`: the pinned
+    seeds of tests/sim/test_byzantine.py halt with the bug and pass without it. For the
+    swapped bytes the receivers' block binding is off too (`bind_blocks=False`, as the node
+    was): either fix alone, the core's or the node's, keeps the chain going."""
+    wait = run_byzantine(1, "liar", Faults(wait_for_claimed_height=True))
+    assert wait is not None and wait.kind == "liveness", wait
+    assert run_byzantine(1, "liar") is None
+    cached = run_byzantine(0, "swap", Faults(invalid_for_height=True), bind_blocks=False)
+    assert cached is not None and cached.kind == "liveness", cached
+    assert run_byzantine(0, "swap", bind_blocks=False) is None  # the core's fix alone
+    assert run_byzantine(0, "swap", Faults(invalid_for_height=True)) is None  # the node's alone

@@ -9,13 +9,15 @@ import pytest
 from consensus.state import Faults
 
 from .harness import Scenario, Sim
-from .scenarios import PROFILES, run_seed, twins_schedules
+from .scenarios import HALTING, PROFILES, run_seed, twins_schedules
 
-# (n, profile or None for "chosen by the seed", first seed, how many): 1270 scenarios.
+# (n, profile or None for "chosen by the seed", first seed, how many): 1433 scenarios.
 BUDGET = (
     [(1, None, 0, 60), (5, None, 4000, 30), (6, None, 5000, 30)]
     + [(4, p, 1000, 80) for p in PROFILES]
     + [(7, p, 2000, 20) for p in PROFILES]
+    + [(4, p, 6000, 10 if p == "flood" else 40) for p in HALTING]  # a flood run costs ~4 others
+    + [(7, p, 7000, 3 if p == "flood" else 10) for p in HALTING]
     + [(None, None, 3000, 150)]
 )
 
