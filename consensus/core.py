@@ -661,6 +661,6 @@ class Replica:
         if pp.sender == self.me and (nv is None or nv.preprepare != pp):
             out.append(Send(peer, pp))
         for votes in (self.prepares, self.commits):
-            mine = votes.get((pp.view, pp.block_hash), {}).get(self.me)
+            mine = (votes.get((pp.view, pp.block_hash)) or {}).get(self.me)
             if mine is not None:
                 out.append(Send(peer, mine))
