@@ -33,6 +33,17 @@ _MESSAGES = {
 }
 
 
+_STALLED = {
+    "no_quorum": "this node and its connected validators are fewer than a quorum",
+    "view_changes": "views keep changing without a commit",
+}
+
+
+def describe(reason: str) -> str:
+    """A stalled reason in words, for the log."""
+    return _STALLED.get(reason, reason)
+
+
 def quorum_of(n: int) -> int:
     """Votes needed among n validators (ledger.block.quorum, repeated to stay import-free)."""
     f = (n - 1) // 3
@@ -92,4 +103,4 @@ class StallNotice:
         return None
 
 
-__all__ = ["assess", "stalled_reason", "quorum_of", "StallNotice", "STALL_VIEW_CHANGES", "READY", "DEGRADED"]
+__all__ = ["assess", "describe", "stalled_reason", "quorum_of", "StallNotice", "STALL_VIEW_CHANGES", "READY", "DEGRADED"]
