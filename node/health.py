@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 STALL_VIEW_CHANGES = 3          # view changes without a commit before the node says it is stalled
 STALL_LOG_EVERY_MS = 30_000     # how often the stall warning repeats while it lasts
+STALL_GRACE_MS = 5_000          # a stall must last this long before it is logged (peers connecting at start)
 
 READY = "ready"
 DEGRADED = "degraded"
@@ -83,20 +84,28 @@ def assess(status: dict) -> dict:
 
 @dataclass
 class StallNotice:
-    """When to log about a stall: at once when it starts or its reason changes, again
-    every `every_ms` while it lasts, and once when it is over."""
+    """When to log about a stall: once it has lasted `grace_ms` (so peers still connecting
+    at start are not a stall), at once when its reason changes, again every `every_ms`
+    while it lasts, and once when it is over (if it was logged)."""
 
     every_ms: int = STALL_LOG_EVERY_MS
-    reason: str | None = None
+    grace_ms: int = STALL_GRACE_MS
+    reason: str | None = None          # the reason last logged
     _last_ms: int | None = None
+    _since_ms: int | None = None       # when the current stall began
 
     def check(self, reason: str | None, now_ms: int) -> tuple[str, str] | None:
         """("stalled", reason) or ("recovered", old reason) to log now, else None."""
         if reason is None:
+            self._since_ms = None
             if self.reason is None:
                 return None
             old, self.reason, self._last_ms = self.reason, None, None
             return ("recovered", old)
+        if self._since_ms is None:
+            self._since_ms = now_ms
+        if self.reason is None and now_ms - self._since_ms < self.grace_ms:
+            return None
         if reason != self.reason or self._last_ms is None or now_ms - self._last_ms >= self.every_ms:
             self.reason, self._last_ms = reason, now_ms
             return ("stalled", reason)

@@ -78,6 +78,7 @@ async def test_health_is_degraded_without_quorum(tmp_path):
     home = tmp_path / "home"
     init_home(home, tmp_path / "genesis.json", tmp_path / "validator.json", api_port=1)
     node = await start(home, p2p_port=_free_port())
+    node._stall.grace_ms = 0  # the default 5 s grace is unit-tested; here: the wiring
     try:
         async with aiohttp.ClientSession() as s:
             status, st = await get(s, node.api_url + "/v1/status")

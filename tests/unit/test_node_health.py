@@ -55,7 +55,7 @@ def test_assess(status, verdict, codes):
 
 
 def test_stall_notice_logs_at_start_then_rate_limited_then_recovery():
-    notice = StallNotice(every_ms=30_000)
+    notice = StallNotice(every_ms=30_000, grace_ms=0)
     steps = [
         (None, 0, None),
         ("no_quorum", 1_000, ("stalled", "no_quorum")),
@@ -66,6 +66,21 @@ def test_stall_notice_logs_at_start_then_rate_limited_then_recovery():
         (None, 33_000, ("recovered", "view_changes")),
         (None, 90_000, None),
         ("no_quorum", 91_000, ("stalled", "no_quorum")),
+    ]
+    for reason, now, want in steps:
+        assert notice.check(reason, now) == want, (reason, now)
+
+
+def test_stall_notice_waits_out_the_grace_period():
+    notice = StallNotice(every_ms=30_000, grace_ms=5_000)
+    steps = [
+        ("no_quorum", 0, None),                   # peers still connecting at start
+        ("no_quorum", 4_999, None),
+        (None, 5_500, None),                      # over before it was logged: nothing to say
+        ("no_quorum", 6_000, None),               # a new stall: a new grace period
+        ("no_quorum", 11_000, ("stalled", "no_quorum")),
+        ("view_changes", 12_000, ("stalled", "view_changes")),
+        (None, 13_000, ("recovered", "view_changes")),
     ]
     for reason, now, want in steps:
         assert notice.check(reason, now) == want, (reason, now)
