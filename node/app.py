@@ -190,7 +190,8 @@ class Node:
         validators = self.chain.validators
         if self.signer.public_key not in [v["key"] for v in validators]:
             self.log.warning("this node's key %s is not in the validator set: it will not vote",
-                             self.signer.public_key.hex())
+                             self.signer.public_key.hex(), extra={"event": "not_validator",
+                                                                   "node_key": self.signer.public_key.hex()})
         if self._transport_factory is not None:
             self.transport = self._transport_factory(cfg, self.inbox, self.signer)
         elif len(validators) == 1:
@@ -365,7 +366,8 @@ class Node:
         if self._executor is None:  # stopping
             return
         if len(self._tasks) >= MAX_PEER_TX_BATCHES:  # admission is behind: shed gossip, not memory
-            self.log.warning("dropping %d gossiped txs from %s: admission backlog", len(raws), sender_key.hex()[:16])
+            self.log.warning("dropping %d gossiped txs from %s: admission backlog", len(raws), sender_key.hex()[:16],
+                             extra={"event": "gossip_shed", "txs": len(raws), "peer": sender_key.hex()})
             return
         task = asyncio.get_running_loop().create_task(self.submit_txs(list(raws), gossip=False))
         self._tasks.add(task)

@@ -239,3 +239,46 @@ def test_start_up_failures_are_written_to_node_log(tmp_path, breakage, code):
     if code is not None and code != "ConfigError":
         assert failed[0]["code"] == code
     assert failed[0]["home"] == str(home)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _level(metrics_url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(metrics_url + "/admin/log-level", timeout=5) as r:
+        return json.loads(r.read())["level"]
+
+
+@pytest.mark.slow
+def test_python_m_node_sighup_changes_the_level_and_env_overrides_apply(tmp_path):
+    """A real process: CXL_* variables override config.json; SIGHUP re-reads log_level."""
+    home = make_home(tmp_path, log_level="warning")
+    env = dict(__import__("os").environ, PYTHONPATH=str(ROOT), CXL_API_PORT=str(_free_port()),
+               CXL_METRICS_PORT="0")
+    env.pop("CXL_LOG_LEVEL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "node", str(home)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, cwd=str(ROOT), text=True)
+    try:
+        started = json.loads(proc.stdout.readline())
+        assert started["event"] == "started" and started["api"].endswith(":" + env["CXL_API_PORT"])
+        assert started["metrics"] and not started["metrics"].endswith(":0")
+        assert _level(started["metrics"]) == "warning"
+        cfg = json.loads((home / "config.json").read_text())
+        cfg["log_level"] = "debug"
+        (home / "config.json").write_text(json.dumps(cfg))
+        proc.send_signal(signal.SIGHUP)
+        for _ in range(50):  # at most 5 s for the signal to be handled
+            if _level(started["metrics"]) == "debug":
+                break
+            time.sleep(0.1)
+        assert _level(started["metrics"]) == "debug"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = [json.loads(x) for x in (home / "node.log").read_text().splitlines()]
+    assert any(x.get("event") == "log_level" and x.get("new_level") == "debug" for x in lines)
