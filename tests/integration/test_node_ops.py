@@ -208,8 +208,8 @@ async def test_busy_metrics_port_is_a_clear_start_up_error(tmp_path):
 
 
 @pytest.mark.parametrize("breakage, code", [
-    ("config", "ConfigError"),
-    ("key", None),
+    ("config", "bad_config"),
+    ("key", "bad_key_file"),
     ("port", "api_port_busy"),
 ])
 def test_start_up_failures_are_written_to_node_log(tmp_path, breakage, code):
@@ -236,8 +236,7 @@ def test_start_up_failures_are_written_to_node_log(tmp_path, breakage, code):
     lines = [json.loads(x) for x in (home / "node.log").read_text().splitlines()]
     failed = [x for x in lines if x.get("event") == "start_failed"]
     assert len(failed) == 1 and failed[0]["level"] == "error" and "did not start" in failed[0]["msg"]
-    if code is not None and code != "ConfigError":
-        assert failed[0]["code"] == code
+    assert failed[0]["code"] == code
     assert failed[0]["home"] == str(home)
 
 
