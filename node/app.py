@@ -156,6 +156,7 @@ class Node:
         self.version = package_version()
         self.metrics.set_build_info(self.version)
         self._stall = healthmod.StallNotice()
+        self._stall_task: asyncio.Task | None = None
         self._view_changes_at_commit = 0
         self._view_changes_counted = 0
 
@@ -232,7 +233,7 @@ class Node:
                               "(is another process using this port? set metrics_port in config.json)",
                               "metrics_port_busy") from exc
         self.started_ms = time.time_ns() // 1_000_000
-        self._spawn(self._watch_stall())
+        self._stall_task = asyncio.get_running_loop().create_task(self._watch_stall(), name="cxl-stall-watch")
         self.log.info("node started chain=%s height=%d node_key=%s api=%s", self.chain_id, self.chain.height,
                       self.signer.public_key.hex(), self.api_url,
                       extra={"event": "started", "chain_id": self.chain_id, "height": self.chain.height,
@@ -257,6 +258,9 @@ class Node:
             await self.runner.stop()
         for t in list(self._tasks):
             t.cancel()
+        if self._stall_task is not None:
+            self._stall_task.cancel()
+            self._stall_task = None
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
@@ -303,11 +307,6 @@ class Node:
                            extra={"event": "reload_failed", "code": exc.code})
             return
         self.set_log_level(cfg.log_level)
-
-    def _spawn(self, coro) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     @property
     def metrics_url(self) -> str | None:
