@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ from node.config import NodeConfig, NodeHome
 from node.errors import ConfigError, NodeError, TxAdmissionError
 from node.mempool import Mempool, check_raw
 from node import health as healthmod
-from node.logs import JsonLines, file_handler, has_file_handler, level_number, setup_stderr_logging
+from node.logs import JsonLines, file_handler, has_file_handler, level_number, setup_stderr_logging  # noqa: F401
 from node.metrics import NodeMetrics, start_metrics_listener
 from node.runner import Runner
 from node.transport import NodeInbox, NullTransport, Transport
