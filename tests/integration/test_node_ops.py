@@ -211,15 +211,19 @@ async def test_busy_metrics_port_is_a_clear_start_up_error(tmp_path):
     ("config", "bad_config"),
     ("key", "bad_key_file"),
     ("port", "api_port_busy"),
+    ("store", "store_locked"),
 ])
 def test_start_up_failures_are_written_to_node_log(tmp_path, breakage, code):
     home = make_home(tmp_path)
-    blocker = None
+    blocker = store = None
+    if breakage == "store":  # another process has the chain data open
+        from ledger.store.leveldb import LevelDBStore
+        store = LevelDBStore(home / "data")
     if breakage == "config":
         (home / "config.json").write_text('{"api_port": "eighty"}')
     elif breakage == "key":
         (home / "node_key.json").write_text("{}")
-    else:
+    elif breakage == "port":
         blocker = socket.socket()
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
@@ -233,6 +237,8 @@ def test_start_up_failures_are_written_to_node_log(tmp_path, breakage, code):
     finally:
         if blocker is not None:
             blocker.close()
+        if store is not None:
+            store.close()
     lines = [json.loads(x) for x in (home / "node.log").read_text().splitlines()]
     failed = [x for x in lines if x.get("event") == "start_failed"]
     assert len(failed) == 1 and failed[0]["level"] == "error" and "did not start" in failed[0]["msg"]
