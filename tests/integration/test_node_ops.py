@@ -287,3 +287,42 @@ def test_python_m_node_sighup_changes_the_level_and_env_overrides_apply(tmp_path
             proc.wait()
     lines = [json.loads(x) for x in (home / "node.log").read_text().splitlines()]
     assert any(x.get("event") == "log_level" and x.get("new_level") == "debug" for x in lines)
+
+
+@pytest.mark.slow
+async def test_four_nodes_report_connected_peers_and_lose_quorum_when_two_stop(tmp_path):
+    """Real p2p sessions: 3 connected peers and ready; with two of four stopped, a
+    survivor says no_quorum in status and /health, and 1 connected peer."""
+    from tests.integration.test_node_multi import _free_ports, until
+    from genesis.schema import genesis_hash, validate
+
+    net = make_testnet(n_validators=4, params={"view_timeout_ms": 800, "block_interval_ms": 20})
+    ports = _free_ports(4)
+    doc = validate(dict(net.doc, validators=[dict(v, p2p=f"http://127.0.0.1:{p}")
+                                             for v, p in zip(net.doc["validators"], ports)]))
+    save_genesis(doc, tmp_path / "genesis.json")
+    homes = []
+    for i, signer in enumerate(net.validators):
+        write_key(tmp_path / f"v{i}.json", signer)
+        homes.append(init_home(tmp_path / f"node{i}", tmp_path / "genesis.json", tmp_path / f"v{i}.json",
+                               p2p_port=ports[i]).path)
+    nodes = [await start(h) for h in homes]
+    try:
+        await until(lambda: all(n.status()["peers_connected"] == 3 for n in nodes), timeout=30,
+                    what="every node connected to the three others")
+        st = nodes[0].status()
+        assert set(st["connected_peers"]) == {n.signer.public_key.hex() for n in nodes[1:]}
+        assert all(n.health()["status"] == "ready" for n in nodes)
+        for n in nodes[2:]:
+            await n.stop()
+        await until(lambda: nodes[0].status()["peers_connected"] == 1, timeout=30,
+                    what="node 1 sees its two peers gone")
+        st = nodes[0].status()
+        assert st["stalled_reason"] == "no_quorum"
+        assert [r["code"] for r in nodes[0].health()["reasons"]] == ["no_quorum"]
+        async with aiohttp.ClientSession() as s:
+            status, verdict = await get(s, nodes[0].api_url + "/health")
+        assert status == 503 and verdict["status"] == "degraded"
+    finally:
+        for n in nodes:
+            await n.stop()
