@@ -123,29 +123,69 @@ def node_start(home, passphrase_file):
         raise CliError(f"node did not start: {exc.strerror or exc}{hint}") from None
 
 
+def _age(ms) -> str | None:
+    if not isinstance(ms, int):
+        return None
+    return f"{ms / 1000:.1f} s ago" if ms < 120_000 else f"{ms // 60_000} min ago"
+
+
+def status_rows(node_url: str, st: dict) -> list[tuple[str, object]]:
+    """The human lines of `cxl status` (fields an older node lacks are left out)."""
+    mem = st.get("mempool") or {}
+    vals = st.get("validators")
+    n = len(vals) if isinstance(vals, list) else None
+    peers = st.get("peers")
+    connected = st.get("peers_connected")
+    if connected is not None:
+        others = (n - 1) if n and st.get("role") == "validator" else n
+        peers_line = f"{connected} connected of {others if others is not None else '?'}"
+    else:
+        peers_line = len(peers) if isinstance(peers, list) else peers
+    rows = [
+        ("node", node_url), ("version", st.get("version")), ("role", st.get("role")),
+        ("chain id", st.get("chain_id")), ("genesis hash", st.get("genesis_hash")),
+        ("node key", st.get("node_key")), ("height", st.get("height")), ("head hash", st.get("head_hash")),
+        ("last commit", _age(st.get("last_commit_age_ms"))),
+        ("catching up", None if "catching_up" not in st else ("yes" if st["catching_up"] else "no")),
+        ("state root", st.get("state_root")), ("view", st.get("view")), ("primary", st.get("primary")),
+        ("validators", n if n is not None else vals),
+        ("mempool", f"{mem.get('txs', '?')} txs, {mem.get('bytes', '?')} bytes" if isinstance(mem, dict) else mem),
+        ("peers", peers_line),
+    ]
+    if "stalled_reason" in st:
+        from node.health import assess, describe
+
+        reason = st.get("stalled_reason")
+        rows.append(("stalled", f"yes: {describe(reason)}" if reason else "no"))
+        verdict = assess(st)
+        codes = ", ".join(r["code"] for r in verdict["reasons"])
+        rows.append(("health", verdict["status"] + (f" ({codes})" if codes else "")))
+    return rows
+
+
 @click.command("status")
 @node_option
 @json_option
 def status_cmd(node_url, as_json):
-    """Show a node's chain, height, view, validators and mempool."""
+    """Show a node's version, role, chain, height, health, peers, validators and mempool."""
     st = client_for(node_url).status()
     if as_json:
         print_json(st)
         return
-    mem = st.get("mempool") or {}
+    print_fields(status_rows(node_url, st))
     vals = st.get("validators")
-    print_fields([
-        ("node", node_url), ("chain id", st.get("chain_id")), ("genesis hash", st.get("genesis_hash")),
-        ("node key", st.get("node_key")), ("height", st.get("height")), ("head hash", st.get("head_hash")),
-        ("state root", st.get("state_root")), ("view", st.get("view")), ("primary", st.get("primary")),
-        ("validators", len(vals) if isinstance(vals, list) else vals),
-        ("mempool", f"{mem.get('txs', '?')} txs, {mem.get('bytes', '?')} bytes" if isinstance(mem, dict) else mem),
-        ("peers", len(st["peers"]) if isinstance(st.get("peers"), list) else st.get("peers")),
-    ])
     if isinstance(vals, list) and vals and isinstance(vals[0], dict):
+        connected = set(st.get("connected_peers") or [])
+        own = st.get("node_key")
         click.echo("")
-        print_table(["VALIDATOR", "ORG", "API", "P2P"],
-                    [[str(v.get("key", ""))[:16], v.get("org"), v.get("api"), v.get("p2p")] for v in vals])
+        headers = ["VALIDATOR", "ORG", "API", "P2P"] + (["SESSION"] if "connected_peers" in st else [])
+        rows = []
+        for v in vals:
+            row = [str(v.get("key", ""))[:16], v.get("org"), v.get("api"), v.get("p2p")]
+            if "connected_peers" in st:
+                row.append("self" if v.get("key") == own else ("up" if v.get("key") in connected else "down"))
+            rows.append(row)
+        print_table(headers, rows)
 
 
 @click.group("block")

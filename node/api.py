@@ -276,10 +276,11 @@ async def get_openapi(request: web.Request) -> web.Response:
     return json_response(openapi_document(request.app))
 
 
-async def get_metrics(request: web.Request) -> web.Response:
-    node = request.app[NODE]
-    node.refresh_metrics()
-    return web.Response(body=node.metrics.render(), headers={"Content-Type": node.metrics.content_type})
+async def get_health(request: web.Request) -> web.Response:
+    # 503 while degraded, so a load balancer or probe takes the node out until it is fit;
+    # /metrics is not here: it is on the separate metrics listener (node.metrics)
+    verdict = request.app[NODE].health()
+    return json_response(verdict, 200 if verdict["status"] == "ready" else 503)
 
 
 ROUTES = [
@@ -292,7 +293,7 @@ ROUTES = [
     web.get("/v1/validators", get_validators),
     web.get("/v1/evidence", get_evidence),
     web.get("/v1/openapi.json", get_openapi),
-    web.get("/metrics", get_metrics),
+    web.get("/health", get_health),
 ]
 
 

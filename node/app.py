@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,40 +40,29 @@ from node import views
 from node.config import NodeConfig, NodeHome
 from node.errors import ConfigError, NodeError, TxAdmissionError
 from node.mempool import Mempool, check_raw
-from node.metrics import NodeMetrics
+from node import health as healthmod
+from node.logs import JsonLines, file_handler, has_file_handler, level_number, setup_stderr_logging  # noqa: F401
+from node.metrics import NodeMetrics, start_metrics_listener
 from node.runner import Runner, now_ms as runner_now_ms
 from node.transport import NodeInbox, NullTransport, Transport
 
 MAX_SERVE_BLOCKS = 100
 MAX_PEER_TX_BATCHES = 64  # gossiped batches being admitted at once
+STALL_CHECK_S = 1.0       # how often the node looks for a stall to log
 
 
-# -- logging ------------------------------------------------------------------------------
+def package_version() -> str:
+    """The installed cxl version (package metadata), for status and build_info."""
+    from importlib import metadata
 
-class JsonLines(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg (+ exc when there is one)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
+    try:
+        return metadata.version("cxl")
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
 
 
-def setup_stderr_logging(level: str = "info") -> None:
-    root = logging.getLogger("cxl")
-    if not any(getattr(h, "_cxl_stderr", False) for h in root.handlers):
-        h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(JsonLines())
-        h._cxl_stderr = True  # type: ignore[attr-defined]
-        root.addHandler(h)
-    root.setLevel(level.upper())
-
+# -- logging: node.logs (JSON lines with fields, rotation, runtime level) ----------------------
+# JsonLines and setup_stderr_logging stay importable from here for older callers.
 
 # -- the transport hook ---------------------------------------------------------------------
 
@@ -162,7 +150,15 @@ class Node:
         self._log_handler: logging.Handler | None = None
         self._tasks: set[asyncio.Task] = set()
         self.api_port: int | None = None
+        self.metrics_port: int | None = None
+        self._metrics_runner: web.AppRunner | None = None
         self.started_ms = 0
+        self.version = package_version()
+        self.metrics.set_build_info(self.version)
+        self._stall = healthmod.StallNotice()
+        self._stall_task: asyncio.Task | None = None
+        self._view_changes_at_commit = 0
+        self._view_changes_counted = 0
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -196,7 +192,8 @@ class Node:
         validators = self.chain.validators
         if self.signer.public_key not in [v["key"] for v in validators]:
             self.log.warning("this node's key %s is not in the validator set: it will not vote",
-                             self.signer.public_key.hex())
+                             self.signer.public_key.hex(), extra={"event": "not_validator",
+                                                                   "node_key": self.signer.public_key.hex()})
         if self._transport_factory is not None:
             self.transport = self._transport_factory(cfg, self.inbox, self.signer)
         elif len(validators) == 1:
@@ -211,6 +208,7 @@ class Node:
             max_block_bytes=cfg.max_block_bytes, log=self.log,
         )
         self.runner.commit_listeners.append(self._on_commit_metrics)
+        self.runner.commit_listeners.append(self._on_commit_stall)
         self.runner.commit_listeners.append(self._on_commit_params)
         self.metrics.height.set(self.chain.height)
         from node.api import make_app, start_api  # late: api imports this module's types
@@ -226,9 +224,22 @@ class Node:
         except OSError as exc:
             raise ConfigError(f"cannot serve the client API on {cfg.api_host}:{cfg.api_port}: {exc.strerror or exc} "
                               "(is another node using this port? set api_port in config.json)", "api_port_busy") from exc
+        metrics_port = cfgmod.metrics_port_of(cfg)
+        try:
+            self._metrics_runner, self.metrics_port = await start_metrics_listener(
+                cfg.metrics_host, metrics_port, render=self._render_metrics, health=self.health,
+                set_level=self.set_log_level, get_level=self.log_level)
+        except OSError as exc:
+            raise ConfigError(f"cannot serve metrics on {cfg.metrics_host}:{metrics_port}: {exc.strerror or exc} "
+                              "(is another process using this port? set metrics_port in config.json)",
+                              "metrics_port_busy") from exc
         self.started_ms = time.time_ns() // 1_000_000
+        self._stall_task = asyncio.get_running_loop().create_task(self._watch_stall(), name="cxl-stall-watch")
         self.log.info("node started chain=%s height=%d node_key=%s api=%s", self.chain_id, self.chain.height,
-                      self.signer.public_key.hex(), self.api_url)
+                      self.signer.public_key.hex(), self.api_url,
+                      extra={"event": "started", "chain_id": self.chain_id, "height": self.chain.height,
+                             "node_key": self.signer.public_key.hex(), "api": self.api_url,
+                             "metrics": self.metrics_url, "version": self.version})
 
     async def stop(self) -> None:
         if self.runner is not None:
@@ -236,6 +247,9 @@ class Node:
         if self._web_runner is not None:
             await self._web_runner.cleanup()
             self._web_runner = None
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+            self._metrics_runner = None
         if self.transport is not None:  # no more inbound traffic
             try:
                 await self.transport.stop()
@@ -245,6 +259,9 @@ class Node:
             await self.runner.stop()
         for t in list(self._tasks):
             t.cancel()
+        if self._stall_task is not None:
+            self._stall_task.cancel()
+            self._stall_task = None
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
@@ -258,12 +275,45 @@ class Node:
             self._log_handler = None
 
     def _start_log(self) -> None:
-        h = logging.FileHandler(self.home.log_file)
-        h.setFormatter(JsonLines())
+        cfg = self.config
         self._log_target = logging.getLogger("cxl") if self._process_log else self.log
-        self._log_target.addHandler(h)
-        self._log_target.setLevel(self.config.log_level.upper())
-        self._log_handler = h
+        self._log_target.setLevel(level_number(cfg.log_level))
+        if has_file_handler(self._log_target, self.home.log_file):  # run_node opened it already
+            return
+        self._log_handler = file_handler(self.home.log_file, cfg.log_max_bytes, cfg.log_backups)
+        self._log_target.addHandler(self._log_handler)
+
+    def log_level(self) -> str:
+        target = getattr(self, "_log_target", self.log)
+        return logging.getLevelName(target.level).lower()
+
+    def set_log_level(self, level: str) -> str:
+        """Change the log level now (SIGHUP, the admin endpoint); a ConfigError if unknown."""
+        if level not in cfgmod.LOG_LEVELS:
+            raise ConfigError(f"log level must be one of {', '.join(cfgmod.LOG_LEVELS)}, got {level!r}", "bad_log_level")
+        old = self.log_level()
+        getattr(self, "_log_target", self.log).setLevel(level_number(level))
+        if old != level:
+            self.log.warning("log level changed from %s to %s", old, level,
+                             extra={"event": "log_level", "old_level": old, "new_level": level})
+        return level
+
+    def reload_log_level(self) -> None:
+        """SIGHUP: read log_level again from config.json and CXL_LOG_LEVEL; a config that
+        no longer loads is logged and the level kept."""
+        try:
+            cfg = cfgmod.load_config(self.home.path)
+        except ConfigError as exc:
+            self.log.error("SIGHUP: config not reloaded: %s", exc.message,
+                           extra={"event": "reload_failed", "code": exc.code})
+            return
+        self.set_log_level(cfg.log_level)
+
+    @property
+    def metrics_url(self) -> str | None:
+        if self.metrics_port is None:
+            return None
+        return f"http://{self.config.metrics_host}:{self.metrics_port}"
 
     @property
     def api_url(self) -> str:
@@ -316,7 +366,8 @@ class Node:
         if self._executor is None:  # stopping
             return
         if len(self._tasks) >= MAX_PEER_TX_BATCHES:  # admission is behind: shed gossip, not memory
-            self.log.warning("dropping %d gossiped txs from %s: admission backlog", len(raws), sender_key.hex()[:16])
+            self.log.warning("dropping %d gossiped txs from %s: admission backlog", len(raws), sender_key.hex()[:16],
+                             extra={"event": "gossip_shed", "txs": len(raws), "peer": sender_key.hex()})
             return
         task = asyncio.get_running_loop().create_task(self.submit_txs(list(raws), gossip=False))
         self._tasks.add(task)
@@ -344,6 +395,9 @@ class Node:
         m.height.set(block.height)
         m.blocks_committed.inc()
         m.txs_committed.inc(len(result.txs))
+        for r in result.receipts:
+            if not r.ok:
+                m.txs_failed.labels(r.code).inc()
         now = time.monotonic()
         for t in admitted.values():
             if t is not None:
@@ -353,15 +407,21 @@ class Node:
         # governance may change the transaction size limit
         self.mempool.max_tx_bytes = self.chain.params.get("max_tx_bytes", self.mempool.max_tx_bytes)
 
+    def _on_commit_stall(self, block, result, cert, admitted: dict) -> None:
+        self._view_changes_at_commit = self.runner.view_changes
+
     def refresh_metrics(self) -> None:
         m = self.metrics
         m.height.set(self.chain.height)
         m.view.set(self.runner.view)
-        m.view_changes.set(self.runner.view_changes)
+        # counters from the runner's running totals: add what is new since the last scrape
+        m.view_changes.inc(max(0, self.runner.view_changes - self._view_changes_counted))
+        self._view_changes_counted = max(self._view_changes_counted, self.runner.view_changes)
+        m.set_evidence(self.runner.evidence_count)
         m.mempool_txs.set(len(self.mempool))
         m.mempool_bytes.set(self.mempool.bytes)
-        m.peers_connected.set(sum(1 for p in self.transport.peer_status() if p.get("connected")))
-        m.evidence.set(self.runner.evidence_count)
+        m.peers_connected.set(len(self._connected_peers()))
+        m.catching_up.set(1 if getattr(self.runner, "catching_up", False) else 0)
         m.set_clock(self.clock_status(), self.transport.peer_status(), self.runner.clock_refusals)
 
     def clock_status(self) -> dict:
@@ -369,6 +429,52 @@ class Node:
         return views.clock_view(skew_fn() if skew_fn is not None else None,
                                 self.transport.peer_status(), self.chain.params.get("time_skew_ms", 2000),
                                 self.runner.clock_refusals)
+
+    def _render_metrics(self) -> bytes:
+        self.refresh_metrics()
+        return self.metrics.render()
+
+    # health -----------------------------------------------------------------------------------------
+    def _connected_peers(self) -> list[str]:
+        """Keys (hex) of the validators this node has a live session with, as the transport says."""
+        keys = {k.hex() for k in self.chain.validator_keys}
+        return [p["key"] for p in self.transport.peer_status() if p.get("connected") and p.get("key") in keys]
+
+    def _is_validator(self) -> bool:
+        return self.signer.public_key in self.chain.validator_keys
+
+    def _stalled_reason(self, connected: int) -> str | None:
+        return healthmod.stalled_reason(
+            validators=len(self.chain.validator_keys), connected_validators=connected,
+            is_validator=self._is_validator(),
+            views_since_commit=self.runner.view_changes - self._view_changes_at_commit)
+
+    def health(self) -> dict:
+        """GET /health: ready, or degraded with reasons (node.health.assess of the status)."""
+        return healthmod.assess(self.status())
+
+    async def _watch_stall(self) -> None:
+        """Say in the log when the chain cannot move through this node (rate-limited)."""
+        while True:
+            await asyncio.sleep(STALL_CHECK_S)
+            try:
+                connected = len(self._connected_peers())
+                reason = self._stalled_reason(connected)
+                note = self._stall.check(reason, time.monotonic_ns() // 1_000_000)
+            except Exception:  # never let the watcher die silently
+                self.log.exception("stall check failed")
+                continue
+            if note is None:
+                continue
+            kind, code = note
+            fields = {"event": kind, "reason": code, "height": self.chain.height, "view": self.runner.view,
+                      "peers_connected": connected, "validators": len(self.chain.validator_keys),
+                      "views_since_commit": self.runner.view_changes - self._view_changes_at_commit}
+            if kind == "stalled":
+                self.log.warning("chain stalled at height %d: %s", self.chain.height,
+                                 healthmod.describe(code), extra=fields)
+            else:
+                self.log.info("chain no longer stalled (was: %s)", code, extra=fields)
 
     def status(self) -> dict:
         head = self.chain.head
@@ -392,12 +498,29 @@ class Node:
             "peers": self.transport.peer_status(),
             "evidence": self.runner.evidence_count,
             "clock": self.clock_status(),
+        } | self._ops_status(head)
+
+    def _ops_status(self, head) -> dict:
+        """The operations fields of /v1/status (issue 12): what this node is, whether it is
+        catching up, who it is connected to, and whether the chain can move through it."""
+        connected = self._connected_peers()
+        now_ms = runner_now_ms()
+        return {
+            "version": self.version,
+            "role": "validator" if self._is_validator() else "observer",
+            "catching_up": bool(getattr(self.runner, "catching_up", False)),
+            "peers_connected": len(connected),
+            "connected_peers": connected,
+            "last_commit_age_ms": None if head.height == 0 else max(0, now_ms - head.time_ms),
+            "views_since_commit": self.runner.view_changes - self._view_changes_at_commit,
+            "stalled_reason": self._stalled_reason(len(connected)),
         }
 
 
 # -- running until a signal ------------------------------------------------------------------------
 
-async def serve(home: str | Path, *, passphrase: str | None = None, config: NodeConfig | None = None) -> None:
+async def serve(home: str | Path, *, passphrase: str | None = None, config: NodeConfig | None = None,
+                on_started: Callable[[], None] | None = None) -> None:
     node = Node(home, passphrase=passphrase, config=config, process_log=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -406,9 +529,15 @@ async def serve(home: str | Path, *, passphrase: str | None = None, config: Node
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
             pass
+    try:
+        loop.add_signal_handler(signal.SIGHUP, node.reload_log_level)
+    except (NotImplementedError, RuntimeError, AttributeError):  # pragma: no cover - non-Unix
+        pass
     await node.start()
-    print(json.dumps({"event": "started", "api": node.api_url, "height": node.chain.height,
-                      "node_key": node.signer.public_key.hex()}), flush=True)
+    print(json.dumps({"event": "started", "api": node.api_url, "metrics": node.metrics_url,
+                      "height": node.chain.height, "node_key": node.signer.public_key.hex()}), flush=True)
+    if on_started is not None:
+        on_started()
     try:
         await stop.wait()
     finally:
@@ -417,9 +546,40 @@ async def serve(home: str | Path, *, passphrase: str | None = None, config: Node
 
 
 def run_node(home: str | Path, *, passphrase: str | None = None) -> None:
-    """Run a node until SIGTERM or SIGINT; logs JSON lines to stderr and HOME/node.log."""
-    cfg = cfgmod.load_config(home)
+    """Run a node until SIGTERM or SIGINT; logs JSON lines to stderr and HOME/node.log.
+
+    HOME/node.log is opened before anything else, so a node that does not start (bad
+    config, a refused key, a port in use, a locked store) says why there too."""
+    nh = NodeHome(Path(home))
+    failure: Exception | None = None
+    started: list[bool] = []
+    try:
+        cfg = cfgmod.load_config(home)
+    except ConfigError as exc:
+        cfg, failure = NodeConfig(), exc  # log it with the defaults, then fail
     setup_stderr_logging(cfg.log_level)
+    root = logging.getLogger("cxl")
+    log = logging.getLogger("cxl.node")
+    handler = None
+    if nh.path.is_dir():
+        try:
+            handler = file_handler(nh.log_file, cfg.log_max_bytes, cfg.log_backups)
+            root.addHandler(handler)
+        except OSError as exc:  # a home it may not write: stderr still has everything
+            log.warning("cannot write %s: %s", nh.log_file, exc.strerror or exc)
     if passphrase is None:
         passphrase = os.environ.get("CXL_PASSPHRASE")
-    asyncio.run(serve(home, passphrase=passphrase, config=cfg))
+    try:
+        if failure is not None:
+            raise failure
+        asyncio.run(serve(home, passphrase=passphrase, config=cfg, on_started=lambda: started.append(True)))
+    except (NodeError, LedgerError, OSError) as exc:
+        code = getattr(exc, "code", None) or type(exc).__name__
+        what = "node stopped on an error" if started else "node did not start"
+        log.error("%s: %s", what, getattr(exc, "message", None) or exc,
+                  extra={"event": "failed" if started else "start_failed", "code": code, "home": str(nh.path)})
+        raise
+    finally:
+        if handler is not None:
+            root.removeHandler(handler)
+            handler.close()

@@ -58,6 +58,11 @@ class NodeConfig:
     tls_cert: str | None = None               # PEM files for the p2p transport (optional; default: derived)
     tls_key: str | None = None
     tls_ca: str | None = None
+    # operations (issue 12): metrics listener, log file rotation
+    metrics_host: str = "127.0.0.1"           # the metrics/admin listener: keep it private
+    metrics_port: int | None = None           # None: api_port + 100 (0: any free port)
+    log_max_bytes: int = 50 * 1024 * 1024     # node.log is rotated above this size
+    log_backups: int = 5                      # rotated files kept (node.log.1 …)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -80,8 +85,11 @@ _RANGES: dict[str, tuple[int, int]] = {
     "max_block_txs": (1, 1_000_000),
     "sync_interval_ms": (0, 3_600_000),
     "max_block_bytes": (64 * 1024, 60 * 1024 * 1024),
+    "metrics_port": (0, 65535),
+    "log_max_bytes": (64 * 1024, 2**40),
+    "log_backups": (0, 1000),
 }
-_OPTIONAL = {"block_interval_ms", "max_block_txs", "tls_cert", "tls_key", "tls_ca"}
+_OPTIONAL = {"block_interval_ms", "max_block_txs", "tls_cert", "tls_key", "tls_ca", "metrics_port"}
 
 
 def _check_field(name: str, value, where: str):
@@ -144,18 +152,69 @@ class NodeHome:
         return self.path / LOG_FILE
 
 
-def load_config(home: str | Path) -> NodeConfig:
-    """Read HOME/config.json (a missing file means all defaults)."""
+ENV_PREFIX = "CXL_"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable that overrides a config field: CXL_<FIELD>."""
+    return ENV_PREFIX + field_name.upper()
+
+
+def _parse_env(name: str, kind: str, text: str):
+    """One environment value as the field's type (from its annotation), so that the
+    field's own check then applies; a value that cannot be one is an error naming it."""
+    var = env_name(name)
+    optional = kind.endswith("| None")
+    base = kind.replace("| None", "").strip()
+    if optional and text.strip().lower() in ("", "null", "none"):
+        return None
+    if base == "int":
+        try:
+            return int(text.strip(), 10)
+        except ValueError:
+            raise ConfigError(f"environment variable {var}: {name}: must be an integer, got {text!r}") from None
+    if base == "bool":
+        low = text.strip().lower()
+        if low in _TRUE or low in _FALSE:
+            return low in _TRUE
+        raise ConfigError(f"environment variable {var}: {name}: must be true or false, got {text!r}")
+    return text
+
+
+def env_overrides(environ=None) -> dict:
+    """Config values from CXL_<FIELD> environment variables, typed by each NodeConfig
+    field's annotation. Every field is covered, including ones added later; CXL_
+    variables that name no field (CXL_NODE, CXL_PASSPHRASE of the CLI) are not config."""
+    env = os.environ if environ is None else environ
+    out = {}
+    for f in fields(NodeConfig):
+        var = env_name(f.name)
+        if var in env:
+            out[f.name] = _parse_env(f.name, str(f.type), env[var])
+    return out
+
+
+def load_config(home: str | Path, environ=None) -> NodeConfig:
+    """Read HOME/config.json (a missing file means all defaults), then apply CXL_<FIELD>
+    environment overrides (for containers); both are checked the same way."""
     path = NodeHome(Path(home)).config_file
-    if not path.exists():
-        return NodeConfig()
-    try:
-        doc = json.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from exc
-    return config_from_dict(doc, str(path))
+    doc: dict = {}
+    if path.exists():
+        try:
+            doc = json.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from exc
+    cfg = config_from_dict(doc, str(path))
+    overrides = env_overrides(environ)
+    for name, value in overrides.items():
+        _check_field(name, value, f"environment variable {env_name(name)}")
+    if not overrides:
+        return cfg
+    return config_from_dict(cfg.to_json() | overrides, "environment (CXL_* variables)")
 
 
 def save_config(home: str | Path, cfg: NodeConfig) -> None:
@@ -223,6 +282,15 @@ def init_home(
     return nh
 
 
+def metrics_port_of(cfg: NodeConfig, api_port: int | None = None) -> int:
+    """The metrics listener's port: metrics_port, else the API port + 100 (a free port
+    when the API port is itself chosen freely, 0)."""
+    if cfg.metrics_port is not None:
+        return cfg.metrics_port
+    api = cfg.api_port if api_port is None else api_port
+    return 0 if api == 0 or api + 100 > 65535 else api + 100
+
+
 def with_overrides(cfg: NodeConfig, **changes) -> NodeConfig:
     """A copy of `cfg` with checked changes (tests, CLI flags)."""
     merged = cfg.to_json()
@@ -232,5 +300,6 @@ def with_overrides(cfg: NodeConfig, **changes) -> NodeConfig:
 
 __all__ = [
     "NodeConfig", "NodeHome", "ConfigError", "config_from_dict", "load_config", "save_config",
-    "load_genesis", "load_node_key", "init_home", "with_overrides",
+    "load_genesis", "load_node_key", "init_home", "with_overrides", "env_overrides", "env_name",
+    "metrics_port_of",
 ]

@@ -49,7 +49,22 @@ SCHEMAS = {
                   "properties": {"skew_ms": {"type": "integer", "nullable": True},
                                  "ok": {"type": "boolean", "nullable": True},
                                  "tolerance_ms": {"type": "integer"}, "peers_measured": {"type": "integer"},
-                                 "blocks_refused_for_time": {"type": "integer"}}}}},
+                                 "blocks_refused_for_time": {"type": "integer"}}},
+        # operations fields (issue 12)
+        "version": {"type": "string", "description": "installed cxl package version"},
+        "role": {"type": "string", "enum": ["validator", "observer"]},
+        "catching_up": {"type": "boolean", "description": "applying blocks fetched from peers"},
+        "peers_connected": {"type": "integer", "description": "validators with a live session to this node"},
+        "connected_peers": {"type": "array", "items": HEX32},
+        "last_commit_age_ms": {"type": "integer", "nullable": True,
+                               "description": "now minus the head block's time (null at height 0)"},
+        "views_since_commit": {"type": "integer"},
+        "stalled_reason": {"type": "string", "nullable": True, "enum": ["no_quorum", "view_changes", None]}}},
+    "Health": {"type": "object", "required": ["status", "reasons"], "properties": {
+        "status": {"type": "string", "enum": ["ready", "degraded"]},
+        "reasons": {"type": "array", "items": {"type": "object", "properties": {
+            "code": {"type": "string", "enum": ["no_peers", "no_quorum", "behind", "stalled"]},
+            "message": {"type": "string"}}}}}},
     "TxSubmit": {"type": "object", "description": "exactly one of tx / txs",
                  "properties": {"tx": B64, "txs": {"type": "array", "items": B64, "maxItems": 1000}}},
     "TxAccepted": {"type": "object", "required": ["hash", "status"], "properties": {
@@ -139,9 +154,9 @@ PATHS = {
                 "kind": {"type": "string"}, "sender": HEX32, "msg_a": HEX, "msg_b": HEX,
                 "time_ms": {"type": "integer"}}}}}}, "Evidence")}}},
     "/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3"}}}},
-    "/metrics": {"get": {"summary": "Prometheus metrics",
-                         "responses": {"200": {"description": "text exposition format",
-                                               "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+    "/health": {"get": {"summary": "Ready, or degraded with reasons (Prometheus metrics are on the metrics listener)",
+                        "responses": {"200": _json(_ref("Health"), "Ready"),
+                                      "503": _json(_ref("Health"), "Degraded")}}},
 }
 
 

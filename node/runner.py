@@ -172,6 +172,7 @@ class Runner:
         self.view = 0
         self.view_changes = 0
         self.clock_refusals = 0  # blocks refused as too far ahead of this node's clock
+        self.catching_up = False  # applying blocks fetched from peers (status, /health)
         self.last_cert: Certificate | None = chain.get_cert(chain.height) if chain.height else None
         self._vset = chain.validators
         factory = self._factory = replica_factory or default_replica_factory(chain, signer)
@@ -564,6 +565,7 @@ class Runner:
         """Hand fetched blocks to the core one at a time (it checks each certificate against
         its validator set and answers CommitBlock); stop at the first it does not take."""
         self._fetching = False
+        self.catching_up = False  # until this answer moves the chain and another fetch follows
         start = self.chain.height
         for block_raw, cert_raw in item.blocks:
             try:
@@ -582,6 +584,7 @@ class Runner:
                 self.log.warning("fetched block %d was not committed (certificate refused?)", block.height)
                 return
         if self.chain.height > start:  # there may be more: go on until a peer has nothing newer
+            self.catching_up = True
             self._fetch(fx.FetchBlocks(self.chain.height + 1, item.peer))
 
     async def _sync_before_signing(self) -> None:
@@ -606,6 +609,7 @@ class Runner:
                 await asyncio.sleep(0.1)
                 continue
             applied = 0
+            self.catching_up = bool(blocks)
             for block_raw, cert_raw in blocks:
                 try:
                     block = Block.decode(block_raw)
@@ -618,6 +622,7 @@ class Runner:
                     break
             if not applied:
                 break
+        self.catching_up = False
         if self.chain.height == start:
             return
         self.log.info("synced from height %d to %d before signing anything", start, self.chain.height)

@@ -60,16 +60,17 @@ def _free(port: int) -> bool:
 
 
 def pick_base_port(n: int, slot: int = 0) -> int:
-    """A base port B whose P2P ports B+1..B+n and API ports B+101..B+100+n are free now.
+    """A base port B whose P2P ports B+1..B+n, API ports B+101..B+100+n and metrics ports
+    B+201..B+200+n (the node's default, API port + 100) are free now.
     Different `slot`s (test index) and processes (pid) start looking in different places."""
-    span = PORT_HIGH - PORT_LOW - 200
+    span = PORT_HIGH - PORT_LOW - 300
     start = PORT_LOW + ((os.getpid() * 37 + slot * 211) % (span // 10)) * 10
     base = start
     for _ in range(span // 10):
-        if all(_free(base + k) and _free(base + 100 + k) for k in range(1, n + 1)):
+        if all(_free(base + k) and _free(base + 100 + k) and _free(base + 200 + k) for k in range(1, n + 1)):
             return base
         base += 10
-        if base > PORT_HIGH - 200:
+        if base > PORT_HIGH - 300:
             base = PORT_LOW
     raise RuntimeError("no free port range in 20000-30000")
 
@@ -141,6 +142,8 @@ class LocalNet:
         self.nodes = self.manifest["nodes"]
         self.homes = [Path(x["home"]) for x in self.nodes]
         self.apis = [x["api"] for x in self.nodes]
+        # the metrics listener's default port: the API port + 100 (node.config.metrics_port_of)
+        self.metrics_urls = [f"http://127.0.0.1:{x['api_port'] + 100}" for x in self.nodes]
         self.procs: list[subprocess.Popen | None] = [None] * n
         self.paused: set[int] = set()
         self.peak_hwm_kib = [0] * n
@@ -254,6 +257,10 @@ class LocalNet:
     # API ------------------------------------------------------------------------------------
     def get(self, i: int, path: str, timeout: float = 5.0):
         return http("GET", self.apis[i] + path, timeout=timeout)
+
+    def metrics(self, i: int, timeout: float = 5.0) -> str:
+        """Node i's Prometheus text, from its metrics listener."""
+        return http("GET", self.metrics_urls[i] + "/metrics", timeout=timeout)
 
     def post(self, i: int, path: str, body, timeout: float = 5.0):
         return http("POST", self.apis[i] + path, body, timeout=timeout)

@@ -130,8 +130,9 @@ async def test_primary_down_view_change_keeps_the_chain_going(net_homes):
             async with s.get(nodes[0].api_url + "/v1/status") as r:
                 st = await r.json()
             assert st["view"] >= 1 and st["primary"] != primary_key.hex()
-            async with s.get(nodes[0].api_url + "/metrics") as r:
-                assert "cxl_view_changes 0.0" not in await r.text()
+            async with s.get(nodes[0].metrics_url + "/metrics") as r:
+                text = await r.text()
+            assert "cxl_view_changes_total" in text and "cxl_view_changes_total 0.0" not in text
     finally:
         for n in nodes:
             await n.stop()

@@ -297,7 +297,7 @@ async def test_validators_openapi_and_metrics(node, client):
     t = transfer(ADMIN, 0)
     await client.submit(t)
     await client.wait(t)
-    async with client.s.get(client.url + "/metrics") as r:
+    async with client.s.get(node.metrics_url + "/metrics") as r:
         text = await r.text()
     assert r.status == 200 and "cxl_height 1.0" in text and "cxl_txs_committed_total 1.0" in text
     assert "cxl_commit_latency_seconds_count 1.0" in text

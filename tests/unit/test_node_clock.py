@@ -38,7 +38,7 @@ def test_clock_metrics_show_the_skew_and_each_measured_peer():
     assert "cxl_clock_skew_ms -5000.0" in text
     assert 'cxl_peer_clock_offset_ms{peer="bbbbbbbbbbbbbbbb"} -5001.0' in text
     assert 'peer="dddddddddddddddd"' not in text
-    assert "cxl_blocks_refused_for_time 2.0" in text
+    assert "cxl_blocks_refused_for_time_total 2.0" in text
     m.set_clock(clock_view(None, [], 2000, 0), [], 0)  # no peer any more: no stale values
     text = m.render().decode()
     assert "cxl_clock_skew_ms NaN" in text and "cxl_peer_clock_offset_ms{" not in text
