@@ -34,6 +34,10 @@ from node.openapi import openapi_document
 NODE: web.AppKey = web.AppKey("cxl_node", object)
 _EXTENSIONS: list[Callable[[web.Application, object], None]] = []
 _HEX32 = re.compile(r"[0-9a-fA-F]{64}")
+_ADDRESS = re.compile(r"cx[0-9a-f]{40}")
+_HEIGHT = re.compile(r"[0-9]{1,19}")  # ASCII only: str.isdigit() and int() also take "²" and "١"
+# a JSON number as a client writes it (ASCII; float() alone also takes "١", "1_0", " 1", "nan")
+_SECONDS = re.compile(r"[0-9]{1,10}(?:\.[0-9]{0,9})?(?:[eE][+-]?[0-9]{1,3})?|\.[0-9]{1,9}")
 
 
 def register_extension(fn: Callable[[web.Application, object], None]) -> Callable:
@@ -107,6 +111,19 @@ async def _json_body(request: web.Request):
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}", "bad_json") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply to be a transaction submission", "bad_json") from None
+    except ValueError as exc:  # e.g. an integer literal above Python's 4,300-digit conversion limit
+        raise BadRequest(f"request body is not acceptable JSON: {exc}", "bad_json") from None
+
+
+def parse_address(text: str, what: str = "address") -> str:
+    """`cx` + 40 lower-case hex digits, or a 64-hex-digit public key (answered as its address)."""
+    if _ADDRESS.fullmatch(text) and is_address(text):
+        return text
+    if _HEX32.fullmatch(text):
+        return address_of(bytes.fromhex(text))
+    raise BadRequest(f"{what}: expected cx + 40 lower-case hex digits, or a 64-hex-digit public key", "bad_address")
 
 
 def _admission_json(a) -> dict:
@@ -170,10 +187,9 @@ def _wait_param(request: web.Request, cap: int) -> float:
     text = request.query.get("wait")
     if text is None:
         return 0.0
-    try:
-        wait = float(text)
-    except ValueError:
-        raise BadRequest("wait: expected a number of seconds", "bad_wait") from None
+    if not _SECONDS.fullmatch(text):
+        raise BadRequest("wait: expected a number of seconds, e.g. 5 or 2.5", "bad_wait")
+    wait = float(text)
     if not 0 <= wait <= 3600:
         raise BadRequest("wait: must be between 0 and 3600 seconds", "bad_wait")
     return min(wait, cap)
@@ -216,7 +232,7 @@ async def get_block(request: web.Request) -> web.Response:
     text = request.match_info["height"]
     if text == "latest":
         height = node.chain.height
-    elif text.isdigit() and len(text) < 20:
+    elif _HEIGHT.fullmatch(text):
         height = int(text)
     elif _HEX32.fullmatch(text):
         found = node.chain.height_of(bytes.fromhex(text))
@@ -227,7 +243,7 @@ async def get_block(request: web.Request) -> web.Response:
         raise BadRequest("block: expected a height, 'latest' or a 64-hex-digit block hash", "bad_height")
     if height == 0:
         raise NotFound("height 0 is the genesis state; blocks start at 1 (see /v1/status)", "unknown_block")
-    block = node.chain.get_block(height)
+    block = node.chain.get_block(height) if height <= node.chain.height else None
     if block is None:
         raise NotFound(f"no block at height {height}; the head is {node.chain.height}", "unknown_block")
     return json_response(views.block_view(block, node.chain.get_cert(height)))
@@ -235,12 +251,7 @@ async def get_block(request: web.Request) -> web.Response:
 
 async def get_account(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    address = request.match_info["address"]
-    if not is_address(address):
-        if _HEX32.fullmatch(address):  # a public key: accept it, answer with its address
-            address = address_of(bytes.fromhex(address))
-        else:
-            raise BadRequest("address: expected cx + 40 hex digits, or a 64-hex-digit public key", "bad_address")
+    address = parse_address(request.match_info["address"])
     state = node.chain.state()
     view = market_queries.account_view(state, address)  # balance, nonce, member, escrow
     member, nonce = view["member"], view["nonce"]
