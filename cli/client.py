@@ -4,7 +4,9 @@ Every failure comes out as a `NodeError` carrying the API's error code and messa
 the HTTP status, so commands can print something a person can act on:
 
 * `NodeUnreachable` (status 0): nothing answered at the URL (refused, DNS, timeout);
-* `NodeError` with the API's ``{"error": {"code", "message"}}`` for any 4xx/5xx.
+* `NodeError` with the API's ``{"error": {"code", "message"}}`` for any 4xx/5xx;
+* `MalformedAnswer` (code ``malformed_answer``): the node answered 2xx with something that
+  is not a JSON object (every answer of the API is one), e.g. a hostile or broken node.
 
 The default node is the first validator of a localnet and a node home with default
 settings (`node.config.NodeConfig.api_port`): API port 26700+n for node n = 1, 2, … (see
@@ -59,6 +61,12 @@ class NodeUnreachable(NodeError):
         return self.message
 
 
+class MalformedAnswer(NodeError):
+    def __init__(self, url: str, what: str, detail: str, status: int = 200):
+        super().__init__("malformed_answer", f"the node at {url} sent a malformed answer to {what}: {detail}",
+                         status, url)
+
+
 class NodeClient:
     def __init__(self, url: str | None = None, timeout: float = DEFAULT_TIMEOUT):
         url = (url or default_node_url()).strip()
@@ -95,12 +103,16 @@ class NodeClient:
             raise NodeUnreachable(self.url, f"no answer within {timeout or self.timeout:g}s") from None
         except ConnectionError as exc:
             raise NodeUnreachable(self.url, exc.strerror or type(exc).__name__) from None
+        what = f"{method} {path}"
         if not raw:
             return {}
         try:
-            return json.loads(raw)
-        except ValueError:
-            raise NodeError("bad_response", f"{url} answered with something that is not JSON", 200, self.url) from None
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise MalformedAnswer(self.url, what, "not JSON") from None
+        if not isinstance(data, dict):
+            raise MalformedAnswer(self.url, what, f"expected a JSON object, got {type(data).__name__}")
+        return data
 
     def _http_error(self, exc: urllib.error.HTTPError) -> NodeError:
         raw = b""
