@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -149,7 +150,13 @@ class NodeClient:
         """One transaction; with `wait`, the node holds the request up to `wait` s for its commit."""
         if wait:
             wait_s = max(1, int(wait))
-            return self.get(f"/v1/txs/{tx_hash}", params={"wait": wait_s}, timeout=wait_s + self.timeout)
+            try:
+                return self.get(f"/v1/txs/{tx_hash}", params={"wait": wait_s}, timeout=wait_s + self.timeout)
+            except NodeError as exc:
+                if exc.code != "too_many_waits":
+                    raise
+            # every long-poll slot of the node is taken: pause as its Retry-After says, then ask plainly
+            time.sleep(1.0)
         return self.get(f"/v1/txs/{tx_hash}")
 
     def tx_proof(self, tx_hash: str) -> dict:
