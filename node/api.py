@@ -42,7 +42,7 @@ _HEX32 = re.compile(r"[0-9a-fA-F]{64}")
 _ADDRESS = re.compile(r"cx[0-9a-f]{40}")
 _HEIGHT = re.compile(r"[0-9]{1,19}")  # ASCII only: str.isdigit() and int() also take "²" and "١"
 # a JSON number as a client writes it (ASCII; float() alone also takes "١", "1_0", " 1", "nan")
-_SECONDS = re.compile(r"[0-9]{1,10}(?:\.[0-9]{0,9})?(?:[eE][+-]?[0-9]{1,3})?|\.[0-9]{1,9}")
+_SECONDS = re.compile(r"-?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][+-]?[0-9]{1,3})?")
 
 
 def register_extension(fn: Callable[[web.Application, object], None]) -> Callable:

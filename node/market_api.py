@@ -28,7 +28,7 @@ from aiohttp import web
 from ledger.market import queries
 from node import api, views
 from node.errors import BadRequest, NotFound
-from node.openapi import add_openapi_paths
+from node.openapi import ADDRESS_PARAM, add_openapi_paths
 
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
@@ -241,13 +241,19 @@ def _err(*statuses: int) -> dict:
     return {str(s): _ok(_ref("Error"), text[s]) for s in statuses}
 
 
+# what Query.text / Query.texts accept: 1-64 characters, no control characters (texts: comma-separated)
+_TEXT_SCHEMA = {"type": "string", "pattern": "^[^\\x00-\\x1f]{1,64}$"}
+_TEXTS_SCHEMA = {"type": "string", "pattern": "^[^\\x00-\\x1f,]{1,64}(,[^\\x00-\\x1f,]{1,64})*$"}
+
+
 def _qp(name: str, description: str, schema: dict | None = None, required: bool = False) -> dict:
-    return {"name": name, "in": "query", "required": required, "schema": schema or {"type": "string"},
+    return {"name": name, "in": "query", "required": required, "schema": schema or _TEXT_SCHEMA,
             "description": description}
 
 
-_INT = {"type": "integer", "minimum": 0}
-_ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+_INT = {"type": "integer", "minimum": 0, "maximum": _MAX_INT}
+_ID_PARAM = {"name": "id", "in": "path", "required": True,
+             "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
 _PAGE_PARAMS = [
     _qp("cursor", "next_cursor of the previous page", _INT),
     _qp("limit", f"items per page (1-{MAX_PAGE}, default {DEFAULT_PAGE})",
@@ -309,14 +315,15 @@ OPENAPI_PATHS = {
         "summary": "Listings matching every given filter, by id (default: active and inside their window)",
         "parameters": [
             _qp("region", "exact region, e.g. eu-west"), _qp("jurisdiction", "exact jurisdiction, e.g. EU"),
-            _qp("feature", "required feature; repeat or comma-separate for several"),
+            _qp("feature", "required feature; repeat or comma-separate for several", _TEXTS_SCHEMA),
             _qp("provider", "provider organisation id"),
             _qp("min_vcpu_milli", "per unit, milli-vCPU", _INT), _qp("min_memory_mib", "per unit", _INT),
             _qp("min_storage_gib", "per unit", _INT), _qp("min_gpu_count", "per unit", _INT),
             _qp("gpu_model", "exact GPU model"), _qp("min_units", "available (unreserved) units", _INT),
-            _qp("max_price", "highest price per unit-hour (micro-credits)", {"type": "integer", "minimum": 1}),
+            _qp("max_price", "highest price per unit-hour (micro-credits)",
+                {"type": "integer", "minimum": 1, "maximum": _MAX_INT}),
             _qp("attested_by", "organisation(s) whose live attestation the listing needs (of each feature, "
-                               "when features are given); repeatable"),
+                               "when features are given); repeatable", _TEXTS_SCHEMA),
             _qp("status", "active (default), paused, withdrawn or any",
                 {"type": "string", "enum": list(LISTING_STATUSES)}),
             _qp("include_unavailable", "true: also listings outside their availability window",
@@ -329,7 +336,10 @@ OPENAPI_PATHS = {
         "responses": {"200": _ok(_ref("Listing"), "Listing"), **_err(400, 404)}}},
     "/v1/leases": {"get": {
         "summary": "Leases of a tenant (address or public key) or of a provider organisation",
-        "parameters": [_qp("tenant", "tenant address or public key"), _qp("provider", "provider organisation id"),
+        "description": "Give exactly one of tenant / provider (OpenAPI 3.0 cannot state that; neither or "
+                       "both answers 400 bad_query).",
+        "parameters": [_qp("tenant", "tenant address or public key", ADDRESS_PARAM["schema"]),
+                       _qp("provider", "provider organisation id"),
                        _qp("status", "only leases in this status", {"type": "string", "enum": list(LEASE_STATUSES)}),
                        *_PAGE_PARAMS],
         "responses": {"200": _ok(_page_schema("Lease"), "A page of leases"), **_err(400)}}},
@@ -340,7 +350,8 @@ OPENAPI_PATHS = {
     "/v1/attestations": {"get": {
         "summary": "Attestations about an organisation or a listing (each with `live`)",
         "parameters": [_qp("subject_type", "org or listing", {"type": "string", "enum": ["org", "listing"]}, True),
-                       _qp("subject", "organisation id or listing id", None, True),
+                       _qp("subject", "organisation id, or a listing id (a whole number >= 1) when "
+                                      "subject_type=listing (else 400 bad_query)", None, True),
                        _qp("live", "true: only live ones", {"type": "boolean"})],
         "responses": {"200": _ok({"type": "object", "properties": {
             "items": {"type": "array", "items": _ref("Attestation")}, "height": {"type": "integer"}}},
@@ -351,7 +362,7 @@ OPENAPI_PATHS = {
         "responses": {"200": _ok(_ref("Attestation"), "Attestation"), **_err(400, 404)}}},
     "/v1/accounts/{address}/market": {"get": {
         "summary": "Balance, nonce, and the escrow held for the account's open leases",
-        "parameters": [{"name": "address", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "parameters": [ADDRESS_PARAM],
         "responses": {"200": _ok(_ref("MarketAccount"), "Account with escrow"), **_err(400)}}},
 }
 
