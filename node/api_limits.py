@@ -3,9 +3,11 @@ from taking the server away from everyone else.
 
 aiohttp parses HTTP and runs handlers; this module adds what it does not do on its own:
 
-* a cap on connections in total (`max_connections`) and per client IP address
-  (`api_max_connections_per_ip`); a connection beyond either is answered 503 at once
-  and closed;
+* a cap on connections per client IP address (`api_max_connections_per_ip`) and in
+  total (`max_connections`); beyond the per-address cap a connection is answered 503
+  at once and closed; at the total cap the connection idle the longest (no request in
+  flight) is closed to make room, and only when every connection has a request in
+  flight is the new one refused with 503;
 * a header deadline: a request's line and headers must arrive within
   `api_header_timeout_s`, counted from the connection's start or from the first byte
   of a later request on it (slowloris); missing it answers 408 and closes;
@@ -109,25 +111,37 @@ class RateLimitedLog:
 
 
 class ConnectionGuard:
-    """Counts open connections, in total and per IP, for one API server."""
+    """Counts open connections, in total and per IP, for one API server, and knows which
+    of them are idle (no request in flight), oldest first."""
 
     def __init__(self, limits: ApiLimits, log: logging.Logger):
         self.limits = limits
         self.log = RateLimitedLog(log)
         self.total = 0
         self.per_ip: dict[str, int] = {}
+        self.idle: dict["GuardedHandler", None] = {}  # insertion order: idle the longest first
+        self.evicted = 0
 
     def admit(self, ip: str) -> str | None:
-        """Count the connection in; or return why it is refused (nothing counted)."""
-        if self.total >= self.limits.max_connections:
-            return f"the node serves at most {self.limits.max_connections} API connections at once"
+        """Count a new connection in; or return why it is refused (nothing counted).
+
+        At the total limit, the connection idle the longest is closed to make room: idle
+        and half-sent connections can never lock real clients out, only requests in
+        flight (whose number long polls cannot fill: `LongPollBudget`) hold slots."""
         if self.per_ip.get(ip, 0) >= self.limits.max_connections_per_ip:
             return f"at most {self.limits.max_connections_per_ip} API connections from one address ({ip})"
+        if self.total >= self.limits.max_connections:
+            victim = next(iter(self.idle), None)
+            if victim is None:
+                return f"the node serves at most {self.limits.max_connections} API connections at once"
+            victim.evict()
+            self.evicted += 1
         self.total += 1
         self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
         return None
 
-    def release(self, ip: str) -> None:
+    def release(self, handler: "GuardedHandler", ip: str) -> None:
+        self.idle.pop(handler, None)
         self.total -= 1
         left = self.per_ip.get(ip, 1) - 1
         if left > 0:
@@ -172,14 +186,30 @@ class GuardedHandler(RequestHandler):
             self.force_close()
             return
         self._admitted = True
+        self._guard.idle[self] = None
         self._arm(self._guard.limits.header_timeout_s, self._header_timeout)
 
     def connection_lost(self, exc) -> None:
         self._cancel()
+        self._release()
+        super().connection_lost(exc)
+
+    def _release(self) -> None:
         if self._admitted:
             self._admitted = False
-            self._guard.release(self._ip)
-        super().connection_lost(exc)
+            self._guard.release(self, self._ip)
+
+    def evict(self) -> None:
+        """Closed to make room for a new connection (this one had no request in flight)."""
+        self._cancel()
+        self._release()  # counted out now: the new connection takes this slot
+        if self.transport is None:
+            return
+        if self._reading:  # a request had begun (or was due): say why it is not served
+            self.transport.write(raw_error(503, "Service Unavailable", "too_many_connections",
+                                           "the node is at its connection limit and closed this connection, "
+                                           "idle the longest, for another client; retry", retry_after=1))
+        self.force_close()
 
     def data_received(self, data: bytes) -> None:
         if data and not self._busy and not self._reading and self._admitted:
@@ -190,12 +220,14 @@ class GuardedHandler(RequestHandler):
     # called around each request by GuardedServer ----------------------------------------
     def request_started(self) -> None:
         self._busy = True
+        self._guard.idle.pop(self, None)
         self._cancel()  # the handler's own bounds apply now (body timeout, ?wait= cap)
 
     def request_finished(self) -> None:
         self._busy = False
         self._reading = False
         if self._admitted:
+            self._guard.idle[self] = None
             self._arm(self._guard.limits.idle_timeout_s, self._idle_timeout)
 
     # deadlines --------------------------------------------------------------------------
