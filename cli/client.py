@@ -6,7 +6,9 @@ the HTTP status, so commands can print something a person can act on:
 * `NodeUnreachable` (status 0): nothing answered at the URL (refused, DNS, timeout);
 * `NodeError` with the API's ``{"error": {"code", "message"}}`` for any 4xx/5xx;
 * `MalformedAnswer` (code ``malformed_answer``): the node answered 2xx with something that
-  is not a JSON object (every answer of the API is one), e.g. a hostile or broken node.
+  is not a JSON object (every answer of the API is one), e.g. a hostile or broken node;
+  reading a field the answer lacks (``answer["items"]``) raises `MissingField`, a
+  `MalformedAnswer` that is also a `KeyError`, so commands need no checks of their own.
 
 The default node is the first validator of a localnet and a node home with default
 settings (`node.config.NodeConfig.api_port`): API port 26700+n for node n = 1, 2, … (see
@@ -68,6 +70,21 @@ class MalformedAnswer(NodeError):
                          status, url)
 
 
+class MissingField(MalformedAnswer, KeyError):
+    def __str__(self) -> str:
+        return NodeError.__str__(self)
+
+
+def _answer_type(url: str, what: str) -> type[dict]:
+    class Answer(dict):
+        """A JSON object from the node; a missing field is the node's fault, said as such."""
+
+        def __missing__(self, key):
+            raise MissingField(url, what, f"field {key!r} is missing")
+
+    return Answer
+
+
 class NodeClient:
     def __init__(self, url: str | None = None, timeout: float = DEFAULT_TIMEOUT):
         url = (url or default_node_url()).strip()
@@ -108,7 +125,7 @@ class NodeClient:
         if not raw:
             return {}
         try:
-            data = json.loads(raw)
+            data = json.loads(raw, object_hook=_answer_type(self.url, what))
         except (ValueError, RecursionError):
             raise MalformedAnswer(self.url, what, "not JSON") from None
         if not isinstance(data, dict):

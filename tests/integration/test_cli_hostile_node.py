@@ -105,3 +105,11 @@ def test_verify_receipt_of_a_deeply_nested_file_is_one_line(bc, tmp_path):
     (tmp_path / "r.json").write_text("[" * 100_000 + "]" * 100_000)
     code, out = run("audit", "verify-receipt", tmp_path / "r.json", "--genesis", tmp_path / "genesis.json")
     assert code == 1 and "cannot read" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("args", [["listing", "list"], ["lease", "list", "--provider", "org1"]])
+def test_answers_missing_fields_are_reported_as_malformed(hostile, args):
+    hostile.body = b'{"height": 3}'  # no items, no next_cursor
+    code, out = run(*args, "--node", hostile.url)
+    assert code == 1, out
+    assert "malformed answer" in out and "'items'" in out and "Traceback" not in out
