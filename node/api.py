@@ -157,7 +157,9 @@ async def read_body(request: web.Request) -> bytes:
         raise BadBody(f"request body is malformed or incomplete: {detail}") from None
 
 
-async def _json_body(request: web.Request):
+async def read_json(request: web.Request):
+    """The request body as JSON (`read_body`'s bounds); malformed, too deep or with
+    integers beyond Python's digit limit is 400 `bad_json`. Extensions use this too."""
     raw = await read_body(request)
     try:
         return json.loads(raw)
@@ -195,7 +197,7 @@ async def get_status(request: web.Request) -> web.Response:
 
 async def post_txs(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    body = await _json_body(request)
+    body = await read_json(request)
     if not isinstance(body, dict) or (("tx" in body) == ("txs" in body)):
         raise BadRequest('body must be {"tx": "<base64>"} or {"txs": ["<base64>", ...]}', "bad_request")
     if "tx" in body:
