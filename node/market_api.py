@@ -28,7 +28,7 @@ from aiohttp import web
 from ledger.market import queries
 from node import api, views
 from node.errors import BadRequest, NotFound
-from node.openapi import ADDRESS_PARAM, add_openapi_paths
+from node.openapi import ADDRESS, ADDRESS_PARAM, add_openapi_paths
 
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
@@ -304,7 +304,7 @@ OPENAPI_SCHEMAS = {
         "evidence_digest": _HEX, "issued_ms": {"type": "integer"}, "expires_ms": {"type": "integer"},
         "revoked_ms": {"type": "integer", "nullable": True}, "live": {"type": "boolean"}}},
     "MarketAccount": {"type": "object", "properties": {
-        "address": {"type": "string"}, "balance": {"type": "integer"}, "nonce": {"type": "integer"},
+        "address": ADDRESS, "balance": {"type": "integer"}, "nonce": {"type": "integer"},
         "member": {"type": "object", "nullable": True},
         "escrow_as_tenant": {"type": "integer", "description": "held in escrow for this account's open leases"},
         "open_leases": {"type": "array", "items": {"type": "integer"}}, "height": {"type": "integer"}}},

@@ -44,7 +44,7 @@ SCHEMAS = {
         "properties": {"code": {"type": "string", "description": "stable machine-readable code"},
                        "message": {"type": "string", "description": "what was wrong and what to do"}}}}},
     "Status": {"type": "object", "properties": {
-        "chain_id": {"type": "string"}, "genesis_hash": HEX32, "node_key": HEX32, "node_address": {"type": "string"},
+        "chain_id": {"type": "string"}, "genesis_hash": HEX32, "node_key": HEX32, "node_address": ADDRESS,
         "height": {"type": "integer"}, "head_hash": HEX32, "state_root": HEX32, "time_ms": {"type": "integer"},
         "now_ms": {"type": "integer"}, "view": {"type": "integer"}, "view_changes": {"type": "integer"},
         "primary": {**HEX32, "nullable": True}, "validators": {"type": "array", "items": _ref("Validator")},
@@ -62,7 +62,7 @@ SCHEMAS = {
     "TxBatchResult": {"type": "object", "properties": {"results": {"type": "array", "items": {
         "oneOf": [_ref("TxAccepted"), _ref("Error")]}}}},
     "Tx": {"type": "object", "properties": {
-        "chain_id": {"type": "string"}, "sender": HEX32, "sender_address": {"type": "string"},
+        "chain_id": {"type": "string"}, "sender": HEX32, "sender_address": ADDRESS,
         "nonce": {"type": "integer"}, "type": {"type": "string"},
         "payload": {"type": "object", "description": "bytes values as hex"},
         "expiry": {"type": "integer"}, "signature": HEX}},
@@ -92,7 +92,7 @@ SCHEMAS = {
         "receipt_bytes": HEX, "receipt_proof": {"type": "array", "items": HEX32},
         "header": _ref("Header"), "certificate": _ref("Certificate"), "header_raw": B64, "certificate_raw": B64}},
     "Account": {"type": "object", "properties": {
-        "address": {"type": "string"}, "balance": {"type": "integer"}, "nonce": {"type": "integer"},
+        "address": ADDRESS, "balance": {"type": "integer"}, "nonce": {"type": "integer"},
         "pending_nonce": {"type": "integer"}, "height": {"type": "integer"},
         "member": {"type": "object", "nullable": True,
                    "properties": {"org": {"type": "string"}, "role": {"type": "string"}, "key": HEX32}}}},
