@@ -147,14 +147,20 @@ async def read_body(request: web.Request) -> bytes:
     """The request body, within `api_body_timeout_s` (408 `body_timeout` after it); a body
     that breaks off or has bad chunking is 400 `bad_body`. Extensions reading bodies use this."""
     limit = request.app[NODE].config.api_body_timeout_s
+    waiting = getattr(request.protocol, "body_wait", None)  # node.api_limits.GuardedHandler
+    if waiting is not None:
+        waiting(True)
     try:
         async with asyncio.timeout(limit):
             return await request.read()
     except TimeoutError:
         raise BodyTimeout(f"request body not received within {limit} s", "body_timeout") from None
-    except (HttpProcessingError, RequestPayloadError) as exc:
+    except (HttpProcessingError, RequestPayloadError, ConnectionError) as exc:
         detail = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         raise BadBody(f"request body is malformed or incomplete: {detail}") from None
+    finally:
+        if waiting is not None:
+            waiting(False)
 
 
 async def read_json(request: web.Request):

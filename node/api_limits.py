@@ -5,9 +5,9 @@ aiohttp parses HTTP and runs handlers; this module adds what it does not do on i
 
 * a cap on connections per client IP address (`api_max_connections_per_ip`) and in
   total (`max_connections`); beyond the per-address cap a connection is answered 503
-  at once and closed; at the total cap the connection idle the longest (no request in
-  flight) is closed to make room, and only when every connection has a request in
-  flight is the new one refused with 503;
+  at once and closed; at the total cap the connection that has waited on its client the
+  longest (idle, half-sent headers, or a body still arriving) is closed to make room,
+  and only when every connection has a request being worked on is the new one refused;
 * a header deadline: a request's line and headers must arrive within
   `api_header_timeout_s`, counted from the connection's start or from the first byte
   of a later request on it (slowloris); missing it answers 408 and closes;
@@ -21,7 +21,8 @@ aiohttp parses HTTP and runs handlers; this module adds what it does not do on i
   IP address, so long polls can never occupy every connection.
 
 Body reads are bounded by `api_body_timeout_s` where the handler reads the body
-(`node.api.read_body`), since only the handler knows when it wants the body.
+(`node.api.read_body`, which also marks the connection evictable meanwhile), since only
+the handler knows when it wants the body.
 """
 
 from __future__ import annotations
@@ -200,12 +201,13 @@ class GuardedHandler(RequestHandler):
             self._guard.release(self, self._ip)
 
     def evict(self) -> None:
-        """Closed to make room for a new connection (this one had no request in flight)."""
+        """Closed to make room for a new connection (this one was waiting on its client:
+        idle, sending headers, or sending a body)."""
         self._cancel()
         self._release()  # counted out now: the new connection takes this slot
         if self.transport is None:
             return
-        if self._reading:  # a request had begun (or was due): say why it is not served
+        if self._reading or self._busy:  # a request had begun (or was due): say why it is not served
             self.transport.write(raw_error(503, "Service Unavailable", "too_many_connections",
                                            "the node is at its connection limit and closed this connection, "
                                            "idle the longest, for another client; retry", retry_after=1))
@@ -222,6 +224,16 @@ class GuardedHandler(RequestHandler):
         self._busy = True
         self._guard.idle.pop(self, None)
         self._cancel()  # the handler's own bounds apply now (body timeout, ?wait= cap)
+
+    def body_wait(self, waiting: bool) -> None:
+        """While a handler waits for body bytes the connection waits on its client, as an
+        idle one does: evictable (after every connection idle since before it)."""
+        if not self._admitted:
+            return
+        if waiting:
+            self._guard.idle[self] = None
+        else:
+            self._guard.idle.pop(self, None)
 
     def request_finished(self) -> None:
         self._busy = False

@@ -364,3 +364,23 @@ async def test_a_flood_of_malformed_requests_logs_a_bounded_number_of_lines(node
         await raw(node, MALFORMED["garbage"][0])
     lines = [r for r in caplog.records if "malformed request" in r.getMessage()]
     assert 1 <= len(lines) <= 25
+
+
+async def test_slow_bodies_make_room_for_a_real_client(tmp_path, caplog):
+    node = await start(make_home(tmp_path), max_connections=4, api_body_timeout_s=600)
+    slow = []
+    try:
+        for _ in range(4):  # every slot: a POST whose body never finishes
+            reader, writer = await asyncio.open_connection("127.0.0.1", node.api_port)
+            writer.write(b"POST /v1/txs HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"tx\": ")
+            slow.append((reader, writer))
+        await asyncio.sleep(0.3)
+        assert await status_from(node, "127.0.0.2") == 200  # served at once, not after 600 s
+        status, _, body = split(await asyncio.wait_for(slow[0][0].read(), 5))  # the oldest made room
+        assert_error(status, body, 503, "too_many_connections")
+        await asyncio.sleep(0.2)
+        assert not [r for r in caplog.records if r.exc_info or r.levelname == "ERROR"]
+    finally:
+        for _, w in slow:
+            w.close()
+        await node.stop()
