@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 from ledger.block import Certificate, Header, validator_set_hash
-from ledger.encoding import decode
+from ledger.encoding import decode, expect, expect_array
 from ledger.errors import BlockInvalid, EncodingError, LedgerError
 from ledger.execution import Receipt
 from ledger.genesis_state import genesis_root, genesis_view
@@ -31,6 +31,9 @@ from ledger.tx import decode_tx
 
 FORMAT = "cxl-receipt/1"
 _HEX = re.compile(r"^(?:[0-9a-fA-F]{2})*$")
+# What a crafted proof or receipt can make a decoder or a lookup raise: all of them mean
+# "malformed input" and become a ReceiptError, never a traceback.
+_MALFORMED = (EncodingError, KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError)
 
 
 class ReceiptError(Exception):
@@ -63,6 +66,13 @@ def _bytes(value: Any, what: str) -> bytes:
         except ValueError:
             pass
     raise ReceiptError(f"{what}: expected bytes as hex or base64", "bad_receipt_file")
+
+
+def decode_result(raw: bytes, what: str = "result") -> Receipt:
+    """An execution result's canonical bytes, shape-checked (`Receipt.from_wire` only indexes)."""
+    w = expect_array(decode(raw), 3, what)
+    return Receipt(expect(w[0], str, f"{what}.code"), expect(w[1], str, f"{what}.message"),
+                   expect(w[2], dict, f"{what}.result"))
 
 
 def _raw(value: Any, what: str) -> bytes:
@@ -112,7 +122,8 @@ def _receipt_raw(proof: dict) -> bytes:
     if isinstance(r, dict) and "raw" in r:
         return _bytes(r["raw"], "receipt")
     if isinstance(r, dict):
-        return Receipt(r["code"], r.get("message", ""), r.get("result", {})).encode()
+        return Receipt(expect(r["code"], str, "receipt.code"), expect(r.get("message", ""), str, "receipt.message"),
+                       expect(r.get("result", {}), dict, "receipt.result")).encode()
     return _bytes(r, "receipt")
 
 
@@ -121,18 +132,39 @@ def build_receipt(proof: dict, *, genesis_hash: bytes | None = None, validator_c
 
     `validator_changes`: `audit.replay.ValidatorChange` items (or their receipt JSON) for
     every change at or below the block's height; needed only when the set changed.
+    Anything malformed in `proof` is a ReceiptError with code ``bad_proof``.
     """
     try:
-        header_raw = _proof_raw(proof, "header")
-        cert_raw = _proof_raw(proof, "certificate")
-        header = Header.from_wire(decode(header_raw))
-        cert = Certificate.from_wire(decode(cert_raw))
-        tx_raw = _bytes(proof["tx"], "tx")
-        stx = decode_tx(tx_raw, len(tx_raw))
-        receipt_raw = _receipt_raw(proof)
-        receipt = Receipt.from_wire(decode(receipt_raw))
-    except (KeyError, TypeError, EncodingError) as exc:
-        raise ReceiptError(f"the proof is incomplete or malformed: {exc!r}", "bad_proof") from exc
+        return _build_receipt(proof, genesis_hash, validator_changes)
+    except ReceiptError as exc:
+        if exc.code == "bad_receipt_file":  # a field that is not bytes: still the proof's fault
+            raise ReceiptError(f"the proof is malformed: {exc.message}", "bad_proof") from exc
+        raise
+    except LedgerError as exc:
+        raise ReceiptError(f"the proof is malformed: {exc.message}", "bad_proof") from exc
+    except _MALFORMED as exc:
+        raise ReceiptError(f"the proof is incomplete or malformed: {_describe(exc)}", "bad_proof") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"field {exc.args[0]!r} is missing"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _build_receipt(proof: dict, genesis_hash: bytes | None, validator_changes) -> dict:
+    if not isinstance(proof, dict):
+        raise ReceiptError(f"expected a JSON object, got {type(proof).__name__}", "bad_proof")
+    header_raw = _proof_raw(proof, "header")
+    cert_raw = _proof_raw(proof, "certificate")
+    header = Header.from_wire(decode(header_raw))
+    cert = Certificate.from_wire(decode(cert_raw))
+    tx_raw = _bytes(proof["tx"], "tx")
+    stx = decode_tx(tx_raw, len(tx_raw))
+    receipt_raw = _receipt_raw(proof)
+    receipt = decode_result(receipt_raw)
     changes = []
     for ch in validator_changes:
         if isinstance(ch, dict):
@@ -162,10 +194,11 @@ def build_receipt(proof: dict, *, genesis_hash: bytes | None = None, validator_c
             "chain_id": tx.chain_id, "sender": tx.sender.hex(), "sender_address": tx.sender_address,
             "nonce": tx.nonce, "type": tx.type, "payload": jsonable(tx.payload), "expiry": tx.expiry,
             "signature": stx.signature.hex()}},
-        "tx_proof": [_bytes(p, "tx_proof").hex() for p in proof["tx_proof"]],
+        "tx_proof": [_bytes(p, "tx_proof").hex() for p in expect(proof["tx_proof"], list, "tx_proof")],
         "result": {"raw": _b64(receipt_raw), "code": receipt.code, "message": receipt.message,
                    "result": jsonable(receipt.result)},
-        "receipt_proof": [_bytes(p, "receipt_proof").hex() for p in proof["receipt_proof"]],
+        "receipt_proof": [_bytes(p, "receipt_proof").hex()
+                          for p in expect(proof["receipt_proof"], list, "receipt_proof")],
         "header": {"raw": _b64(header_raw), "hash": header.hash.hex(), "decoded": header_json(header)},
         "certificate": {"raw": _b64(cert_raw), "decoded": cert_json(cert)},
         "validator_changes": changes,
@@ -209,7 +242,7 @@ def fetch_receipt(node_url: str, tx_hash: bytes | str, *, genesis_doc: dict | No
     genesis (`genesis_doc`, `genesis_hash`).
     """
     from audit.replay import replay
-    from audit.source import HttpClient, HttpSource, SourceError
+    from audit.source import HttpClient, SourceError
 
     hexhash = tx_hash.hex() if isinstance(tx_hash, bytes) else tx_hash.lower()
     client = HttpClient(node_url)
@@ -220,7 +253,24 @@ def fetch_receipt(node_url: str, tx_hash: bytes | str, *, genesis_doc: dict | No
     if code != 200 or not isinstance(data, dict):
         raise SourceError(f"{client.base_url}: GET /v1/txs/{hexhash}/proof answered {code}", "bad_response")
     proof = data.get("proof", data)
-    header = Header.from_wire(decode(_proof_raw(proof, "header")))
+    try:
+        return _receipt_from_answer(node_url, proof, genesis_doc, genesis_hash, workers, replay)
+    except ReceiptError as exc:
+        if exc.code != "bad_proof":
+            raise
+        raise ReceiptError(f"the node at {client.base_url} sent a malformed answer to GET /v1/txs/{hexhash}/proof "
+                           f"({exc.message}); it is not a proof anyone can verify", "malformed_answer") from exc
+
+
+def _receipt_from_answer(node_url, proof, genesis_doc, genesis_hash, workers, replay) -> dict:
+    from audit.source import HttpSource
+
+    try:
+        header = Header.from_wire(decode(_proof_raw(proof, "header")))
+    except ReceiptError as exc:
+        raise ReceiptError(exc.message, "bad_proof") from exc
+    except _MALFORMED as exc:
+        raise ReceiptError(f"header: {_describe(exc)}", "bad_proof") from exc
     changes = []
     if genesis_doc is not None and header.validator_set_hash != validator_set_hash(_genesis_keys(genesis_doc)):
         changes = _changes_by_replay(HttpSource(node_url), genesis_doc, genesis_hash, header.height, workers, replay)
@@ -241,14 +291,14 @@ def _check(cond: bool, message: str, code: str) -> None:
 def _decode_header(value, what: str) -> Header:
     try:
         return Header.from_wire(decode(_bytes(value, what)))
-    except EncodingError as exc:
+    except _MALFORMED as exc:
         raise ReceiptError(f"{what} does not decode: {exc}", "bad_receipt_file") from exc
 
 
 def _decode_cert(value, what: str) -> Certificate:
     try:
         return Certificate.from_wire(decode(_bytes(value, what)))
-    except EncodingError as exc:
+    except _MALFORMED as exc:
         raise ReceiptError(f"{what} does not decode: {exc}", "bad_receipt_file") from exc
 
 
@@ -269,13 +319,14 @@ def verify_receipt(receipt: dict, genesis_doc: dict, genesis_hash: bytes) -> dic
     """
     try:
         return _verify(receipt, genesis_doc, genesis_hash)
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise ReceiptError(f"the receipt file is malformed: {exc!r}", "bad_receipt_file") from exc
     except LedgerError as exc:
         raise ReceiptError(exc.message, exc.code) from exc
+    except _MALFORMED as exc:
+        raise ReceiptError(f"the receipt file is malformed: {_describe(exc)}", "bad_receipt_file") from exc
 
 
 def _verify(receipt: dict, doc: dict, ghash: bytes) -> dict:
+    _check(isinstance(receipt, dict), "a receipt is a JSON object", "bad_receipt_file")
     _check(receipt.get("format") == FORMAT, f"not a {FORMAT} receipt", "bad_receipt_file")
     chain_id = doc["chain_id"]
     if receipt.get("genesis_hash"):
@@ -335,7 +386,7 @@ def _verify(receipt: dict, doc: dict, ghash: bytes) -> dict:
     _check(verify_inclusion(res_raw, index, size, [bytes.fromhex(p) for p in receipt["receipt_proof"]],
                             header.results_root),
            f"the result is not at index {index} of block {height}'s results root", "bad_receipt_proof")
-    result = Receipt.from_wire(decode(res_raw))
+    result = decode_result(res_raw)
     shown = receipt["result"]
     if isinstance(shown, dict) and "code" in shown:
         _check(shown["code"] == result.code and shown.get("result", jsonable(result.result)) == jsonable(result.result),

@@ -102,8 +102,8 @@ def verify_receipt_cmd(receipt_file, genesis_path, as_json) -> None:
     doc, ghash = _genesis(genesis_path)
     try:
         receipt = json.loads(Path(receipt_file).read_text())
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(f"cannot read {receipt_file} as JSON: {exc}") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise click.ClickException(f"cannot read {receipt_file} as JSON: {exc or 'nested too deeply'}") from None
     try:
         summary = verify_receipt(receipt, doc, ghash)
     except ReceiptError as exc:

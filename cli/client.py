@@ -4,7 +4,11 @@ Every failure comes out as a `NodeError` carrying the API's error code and messa
 the HTTP status, so commands can print something a person can act on:
 
 * `NodeUnreachable` (status 0): nothing answered at the URL (refused, DNS, timeout);
-* `NodeError` with the API's ``{"error": {"code", "message"}}`` for any 4xx/5xx.
+* `NodeError` with the API's ``{"error": {"code", "message"}}`` for any 4xx/5xx;
+* `MalformedAnswer` (code ``malformed_answer``): the node answered 2xx with something that
+  is not a JSON object (every answer of the API is one), e.g. a hostile or broken node;
+  reading a field the answer lacks (``answer["items"]``) raises `MissingField`, a
+  `MalformedAnswer` that is also a `KeyError`, so commands need no checks of their own.
 
 The default node is the first validator of a localnet and a node home with default
 settings (`node.config.NodeConfig.api_port`): API port 26700+n for node n = 1, 2, … (see
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -59,6 +64,27 @@ class NodeUnreachable(NodeError):
         return self.message
 
 
+class MalformedAnswer(NodeError):
+    def __init__(self, url: str, what: str, detail: str, status: int = 200):
+        super().__init__("malformed_answer", f"the node at {url} sent a malformed answer to {what}: {detail}",
+                         status, url)
+
+
+class MissingField(MalformedAnswer, KeyError):
+    def __str__(self) -> str:
+        return NodeError.__str__(self)
+
+
+def _answer_type(url: str, what: str) -> type[dict]:
+    class Answer(dict):
+        """A JSON object from the node; a missing field is the node's fault, said as such."""
+
+        def __missing__(self, key):
+            raise MissingField(url, what, f"field {key!r} is missing")
+
+    return Answer
+
+
 class NodeClient:
     def __init__(self, url: str | None = None, timeout: float = DEFAULT_TIMEOUT):
         url = (url or default_node_url()).strip()
@@ -95,12 +121,16 @@ class NodeClient:
             raise NodeUnreachable(self.url, f"no answer within {timeout or self.timeout:g}s") from None
         except ConnectionError as exc:
             raise NodeUnreachable(self.url, exc.strerror or type(exc).__name__) from None
+        what = f"{method} {path}"
         if not raw:
             return {}
         try:
-            return json.loads(raw)
-        except ValueError:
-            raise NodeError("bad_response", f"{url} answered with something that is not JSON", 200, self.url) from None
+            data = json.loads(raw, object_hook=_answer_type(self.url, what))
+        except (ValueError, RecursionError):
+            raise MalformedAnswer(self.url, what, "not JSON") from None
+        if not isinstance(data, dict):
+            raise MalformedAnswer(self.url, what, f"expected a JSON object, got {type(data).__name__}")
+        return data
 
     def _http_error(self, exc: urllib.error.HTTPError) -> NodeError:
         raw = b""
@@ -137,7 +167,13 @@ class NodeClient:
         """One transaction; with `wait`, the node holds the request up to `wait` s for its commit."""
         if wait:
             wait_s = max(1, int(wait))
-            return self.get(f"/v1/txs/{tx_hash}", params={"wait": wait_s}, timeout=wait_s + self.timeout)
+            try:
+                return self.get(f"/v1/txs/{tx_hash}", params={"wait": wait_s}, timeout=wait_s + self.timeout)
+            except NodeError as exc:
+                if exc.code != "too_many_waits":
+                    raise
+            # every long-poll slot of the node is taken: pause as its Retry-After says, then ask plainly
+            time.sleep(1.0)
         return self.get(f"/v1/txs/{tx_hash}")
 
     def tx_proof(self, tx_hash: str) -> dict:

@@ -27,13 +27,22 @@ from ledger.market import queries as market_queries
 from ledger.block import quorum
 from ledger.crypto import address_of, is_address
 
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
+
 from node import views
+from node.api_limits import ApiLimits, LongPollBudget, serve
 from node.errors import BadRequest, NodeError, NotFound
 from node.openapi import openapi_document
 
 NODE: web.AppKey = web.AppKey("cxl_node", object)
+LONG_POLLS: web.AppKey = web.AppKey("cxl_long_polls", LongPollBudget)
 _EXTENSIONS: list[Callable[[web.Application, object], None]] = []
 _HEX32 = re.compile(r"[0-9a-fA-F]{64}")
+_ADDRESS = re.compile(r"cx[0-9a-f]{40}")
+_HEIGHT = re.compile(r"[0-9]{1,19}")  # ASCII only: str.isdigit() and int() also take "²" and "١"
+# a JSON number as a client writes it (ASCII; float() alone also takes "١", "1_0", " 1", "nan")
+_SECONDS = re.compile(r"-?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][+-]?[0-9]{1,3})?")
 
 
 def register_extension(fn: Callable[[web.Application, object], None]) -> Callable:
@@ -60,22 +69,55 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                503: "unavailable"}
 
 
+class TooManyWaits(NodeError):
+    """Every long-poll slot (in total or for this client address) is taken."""
+
+    code = "too_many_waits"
+    status = 429
+
+
+class BodyTimeout(NodeError):
+    code = "body_timeout"
+    status = 408
+
+
+class BadBody(BadRequest):
+    code = "bad_body"
+
+
+def _node_error_response(exc: NodeError) -> web.Response:
+    resp = error_response(exc.code, exc.message, exc.status)
+    if exc.status in (429, 503):
+        resp.headers["Retry-After"] = "1"
+    if exc.status in (408, 413) or isinstance(exc, BadBody):
+        resp.force_close()  # the body was not read to its end: the connection cannot carry another request
+    return resp
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler):
     try:
         return await handler(request)
     except NodeError as exc:
-        return error_response(exc.code, exc.message, exc.status)
+        return _node_error_response(exc)
     except web.HTTPRequestEntityTooLarge as exc:
         limit = request.app[NODE].config.max_body_bytes
-        return error_response("body_too_large", f"request body above the limit of {limit} bytes "
+        resp = error_response("body_too_large", f"request body above the limit of {limit} bytes "
                               "(send fewer transactions per request)", 413)
+        resp.force_close()
+        return resp
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
         message = exc.reason if exc.status != 404 else f"no such endpoint: {request.method} {request.path}"
-        return error_response(code, message, exc.status)
+        allow = exc.headers.get("Allow") if exc.status == 405 else None
+        if allow is not None:
+            message = f"{request.method} is not allowed on {request.path}; allowed: {allow}"
+        resp = error_response(code, message, exc.status)
+        if allow is not None:
+            resp.headers["Allow"] = allow  # RFC 9110: a 405 names the methods the resource supports
+        return resp
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a bug: answer in the documented shape, log it
@@ -101,12 +143,47 @@ def _b64(value, where: str) -> bytes:
         raise BadRequest(f"{where}: not valid base64", "bad_base64") from None
 
 
-async def _json_body(request: web.Request):
-    raw = await request.read()
+async def read_body(request: web.Request) -> bytes:
+    """The request body, within `api_body_timeout_s` (408 `body_timeout` after it); a body
+    that breaks off or has bad chunking is 400 `bad_body`. Extensions reading bodies use this."""
+    limit = request.app[NODE].config.api_body_timeout_s
+    waiting = getattr(request.protocol, "body_wait", None)  # node.api_limits.GuardedHandler
+    if waiting is not None:
+        waiting(True)
+    try:
+        async with asyncio.timeout(limit):
+            return await request.read()
+    except TimeoutError:
+        raise BodyTimeout(f"request body not received within {limit} s", "body_timeout") from None
+    except (HttpProcessingError, RequestPayloadError, ConnectionError) as exc:
+        detail = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        raise BadBody(f"request body is malformed or incomplete: {detail}") from None
+    finally:
+        if waiting is not None:
+            waiting(False)
+
+
+async def read_json(request: web.Request):
+    """The request body as JSON (`read_body`'s bounds); malformed, too deep or with
+    integers beyond Python's digit limit is 400 `bad_json`. Extensions use this too."""
+    raw = await read_body(request)
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}", "bad_json") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply to be a transaction submission", "bad_json") from None
+    except ValueError as exc:  # e.g. an integer literal above Python's 4,300-digit conversion limit
+        raise BadRequest(f"request body is not acceptable JSON: {exc}", "bad_json") from None
+
+
+def parse_address(text: str, what: str = "address") -> str:
+    """`cx` + 40 lower-case hex digits, or a 64-hex-digit public key (answered as its address)."""
+    if _ADDRESS.fullmatch(text) and is_address(text):
+        return text
+    if _HEX32.fullmatch(text):
+        return address_of(bytes.fromhex(text))
+    raise BadRequest(f"{what}: expected cx + 40 lower-case hex digits, or a 64-hex-digit public key", "bad_address")
 
 
 def _admission_json(a) -> dict:
@@ -126,7 +203,7 @@ async def get_status(request: web.Request) -> web.Response:
 
 async def post_txs(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    body = await _json_body(request)
+    body = await read_json(request)
     if not isinstance(body, dict) or (("tx" in body) == ("txs" in body)):
         raise BadRequest('body must be {"tx": "<base64>"} or {"txs": ["<base64>", ...]}', "bad_request")
     if "tx" in body:
@@ -170,10 +247,9 @@ def _wait_param(request: web.Request, cap: int) -> float:
     text = request.query.get("wait")
     if text is None:
         return 0.0
-    try:
-        wait = float(text)
-    except ValueError:
-        raise BadRequest("wait: expected a number of seconds", "bad_wait") from None
+    if not _SECONDS.fullmatch(text):
+        raise BadRequest("wait: expected a number of seconds, e.g. 5 or 2.5", "bad_wait")
+    wait = float(text)
     if not 0 <= wait <= 3600:
         raise BadRequest("wait: must be between 0 and 3600 seconds", "bad_wait")
     return min(wait, cap)
@@ -185,6 +261,10 @@ async def get_tx(request: web.Request) -> web.Response:
     wait = _wait_param(request, node.config.max_wait_s)
     found = _committed_json(node, tx_hash)
     if found is None and wait > 0:
+        budget, ip = request.app[LONG_POLLS], request.remote or "local"
+        if not budget.acquire(ip):
+            raise TooManyWaits(f"every long-poll slot is taken (at most {budget.total_limit} on this node, "
+                               f"{budget.per_ip_limit} per client address): retry shortly, or poll without ?wait")
         fut = node.runner.wait_committed(tx_hash)
         try:
             await asyncio.wait_for(asyncio.shield(fut), wait)
@@ -192,6 +272,7 @@ async def get_tx(request: web.Request) -> web.Response:
             pass
         finally:
             node.runner.forget_waiter(tx_hash, fut)
+            budget.release(ip)
         found = _committed_json(node, tx_hash)
     if found is not None:
         return json_response(found)
@@ -216,7 +297,7 @@ async def get_block(request: web.Request) -> web.Response:
     text = request.match_info["height"]
     if text == "latest":
         height = node.chain.height
-    elif text.isdigit() and len(text) < 20:
+    elif _HEIGHT.fullmatch(text):
         height = int(text)
     elif _HEX32.fullmatch(text):
         found = node.chain.height_of(bytes.fromhex(text))
@@ -227,7 +308,7 @@ async def get_block(request: web.Request) -> web.Response:
         raise BadRequest("block: expected a height, 'latest' or a 64-hex-digit block hash", "bad_height")
     if height == 0:
         raise NotFound("height 0 is the genesis state; blocks start at 1 (see /v1/status)", "unknown_block")
-    block = node.chain.get_block(height)
+    block = node.chain.get_block(height) if height <= node.chain.height else None
     if block is None:
         raise NotFound(f"no block at height {height}; the head is {node.chain.height}", "unknown_block")
     return json_response(views.block_view(block, node.chain.get_cert(height)))
@@ -235,12 +316,7 @@ async def get_block(request: web.Request) -> web.Response:
 
 async def get_account(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    address = request.match_info["address"]
-    if not is_address(address):
-        if _HEX32.fullmatch(address):  # a public key: accept it, answer with its address
-            address = address_of(bytes.fromhex(address))
-        else:
-            raise BadRequest("address: expected cx + 40 hex digits, or a 64-hex-digit public key", "bad_address")
+    address = parse_address(request.match_info["address"])
     state = node.chain.state()
     view = market_queries.account_view(state, address)  # balance, nonce, member, escrow
     member, nonce = view["member"], view["nonce"]
@@ -314,6 +390,7 @@ def make_app(node, extra_routes: Iterable[web.AbstractRouteDef] = ()) -> web.App
     _load_extension_modules()
     app = web.Application(client_max_size=node.config.max_body_bytes, middlewares=[errors_middleware])
     app[NODE] = node
+    app[LONG_POLLS] = LongPollBudget(node.config.api_max_long_polls, node.config.api_max_long_polls_per_ip)
     add_routes(app, ROUTES)
     add_routes(app, extra_routes)
     for ext in _EXTENSIONS:
@@ -321,21 +398,8 @@ def make_app(node, extra_routes: Iterable[web.AbstractRouteDef] = ()) -> web.App
     return app
 
 
-async def start_api(app: web.Application, host: str, port: int, max_connections: int) -> tuple[web.AppRunner, int]:
-    """Serve `app`; refuse connections beyond `max_connections` (closed at once).
+async def start_api(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve `app` with the node's connection limits and deadlines (`node.api_limits`).
     Port 0 picks a free port; returns (runner, port)."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
-    await runner.setup()
-    server = runner.server
-    accept = server.connection_made
-
-    def limited(handler, transport):
-        accept(handler, transport)
-        if len(server.connections) > max_connections:
-            transport.close()
-
-    server.connection_made = limited  # type: ignore[method-assign]
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    sock = site._server.sockets[0]  # type: ignore[union-attr]
-    return runner, sock.getsockname()[1]
+    node = app[NODE]
+    return await serve(app, host, port, ApiLimits.from_config(node.config), node.log)

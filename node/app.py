@@ -219,8 +219,7 @@ class Node:
             raise ConfigError(f"the p2p transport did not start: {exc}", "p2p_start") from exc
         self.runner.start()
         try:
-            self._web_runner, self.api_port = await start_api(self.app, cfg.api_host, cfg.api_port,
-                                                              cfg.max_connections)
+            self._web_runner, self.api_port = await start_api(self.app, cfg.api_host, cfg.api_port)
         except OSError as exc:
             raise ConfigError(f"cannot serve the client API on {cfg.api_host}:{cfg.api_port}: {exc.strerror or exc} "
                               "(is another node using this port? set api_port in config.json)", "api_port_busy") from exc

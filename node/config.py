@@ -63,6 +63,13 @@ class NodeConfig:
     metrics_port: int | None = None           # None: api_port + 100 (0: any free port)
     log_max_bytes: int = 50 * 1024 * 1024     # node.log is rotated above this size
     log_backups: int = 5                      # rotated files kept (node.log.1 …)
+    # client API limits against idle, slow and flooding clients (node/api_limits.py)
+    api_max_connections_per_ip: int = 64     # concurrent API connections from one IP address
+    api_header_timeout_s: int = 10           # request line + headers must arrive within this (408)
+    api_idle_timeout_s: int = 30             # a keep-alive connection with no request is closed after this
+    api_body_timeout_s: int = 30             # a request body must arrive within this (408)
+    api_max_long_polls: int = 256            # ?wait= long polls held at once (429 above it)
+    api_max_long_polls_per_ip: int = 32      # ... from one IP address
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -88,6 +95,12 @@ _RANGES: dict[str, tuple[int, int]] = {
     "metrics_port": (0, 65535),
     "log_max_bytes": (64 * 1024, 2**40),
     "log_backups": (0, 1000),
+    "api_max_connections_per_ip": (1, 100_000),
+    "api_header_timeout_s": (1, 3600),
+    "api_idle_timeout_s": (1, 3600),
+    "api_body_timeout_s": (1, 3600),
+    "api_max_long_polls": (0, 100_000),
+    "api_max_long_polls_per_ip": (0, 100_000),
 }
 _OPTIONAL = {"block_interval_ms", "max_block_txs", "tls_cert", "tls_key", "tls_ca", "metrics_port"}
 

@@ -25,18 +25,16 @@ import time
 
 from aiohttp import web
 
-from ledger.crypto import address_of, is_address
 from ledger.market import queries
 from node import api, views
 from node.errors import BadRequest, NotFound
-from node.openapi import add_openapi_paths
+from node.openapi import ADDRESS, ADDRESS_PARAM, add_openapi_paths
 
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
 LISTING_STATUSES = ("active", "paused", "withdrawn", "any")
 LEASE_STATUSES = ("pending", "active", "ended", "closed", "settled", "rejected", "cancelled", "expired")
 _TEXT = re.compile(r"[^\x00-\x1f]{1,64}")
-_HEX32 = re.compile(r"[0-9a-fA-F]{64}")
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _MAX_INT = 2**62
 
@@ -101,11 +99,10 @@ class Query:
 
 
 def _address(text: str, name: str) -> str:
-    if is_address(text):
-        return text
-    if _HEX32.fullmatch(text):  # a public key: its address
-        return address_of(bytes.fromhex(text))
-    raise BadRequest(f"{name}: expected an address (cx + 40 hex digits) or a 64-hex-digit public key", "bad_query")
+    try:
+        return api.parse_address(text, name)
+    except BadRequest as exc:
+        raise BadRequest(exc.message, "bad_query") from None
 
 
 def _path_id(request: web.Request, what: str) -> int:
@@ -212,13 +209,7 @@ async def get_attestation(request: web.Request) -> web.Response:
 
 
 async def get_account_market(request: web.Request) -> web.Response:
-    text = request.match_info["address"]
-    if is_address(text):
-        address = text
-    elif _HEX32.fullmatch(text):
-        address = address_of(bytes.fromhex(text))
-    else:
-        raise BadRequest("address: expected cx + 40 hex digits, or a 64-hex-digit public key", "bad_address")
+    address = api.parse_address(request.match_info["address"])
     node, state = _state(request)
     view = queries.account_view(state, address)
     return api.json_response({**views.jsonable(view), "height": node.chain.height})
@@ -250,13 +241,19 @@ def _err(*statuses: int) -> dict:
     return {str(s): _ok(_ref("Error"), text[s]) for s in statuses}
 
 
+# what Query.text / Query.texts accept: 1-64 characters, no control characters (texts: comma-separated)
+_TEXT_SCHEMA = {"type": "string", "pattern": "^[^\\x00-\\x1f]{1,64}$"}
+_TEXTS_SCHEMA = {"type": "string", "pattern": "^[^\\x00-\\x1f,]{1,64}(,[^\\x00-\\x1f,]{1,64})*$"}
+
+
 def _qp(name: str, description: str, schema: dict | None = None, required: bool = False) -> dict:
-    return {"name": name, "in": "query", "required": required, "schema": schema or {"type": "string"},
+    return {"name": name, "in": "query", "required": required, "schema": schema or _TEXT_SCHEMA,
             "description": description}
 
 
-_INT = {"type": "integer", "minimum": 0}
-_ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+_INT = {"type": "integer", "minimum": 0, "maximum": _MAX_INT}
+_ID_PARAM = {"name": "id", "in": "path", "required": True,
+             "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
 _PAGE_PARAMS = [
     _qp("cursor", "next_cursor of the previous page", _INT),
     _qp("limit", f"items per page (1-{MAX_PAGE}, default {DEFAULT_PAGE})",
@@ -307,7 +304,7 @@ OPENAPI_SCHEMAS = {
         "evidence_digest": _HEX, "issued_ms": {"type": "integer"}, "expires_ms": {"type": "integer"},
         "revoked_ms": {"type": "integer", "nullable": True}, "live": {"type": "boolean"}}},
     "MarketAccount": {"type": "object", "properties": {
-        "address": {"type": "string"}, "balance": {"type": "integer"}, "nonce": {"type": "integer"},
+        "address": ADDRESS, "balance": {"type": "integer"}, "nonce": {"type": "integer"},
         "member": {"type": "object", "nullable": True},
         "escrow_as_tenant": {"type": "integer", "description": "held in escrow for this account's open leases"},
         "open_leases": {"type": "array", "items": {"type": "integer"}}, "height": {"type": "integer"}}},
@@ -318,14 +315,15 @@ OPENAPI_PATHS = {
         "summary": "Listings matching every given filter, by id (default: active and inside their window)",
         "parameters": [
             _qp("region", "exact region, e.g. eu-west"), _qp("jurisdiction", "exact jurisdiction, e.g. EU"),
-            _qp("feature", "required feature; repeat or comma-separate for several"),
+            _qp("feature", "required feature; repeat or comma-separate for several", _TEXTS_SCHEMA),
             _qp("provider", "provider organisation id"),
             _qp("min_vcpu_milli", "per unit, milli-vCPU", _INT), _qp("min_memory_mib", "per unit", _INT),
             _qp("min_storage_gib", "per unit", _INT), _qp("min_gpu_count", "per unit", _INT),
             _qp("gpu_model", "exact GPU model"), _qp("min_units", "available (unreserved) units", _INT),
-            _qp("max_price", "highest price per unit-hour (micro-credits)", {"type": "integer", "minimum": 1}),
+            _qp("max_price", "highest price per unit-hour (micro-credits)",
+                {"type": "integer", "minimum": 1, "maximum": _MAX_INT}),
             _qp("attested_by", "organisation(s) whose live attestation the listing needs (of each feature, "
-                               "when features are given); repeatable"),
+                               "when features are given); repeatable", _TEXTS_SCHEMA),
             _qp("status", "active (default), paused, withdrawn or any",
                 {"type": "string", "enum": list(LISTING_STATUSES)}),
             _qp("include_unavailable", "true: also listings outside their availability window",
@@ -338,7 +336,10 @@ OPENAPI_PATHS = {
         "responses": {"200": _ok(_ref("Listing"), "Listing"), **_err(400, 404)}}},
     "/v1/leases": {"get": {
         "summary": "Leases of a tenant (address or public key) or of a provider organisation",
-        "parameters": [_qp("tenant", "tenant address or public key"), _qp("provider", "provider organisation id"),
+        "description": "Give exactly one of tenant / provider (OpenAPI 3.0 cannot state that; neither or "
+                       "both answers 400 bad_query).",
+        "parameters": [_qp("tenant", "tenant address or public key", ADDRESS_PARAM["schema"]),
+                       _qp("provider", "provider organisation id"),
                        _qp("status", "only leases in this status", {"type": "string", "enum": list(LEASE_STATUSES)}),
                        *_PAGE_PARAMS],
         "responses": {"200": _ok(_page_schema("Lease"), "A page of leases"), **_err(400)}}},
@@ -349,7 +350,8 @@ OPENAPI_PATHS = {
     "/v1/attestations": {"get": {
         "summary": "Attestations about an organisation or a listing (each with `live`)",
         "parameters": [_qp("subject_type", "org or listing", {"type": "string", "enum": ["org", "listing"]}, True),
-                       _qp("subject", "organisation id or listing id", None, True),
+                       _qp("subject", "organisation id, or a listing id (a whole number >= 1) when "
+                                      "subject_type=listing (else 400 bad_query)", None, True),
                        _qp("live", "true: only live ones", {"type": "boolean"})],
         "responses": {"200": _ok({"type": "object", "properties": {
             "items": {"type": "array", "items": _ref("Attestation")}, "height": {"type": "integer"}}},
@@ -360,7 +362,7 @@ OPENAPI_PATHS = {
         "responses": {"200": _ok(_ref("Attestation"), "Attestation"), **_err(400, 404)}}},
     "/v1/accounts/{address}/market": {"get": {
         "summary": "Balance, nonce, and the escrow held for the account's open leases",
-        "parameters": [{"name": "address", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "parameters": [ADDRESS_PARAM],
         "responses": {"200": _ok(_ref("MarketAccount"), "Account with escrow"), **_err(400)}}},
 }
 

@@ -15,6 +15,10 @@ OPENAPI_PATHS: web.AppKey = web.AppKey("cxl_openapi_paths", dict)
 HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 HEX = {"type": "string", "pattern": "^[0-9a-f]*$"}
 B64 = {"type": "string", "format": "byte"}
+ADDRESS = {"type": "string", "pattern": "^cx[0-9a-f]{40}$"}
+# what a path or query parameter naming an account accepts: an address or a public key
+ADDRESS_OR_KEY = {"type": "string", "pattern": "^(cx[0-9a-f]{40}|[0-9a-fA-F]{64})$"}
+MAX_HEIGHT = 2**63 - 1
 
 
 def _ref(name: str) -> dict:
@@ -27,8 +31,10 @@ def _json(schema: dict, description: str) -> dict:
 
 def _errors(*statuses: int) -> dict:
     text = {400: "Malformed request", 401: "Bad signature", 403: "Sender not permitted", 404: "Unknown",
-            409: "Nonce already used or taken", 413: "Body or transaction too large",
-            422: "Transaction rejected", 429: "Sender over its mempool quota", 503: "Mempool full"}
+            408: "Request body not received in time (body_timeout)", 409: "Nonce already used or taken",
+            413: "Body or transaction too large", 422: "Transaction rejected",
+            429: "Sender over its mempool quota, or every long-poll slot taken (too_many_waits)",
+            503: "Mempool full, or too many connections"}
     return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
 
 
@@ -38,10 +44,10 @@ SCHEMAS = {
         "properties": {"code": {"type": "string", "description": "stable machine-readable code"},
                        "message": {"type": "string", "description": "what was wrong and what to do"}}}}},
     "Status": {"type": "object", "properties": {
-        "chain_id": {"type": "string"}, "genesis_hash": HEX32, "node_key": HEX32, "node_address": {"type": "string"},
+        "chain_id": {"type": "string"}, "genesis_hash": HEX32, "node_key": HEX32, "node_address": ADDRESS,
         "height": {"type": "integer"}, "head_hash": HEX32, "state_root": HEX32, "time_ms": {"type": "integer"},
         "now_ms": {"type": "integer"}, "view": {"type": "integer"}, "view_changes": {"type": "integer"},
-        "primary": {**HEX32, "nullable": True}, "validators": {"type": "array", "items": HEX32},
+        "primary": {**HEX32, "nullable": True}, "validators": {"type": "array", "items": _ref("Validator")},
         "mempool": {"type": "object", "properties": {"txs": {"type": "integer"}, "bytes": {"type": "integer"},
                                                      "ready": {"type": "integer"}}},
         "peers": {"type": "array", "items": {"type": "object"}}, "evidence": {"type": "integer"},
@@ -65,15 +71,18 @@ SCHEMAS = {
         "reasons": {"type": "array", "items": {"type": "object", "properties": {
             "code": {"type": "string", "enum": ["no_peers", "no_quorum", "behind", "stalled"]},
             "message": {"type": "string"}}}}}},
-    "TxSubmit": {"type": "object", "description": "exactly one of tx / txs",
-                 "properties": {"tx": B64, "txs": {"type": "array", "items": B64, "maxItems": 1000}}},
+    "TxSubmit": {"description": "exactly one of tx (one signed transaction) / txs (a batch)", "oneOf": [
+        {"type": "object", "required": ["tx"], "additionalProperties": False, "properties": {"tx": B64}},
+        {"type": "object", "required": ["txs"], "additionalProperties": False, "properties": {
+            "txs": {"type": "array", "items": B64, "minItems": 1, "maxItems": 1000,
+                    "description": "at most max_batch_txs (default 1000)"}}}]},
     "TxAccepted": {"type": "object", "required": ["hash", "status"], "properties": {
         "hash": HEX32, "status": {"type": "string", "enum": ["pending", "committed"]},
         "height": {"type": "integer"}}},
     "TxBatchResult": {"type": "object", "properties": {"results": {"type": "array", "items": {
         "oneOf": [_ref("TxAccepted"), _ref("Error")]}}}},
     "Tx": {"type": "object", "properties": {
-        "chain_id": {"type": "string"}, "sender": HEX32, "sender_address": {"type": "string"},
+        "chain_id": {"type": "string"}, "sender": HEX32, "sender_address": ADDRESS,
         "nonce": {"type": "integer"}, "type": {"type": "string"},
         "payload": {"type": "object", "description": "bytes values as hex"},
         "expiry": {"type": "integer"}, "signature": HEX}},
@@ -103,18 +112,21 @@ SCHEMAS = {
         "receipt_bytes": HEX, "receipt_proof": {"type": "array", "items": HEX32},
         "header": _ref("Header"), "certificate": _ref("Certificate"), "header_raw": B64, "certificate_raw": B64}},
     "Account": {"type": "object", "properties": {
-        "address": {"type": "string"}, "balance": {"type": "integer"}, "nonce": {"type": "integer"},
+        "address": ADDRESS, "balance": {"type": "integer"}, "nonce": {"type": "integer"},
         "pending_nonce": {"type": "integer"}, "height": {"type": "integer"},
         "member": {"type": "object", "nullable": True,
                    "properties": {"org": {"type": "string"}, "role": {"type": "string"}, "key": HEX32}}}},
+    "Validator": {"type": "object", "properties": {
+        "key": HEX32, "org": {"type": "string"}, "p2p": {"type": "string"}, "api": {"type": "string"},
+        "address": ADDRESS}},
     "Validators": {"type": "object", "properties": {
         "height": {"type": "integer"}, "quorum": {"type": "integer"},
-        "validators": {"type": "array", "items": {"type": "object", "properties": {
-            "key": HEX32, "org": {"type": "string"}, "p2p": {"type": "string"}, "api": {"type": "string"},
-            "address": {"type": "string"}}}}}},
+        "validators": {"type": "array", "items": _ref("Validator")}}},
 }
 
 HASH_PARAM = {"name": "hash", "in": "path", "required": True, "schema": HEX32}
+ADDRESS_PARAM = {"name": "address", "in": "path", "required": True, "schema": ADDRESS_OR_KEY,
+                 "description": "an address (cx + 40 lower-case hex digits) or a 64-hex-digit public key"}
 
 PATHS = {
     "/v1/status": {"get": {"summary": "Node and chain status",
@@ -125,24 +137,28 @@ PATHS = {
         "responses": {"202": _json(_ref("TxAccepted"), "Accepted, pending"),
                       "200": _json({"oneOf": [_ref("TxBatchResult"), _ref("TxAccepted")]},
                                    "Batch results, or a single transaction already committed"),
-                      **_errors(400, 401, 403, 409, 413, 422, 429, 503)}}},
+                      **_errors(400, 401, 403, 408, 409, 413, 422, 429, 503)}}},
     "/v1/txs/{hash}": {"get": {
         "summary": "A transaction: committed with its receipt, or pending",
         "parameters": [HASH_PARAM, {"name": "wait", "in": "query", "required": False,
-                                    "schema": {"type": "number", "minimum": 0},
-                                    "description": "long-poll up to this many seconds for the commit"}],
-        "responses": {"200": _json(_ref("TxStatus"), "Found"), **_errors(400, 404)}}},
+                                    "schema": {"type": "number", "minimum": 0, "maximum": 3600},
+                                    "description": "long-poll up to this many seconds (capped at max_wait_s) "
+                                                   "for the commit"}],
+        "responses": {"200": _json(_ref("TxStatus"), "Found"), **_errors(400, 404, 429)}}},
     "/v1/txs/{hash}/proof": {"get": {
         "summary": "Offline-verifiable inclusion proof: header, certificate, Merkle paths, receipt",
         "parameters": [HASH_PARAM],
         "responses": {"200": _json(_ref("TxProof"), "Proof"), **_errors(400, 404)}}},
     "/v1/blocks/{height}": {"get": {
         "summary": "A block with its certificate (height, 'latest' or block hash)",
-        "parameters": [{"name": "height", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "parameters": [{"name": "height", "in": "path", "required": True,
+                        "schema": {"type": "string", "pattern": "^([0-9]{1,19}|latest|[0-9a-fA-F]{64})$"},
+                        "description": "a height (ASCII digits), latest, or a block hash; heights above the "
+                                       "head answer 404"}],
         "responses": {"200": _json(_ref("Block"), "Block"), **_errors(400, 404)}}},
     "/v1/accounts/{address}": {"get": {
         "summary": "Balance, next nonce and membership of an address (or public key)",
-        "parameters": [{"name": "address", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "parameters": [ADDRESS_PARAM],
         "responses": {"200": _json(_ref("Account"), "Account"), **_errors(400)}}},
     "/v1/validators": {"get": {"summary": "The validator set deciding the next height",
                                "responses": {"200": _json(_ref("Validators"), "Validators")}}},

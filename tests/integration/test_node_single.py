@@ -482,7 +482,7 @@ async def test_busy_api_port_is_a_clear_error(tmp_path):
     await node2.stop()
 
 
-async def test_connections_beyond_the_limit_are_closed(tmp_path):
+async def test_at_the_connection_limit_the_longest_idle_connection_makes_room(tmp_path):
     node = await start(make_home(tmp_path), max_connections=2)
     conns = []
     try:
@@ -491,10 +491,13 @@ async def test_connections_beyond_the_limit_are_closed(tmp_path):
         await asyncio.sleep(0.05)
         reader, writer = await asyncio.open_connection("127.0.0.1", node.api_port)
         conns.append((reader, writer))
-        assert await asyncio.wait_for(reader.read(), 2) == b""  # closed at once
-        r0, w0 = conns[0]
-        w0.write(b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        assert (await asyncio.wait_for(r0.read(), 5)).startswith(b"HTTP/1.1 200")
+        writer.write(b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200")  # the newcomer is served
+        refused = await asyncio.wait_for(conns[0][0].read(), 2)  # the oldest idle one was closed for it
+        assert refused.startswith(b"HTTP/1.1 503") and b'"too_many_connections"' in refused
+        r1, w1 = conns[1]
+        w1.write(b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await asyncio.wait_for(r1.read(), 5)).startswith(b"HTTP/1.1 200")
     finally:
         for _, w in conns:
             w.close()
