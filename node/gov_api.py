@@ -181,11 +181,7 @@ def _result_json(r: Simulated) -> dict:
 
 async def post_simulate(request: web.Request) -> web.Response:
     node = _node(request)
-    raw_body = await request.read()  # bounded by client_max_size, as POST /v1/txs
-    try:
-        body = json.loads(raw_body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}", "bad_json") from None
+    body = await api.read_json(request)  # the bounds of POST /v1/txs: size, body deadline, depth
     raws, single = _raw_items(body)
     inflight = request.app[_INFLIGHT]
     if inflight[0] >= MAX_INFLIGHT:

@@ -229,3 +229,13 @@ async def test_simulate_is_bounded_while_consensus_goes_on(client, monkeypatch):
     assert served and all([x["code"] for x in body["results"]] == ["ok"] * 20 for body in served)
     assert all(body["error"]["code"] == "simulate_busy" for status, body in answers if status == 503)
     assert len(client.node.mempool) == 0
+
+
+
+async def test_simulate_refuses_deep_json_and_huge_integers_with_400(client):
+    """POST /v1/txs/simulate reads its body like POST /v1/txs (issue 14 item 6): nesting
+    1000 deep or a 5,000-digit integer is 400 bad_json, never a 500."""
+    for body in (b"[" * 1000 + b"]" * 1000, b'{"tx": ' + b"9" * 5000 + b"}"):
+        async with client.s.post(client.url + "/v1/txs/simulate", data=body) as resp:
+            assert resp.status == 400
+            assert (await resp.json())["error"]["code"] == "bad_json"
