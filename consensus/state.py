@@ -21,6 +21,7 @@ class ConsensusConfig:
     max_future_heights: int = 64  # messages further ahead are dropped (but we fetch)
     max_timeout_ms: int = 60_000  # doubling stops here
     max_buffered: int = 4096  # future messages kept for replay
+    slow_proposal_ms: int = 0  # a primary's proposal later than this is a strike; 0: view_timeout_ms // 2
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,13 @@ Ordering rules (conventions §7, cometbft `receiveRoutine` + `WriteSync`):
 * Answers the node produces itself (`BlockVerdict`, `ProposalReady`, `Committed`) are
   fed back into the core before the next queued event, so the core sees them in order.
 * Timers (`ScheduleTimeout`) come back through the queue as `TimeoutFired`.
+* A durable write that fails (the WAL record of a signature, a block's batch) halts the
+  runner: the core already counts the write as done, so going on would leave the node
+  with a record that does not match what it holds. `failure` says why; `node.app.serve`
+  then stops the node with an error (restart it once the disk is fixed: the store is at a
+  block boundary and the WAL at the last record that reached it).
+* A certified block the chain refuses (`BlockInvalid` and the like) is answered with
+  `CommitFailed`: the core retries later instead of waiting for `Committed` for good.
 
 Batching: when the core asks for a proposal, a block is cut as soon as `max_block_txs`
 transactions are ready, or `block_interval_ms` after the oldest ready transaction
@@ -31,7 +38,7 @@ from consensus.state import ConsensusConfig, SignedState, primary_index
 from ledger.block import Block, Certificate, commit_signing_bytes
 from ledger.chain import Chain
 from ledger.encoding import decode, encode
-from ledger.errors import BlockInvalid, EncodingError, LedgerError
+from ledger.errors import BlockInvalid, EncodingError, LedgerError, StoreError
 from ledger.execution import BlockResult
 from ledger.store.base import PREFIX_WAL
 
@@ -103,6 +110,10 @@ class _Call:
     fn: Callable[[], None]
 
 
+class _Fatal(Exception):
+    """A durable write failed: the runner stops (see the module docstring)."""
+
+
 _STOP = object()
 _INTERNAL = (_TxsAdded, _ProposeCheck, _Fetched, _SyncCheck, _Call)
 
@@ -144,6 +155,7 @@ class Runner:
         self.max_block_bytes = max_block_bytes
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
         self._task: asyncio.Task | None = None
+        self.failure: str | None = None  # why the runner halted (a durable write failed)
         # called after each commit with (block, result, certificate, {tx hash: admission time})
         self.commit_listeners: list[Callable[[Block, BlockResult, Certificate, dict], None]] = []
         self.evidence: collections.deque = collections.deque(maxlen=MAX_EVIDENCE)
@@ -192,9 +204,22 @@ class Runner:
                     f.cancel()
         self._waiters.clear()
 
+    @property
+    def task(self) -> asyncio.Task | None:
+        """The runner task: it ends on stop() or when the runner halts (`failure` set)."""
+        return self._task
+
     async def _run(self) -> None:
         try:
+            await self._run_inner()
+        except _Fatal as exc:
+            self._halt(str(exc))
+
+    async def _run_inner(self) -> None:
+        try:
             await self._sync_before_signing()
+        except _Fatal:
+            raise
         except Exception:
             self.log.exception("runner: start-up sync failed; starting from height %d", self.chain.height)
         self._carry_out(self._core("start", self.replica.start))
@@ -209,15 +234,32 @@ class Runner:
             try:
                 self._dispatch(item)
                 self._drain_local()
+            except _Fatal:
+                raise
             except Exception:  # a bug must not stop the node silently: log it and go on
                 self.log.exception("runner: event %s failed", type(item).__name__)
 
+    def _halt(self, reason: str) -> None:
+        """Stop taking events: nothing more reaches the core, nothing more is sent."""
+        self.failure = reason
+        self.log.critical("runner halted: %s; stop the node, fix the disk, restart it", reason)
+        self._local.clear()
+        for h in self._timers:
+            h.cancel()
+        self._timers.clear()
+        if self._propose_timer is not None:
+            self._propose_timer.cancel()
+            self._propose_timer = None
+        self.release_waiters()
+
     # inputs from the rest of the node -------------------------------------------------
     def put(self, event) -> None:
-        self.queue.put_nowait(event)
+        if self.failure is None:
+            self.queue.put_nowait(event)
 
     def notify_txs_added(self, count: int) -> None:
-        self.queue.put_nowait(_TxsAdded(count))
+        if self.failure is None:
+            self.queue.put_nowait(_TxsAdded(count))
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the runner task, between two events (e.g. reads that must not race a commit)."""
@@ -260,7 +302,7 @@ class Runner:
     # the loop body ----------------------------------------------------------------------
     def _dispatch(self, item) -> None:
         if isinstance(item, _TxsAdded):
-            self._feed(ev.PendingTxs(self.mempool.ready_count()))
+            self._feed(self._pending_event())
             self._maybe_propose()
         elif isinstance(item, _ProposeCheck):
             self._propose_timer = None
@@ -293,15 +335,17 @@ class Runner:
         for e in effects:
             try:
                 self._effect(e)
+            except _Fatal:
+                raise  # never send what we could not persist: the rest of this list is dropped
             except Exception:
                 self.log.exception("runner: effect %s failed", type(e).__name__)
-                if isinstance(e, fx.PersistSigned):
-                    # never send what we could not persist: drop the rest of this list
-                    return
 
     def _effect(self, e) -> None:
         if isinstance(e, fx.PersistSigned):
-            persist_signed_state(self.store, e.record)
+            try:
+                persist_signed_state(self.store, e.record)
+            except Exception as exc:
+                raise _Fatal(f"writing the signing record (WAL) failed: {exc!r}") from exc
             self.signed_state = e.record
             self._note_view(e.record.current_view)
         elif isinstance(e, fx.Broadcast):
@@ -323,6 +367,11 @@ class Runner:
             self._fetch(e)
         elif isinstance(e, fx.Evidence):
             self._evidence(e)
+        elif isinstance(e, fx.ResendTx):
+            stx = self.mempool.get(e.tx_hash)
+            if stx is not None:
+                self.log.info("re-gossiping tx %s: held past the timeout and still not proposed", e.tx_hash.hex())
+                self.transport.gossip_txs([stx.raw])
         else:
             self.log.warning("runner: unknown effect %r", type(e).__name__)
 
@@ -372,7 +421,7 @@ class Runner:
             self.log.info("dropping tx %s from the mempool: %s (%s)", stx.hash.hex(), message, code)
             self.mempool.remove(stx.hash)
         if result.excluded:
-            self._local.append(ev.PendingTxs(self.mempool.ready_count()))
+            self._local.append(self._pending_event())
         if not result.txs:
             self._maybe_propose_later()
             return
@@ -416,17 +465,25 @@ class Runner:
                                             tuple(self.chain.validator_keys),
                                             certificate=self.chain.get_cert(self.chain.height)))
             return
-        cached = self._results.get(e.block_hash)
+        cached = self._results.pop(e.block_hash, None)  # a retry re-validates from scratch
         try:
             if cached is None:
                 block = Block.decode(e.block)
+                if block.hash != e.block_hash:
+                    raise BlockInvalid("block hash does not match its header", "bad_hash")
                 result = self.chain.validate_block(block, verified=self.mempool.verified_hashes())
             else:
                 block, result = cached
             self.chain.commit_block(block, e.certificate, result)
+        except StoreError as exc:
+            raise _Fatal(f"writing block {e.height} failed: {exc}") from exc
         except LedgerError as exc:
-            self.log.critical("cannot commit certified block %d (%s): %s", e.height, e.block_hash.hex(), exc)
+            self.log.critical("cannot commit certified block %d (%s): %s; will retry", e.height,
+                              e.block_hash.hex(), exc)
+            self._local.append(ev.CommitFailed(e.height, e.block_hash, f"{getattr(exc, 'code', 'invalid')}: {exc}"))
             return
+        except Exception as exc:  # e.g. plyvel.IOError from the synced batch: the disk failed
+            raise _Fatal(f"writing block {e.height} failed: {exc!r}") from exc
         self._after_commit(block, result, e.certificate)
 
     def _after_commit(self, block: Block, result: BlockResult, cert: Certificate) -> None:
@@ -464,7 +521,12 @@ class Runner:
                                         certificate=cert))
         # always, even 0: the core's count predates this block, and a stale non-zero count
         # would make its progress timer start a view change in an idle network
-        self._local.append(ev.PendingTxs(self.mempool.ready_count()))
+        self._local.append(self._pending_event())
+
+    def _pending_event(self) -> ev.PendingTxs:
+        limit = min(self.chain.params.get("max_tx_bytes", 64 * 1024), self.max_block_bytes)
+        return ev.PendingTxs(self.mempool.ready_count(),
+                             self.mempool.oldest_proposable(limit, self.chain.height + 1))
 
     # catch-up --------------------------------------------------------------------------------------
     def _fetch(self, e: fx.FetchBlocks) -> None:

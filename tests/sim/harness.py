@@ -34,6 +34,8 @@ from ledger.encoding import decode, encode, sha256
 from ledger.errors import BlockInvalid, EncodingError
 
 CHAIN_ID = "cxl-sim"
+VICTIM = b"victim"  # txs a "censor-tx" primary leaves out
+SLOW_MARGIN_MS = 20  # how much earlier than the view timeout a "slow" primary proposes
 MAX_BLOCK_TXS = 4
 FETCH_BATCH = 8
 
@@ -138,7 +140,7 @@ class Node:
         self.replica = Replica(CHAIN_ID, self.signer, sim.validators, len(self.chain) + 1, sim.sc.config,
                                state, sim.sc.faults, self.chain[-1][2] if self.chain else None)
         self.request = None
-        self.reported_pending = -1
+        self.reported_pending = None
         self.run(self.replica.start())
         self.report_pending()
 
@@ -157,10 +159,11 @@ class Node:
         return [t for t in self.sim.submitted if t not in self.committed]
 
     def report_pending(self) -> None:
-        count = len(self.pending())
-        if count != self.reported_pending:
-            self.reported_pending = count
-            self.run(self.replica.on_event(PendingTxs(count)))
+        pending = self.pending()
+        report = (len(pending), pending[0] if pending else None)  # the oldest: every tx is proposable
+        if report != self.reported_pending:
+            self.reported_pending = report
+            self.run(self.replica.on_event(PendingTxs(*report)))
 
     def run(self, effects: list) -> None:
         sim = self.sim
@@ -212,12 +215,19 @@ class Node:
     def try_propose(self) -> None:
         if self.request is None or self.behaviour == "censor" or self.crashed:
             return
-        txs = self.pending()[:MAX_BLOCK_TXS]
+        txs = self.pending()
+        if self.behaviour == "censor-tx":  # proposes, but never a victim's transactions
+            txs = [t for t in txs if not t.startswith(VICTIM)]
+        txs = txs[:MAX_BLOCK_TXS]
         if not txs:
             return
         view, height = self.request
         self.request = None
         block = encode([height, view, self.key, self.sim.now, txs])
+        if self.behaviour == "slow":  # proposes just before the progress timer would fire
+            self.sim.schedule(self.sim.sc.config.view_timeout_ms - SLOW_MARGIN_MS, self.id,
+                              ("local", self.incarnation, ProposalReady(view, height, sha256(block), block)))
+            return
         self.feed(ProposalReady(view, height, sha256(block), block))
 
     def validate(self, height: int, block_hash: bytes, block: bytes) -> bool:
@@ -250,7 +260,7 @@ class Node:
         if not sim.healed and sim.rng.random() < sim.sc.crash_on_commit:
             sim.schedule(0, self.id, ("crash",))
             sim.schedule(sim.rng.randint(100, 1500), self.id, ("restart",))
-        self.reported_pending = -1  # a node reports its mempool after every commit
+        self.reported_pending = None  # a node reports its mempool after every commit
         self.feed(Committed(eff.height, eff.block_hash, sim.validators, eff.certificate))
 
     # -- byzantine behaviours --------------------------------------------------------
