@@ -35,7 +35,7 @@ from ledger.errors import BlockInvalid, EncodingError
 
 CHAIN_ID = "cxl-sim"
 VICTIM = b"victim"  # txs a "censor-tx" primary leaves out
-SLOW_MARGIN_MS = 20  # how much earlier than the view timeout a "slow" primary proposes
+SLOW_MARGIN_MS = 80  # how much earlier than the view timeout a "slow" primary proposes (network + validation fit)
 MAX_BLOCK_TXS = 4
 FETCH_BATCH = 8
 
@@ -432,7 +432,8 @@ class Sim:
         for at, ident, what in sc.crashes:
             self.schedule(at, ident, (what,))
         for i in range(sc.txs):
-            self.schedule(self.rng.randint(0, sc.chaos_ms), -1, ("submit", b"tx-%d" % i))
+            victim = sc.profile == "censor-tx" and i % 2  # half of them, for a censoring primary to leave out
+            self.schedule(self.rng.randint(0, sc.chaos_ms), -1, ("submit", (VICTIM + b"-%d" if victim else b"tx-%d") % i))
         self.schedule(sc.chaos_ms, -1, ("heal",))
         self.healed = False
         deadline = sc.chaos_ms + sc.bound_ms
