@@ -360,3 +360,31 @@ async def test_a_commit_the_chain_refuses_is_retried_instead_of_wedging_the_repl
         await until(lambda: chain.height == 2)
     finally:
         await runner.stop()
+
+
+async def test_runner_reports_the_oldest_proposable_tx_and_regossips_it_on_request():
+    store = MemoryStore()
+    chain = NET.chain(store)
+    mp = Mempool(chain.chain_id, lambda a: (True, accounts.next_nonce(chain.state(), a)))
+    gossiped = []
+    transport = RecordingTransport(store)
+    transport.gossip_txs = gossiped.append
+    core = _ScriptedReplica([])
+    runner = Runner(chain, mp, NET.validators[0], transport, replica_factory=lambda rec, h: core)
+    runner.start()
+    try:
+        gapped, first = transfer(1), transfer(0)
+        mp.add(gapped)
+        runner.notify_txs_added(1)
+        await until(lambda: core.events)
+        assert core.events[-1].oldest is None  # nonce 0 is missing: nothing any primary can propose
+        mp.add(first)
+        runner.notify_txs_added(1)
+        await until(lambda: len(core.events) == 2)
+        assert (core.events[-1].count, core.events[-1].oldest) == (2, first.hash)
+        runner.call_soon(lambda: runner._carry_out([fx.ResendTx(first.hash), fx.ResendTx(b"\x00" * 32)]))
+        await until(lambda: gossiped)
+        await asyncio.sleep(0.02)
+        assert gossiped == [[first.raw]]  # an id it no longer holds is ignored
+    finally:
+        await runner.stop()
