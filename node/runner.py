@@ -43,6 +43,7 @@ from ledger.execution import BlockResult
 from ledger.store.base import PREFIX_WAL
 
 from node.mempool import Mempool
+from node.startup_sync import DurableWriteFailed, sync_before_signing
 from node.transport import Transport
 
 WAL_SIGNED = PREFIX_WAL + b"signed"
@@ -50,7 +51,7 @@ WAL_PROPOSAL = PREFIX_WAL + b"proposal"  # [height, view, block]: our last propo
 MAX_INBOUND_QUEUE = 10_000   # peer messages beyond this are dropped (consensus recovers by timeouts)
 FETCH_LIMIT = 100            # blocks per catch-up request
 MAX_EVIDENCE = 1_000
-STARTUP_SYNC_S = 3.0         # how long a starting node looks for a peer to sync from before it signs
+STARTUP_SYNC_S = 3.0         # with no peer answering for this long (all starting at once) a node starts as it is
 
 
 def now_ms() -> int:
@@ -371,7 +372,7 @@ class Runner:
             stx = self.mempool.get(e.tx_hash)
             if stx is not None:
                 self.log.info("re-gossiping tx %s: held past the timeout and still not proposed", e.tx_hash.hex())
-                self.transport.gossip_txs([stx.raw])
+                self.transport.gossip_txs([stx.raw], again=True)
         else:
             self.log.warning("runner: unknown effect %r", type(e).__name__)
 
@@ -581,39 +582,15 @@ class Runner:
             self._fetch(fx.FetchBlocks(self.chain.height + 1, item.peer))
 
     async def _sync_before_signing(self) -> None:
-        """Before the core may sign anything, bring the chain up to what the peers have
-        committed. A validator whose data directory was wiped (or restored from an old
-        backup) no longer knows what it signed; started at its old height it would propose
-        and vote again at heights it already signed: a second, different signature at one
-        (view, height). So it first applies certified blocks fetched from peers until a peer
-        has nothing newer, then starts the core at the head. With no peer reachable within
-        STARTUP_SYNC_S (the whole network starting at once) it starts where it is."""
-        if len(self.chain.validator_keys) < 2:
-            return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + STARTUP_SYNC_S
+        """Before the core may sign anything, apply what the peers have committed (from f+1
+        of them; a node without a signing record also waits for one block committed
+        without it): node/startup_sync.py says why."""
         start = self.chain.height
-        while True:
-            try:
-                blocks = await self.transport.fetch_blocks(self.chain.height + 1, None, FETCH_LIMIT)
-            except Exception:  # no peer connected (yet), or none answered in time
-                if loop.time() > deadline:
-                    break
-                await asyncio.sleep(0.1)
-                continue
-            applied = 0
-            for block_raw, cert_raw in blocks:
-                try:
-                    block = Block.decode(block_raw)
-                    if block.height <= self.chain.height:
-                        continue
-                    self.chain.apply_certified(block, Certificate.from_wire(decode(cert_raw)))
-                    applied += 1
-                except LedgerError as exc:
-                    self.log.warning("start-up sync: fetched block refused: %s", exc)
-                    break
-            if not applied:
-                break
+        try:
+            await sync_before_signing(self.chain, self.transport, self.signer.public_key,
+                                      self.signed_state is not None, self.log, STARTUP_SYNC_S)
+        except DurableWriteFailed as exc:
+            raise _Fatal(str(exc)) from exc
         if self.chain.height == start:
             return
         self.log.info("synced from height %d to %d before signing anything", start, self.chain.height)

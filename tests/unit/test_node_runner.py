@@ -368,7 +368,7 @@ async def test_runner_reports_the_oldest_proposable_tx_and_regossips_it_on_reque
     mp = Mempool(chain.chain_id, lambda a: (True, accounts.next_nonce(chain.state(), a)))
     gossiped = []
     transport = RecordingTransport(store)
-    transport.gossip_txs = gossiped.append
+    transport.gossip_txs = lambda raws, again=False: gossiped.append((raws, again))
     core = _ScriptedReplica([])
     runner = Runner(chain, mp, NET.validators[0], transport, replica_factory=lambda rec, h: core)
     runner.start()
@@ -385,6 +385,6 @@ async def test_runner_reports_the_oldest_proposable_tx_and_regossips_it_on_reque
         runner.call_soon(lambda: runner._carry_out([fx.ResendTx(first.hash), fx.ResendTx(b"\x00" * 32)]))
         await until(lambda: gossiped)
         await asyncio.sleep(0.02)
-        assert gossiped == [[first.raw]]  # an id it no longer holds is ignored
+        assert gossiped == [([first.raw], True)]  # even if sent before; an id it no longer holds is ignored
     finally:
         await runner.stop()
