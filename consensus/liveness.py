@@ -14,7 +14,9 @@ primaries slip past it (docs/consensus.md §4, "Liveness under one byzantine val
 * A *slow* primary proposes just before the progress timeout, every time. Each height at
   which the replica holds pending transactions and no PrePrepare has arrived after
   `slow_proposal_ms` (default half the view timeout) is a strike against the primary of
-  that view; `SLOW_STRIKES` strikes in one view and it is replaced.
+  that view; `SLOW_STRIKES` strikes in one view and it is replaced. Strikes are not
+  forgiven for heights proposed in time: a primary late every other height would
+  otherwise still cut the chain's speed by half or more for its whole turn.
 
 Both only ever start a view change, which costs liveness, never safety; a replica that
 asks alone does not stop the others (rule F brings it back at the next height).

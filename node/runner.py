@@ -68,9 +68,12 @@ def persist_signed_state(store, record: SignedState) -> None:
 
 
 def consensus_config(params: dict) -> ConsensusConfig:
+    timeout = params.get("view_timeout_ms", 2000)
     return ConsensusConfig(
-        view_timeout_ms=params.get("view_timeout_ms", 2000),
+        view_timeout_ms=timeout,
         rotation_blocks=params.get("rotation_blocks", 30),
+        # an honest primary waits up to block_interval_ms before it cuts a block: never a strike
+        slow_proposal_ms=max(timeout // 2, 2 * params.get("block_interval_ms", 100)),
     )
 
 

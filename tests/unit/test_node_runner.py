@@ -388,3 +388,10 @@ async def test_runner_reports_the_oldest_proposable_tx_and_regossips_it_on_reque
         assert gossiped == [([first.raw], True)]  # even if sent before; an id it no longer holds is ignored
     finally:
         await runner.stop()
+
+
+def test_a_primary_waiting_its_block_interval_is_never_slow():
+    from node.runner import consensus_config
+
+    assert consensus_config({}).slow_proposal_ms == 1000  # half the 2 s view timeout
+    assert consensus_config({"view_timeout_ms": 2000, "block_interval_ms": 800}).slow_proposal_ms == 1600
