@@ -11,11 +11,14 @@ heights it already signed: a second, different signature at one (view, height). 
    that lags (or a byzantine one that answers with nothing) cannot end the sync early
    while a peer with the chain is reachable; that was the bug of a sync that stopped at
    the first answer. A peer that does not answer in time is asked again next round.
-2. A node with no signing record (an empty WAL: wiped, or never signed) whose chain is
-   past genesis may have signed at the height after the head before it lost its record,
-   and nobody can tell it what. It signs nothing there: it waits until that height is
-   committed without it (fetched with its certificate, step 1 again), then starts at
-   the next one. This is the "wait one block" an operator had to do by hand before.
+2. A node with no signing record (an empty WAL) whose key signed one of the last
+   `LOOKBACK` certificates, or proposed one of those blocks, took part before and lost
+   its record (a wiped data directory): it may have signed at the height after the
+   head too, and nobody can tell it what. It signs nothing there: it waits until that
+   height is committed without it (fetched with its certificate, step 1 again), then
+   starts at the next one. This is the "wait one block" an operator had to do by hand
+   before. A node that never signed (a new validator, or one slower to start than the
+   others on a fresh chain) appears in no certificate and starts at once.
 
 If no peer answers at all within `quiet_s` (the whole network starting at once) it
 starts where it is. Every block is verified (`Chain.apply_certified`); a block that
@@ -34,6 +37,7 @@ from ledger.encoding import decode
 from ledger.errors import LedgerError, StoreError
 
 FETCH_LIMIT = 100
+LOOKBACK = 1000  # certificates searched for this node's own signature (step 2)
 RETRY_S = 0.2  # between rounds of asking peers that had nothing, or were not reachable
 REPORT_S = 10.0  # how often a node that waits says so in the log
 
@@ -48,10 +52,11 @@ async def sync_before_signing(chain: Chain, transport, me: bytes, has_record: bo
     if len(chain.validator_keys) < 2:
         return chain.height + 1
     answered = await _sync_from_peers(chain, transport, me, log, quiet_s)
-    if answered and not has_record and chain.height > 0:
+    if answered and not has_record and _took_part(chain, me):
         wait_for = chain.height + 1
-        log.warning("no signing record (a wiped or new data directory) on a chain at height %d: signing "
-                    "nothing until height %d is committed without this node", chain.height, wait_for)
+        log.warning("no signing record, but this node's key signed recent blocks (a wiped data directory?) "
+                    "on a chain at height %d: signing nothing until height %d is committed without this node",
+                    chain.height, wait_for)
         while chain.height < wait_for:
             await _sync_from_peers(chain, transport, me, log, quiet_s)
             if chain.height < wait_for:
@@ -99,6 +104,16 @@ async def _sync_from_peers(chain: Chain, transport, me: bytes, log: logging.Logg
             log.warning("start-up sync at height %d: %d of the %d peers needed confirmed it is the head; "
                         "asking again", chain.height, confirmed, need)
         await asyncio.sleep(RETRY_S)
+
+
+def _took_part(chain: Chain, me: bytes) -> bool:
+    """Did `me` sign a commit certificate, or propose a block, among the last LOOKBACK heights?"""
+    for height in range(chain.height, max(0, chain.height - LOOKBACK), -1):
+        cert, block = chain.get_cert(height), chain.get_block(height)
+        if (cert is not None and any(key == me for key, _ in cert.signatures)) or \
+                (block is not None and block.header.proposer == me):
+            return True
+    return False
 
 
 def _apply(chain: Chain, blocks: list, log: logging.Logger) -> tuple[int, bool]:

@@ -10,6 +10,7 @@ import asyncio
 from consensus.state import SignedState
 from genesis.testnet import make_testnet
 from ledger import accounts
+from ledger.block import Certificate, commit_signing_bytes
 from ledger.store.memory import MemoryStore
 from ledger.tx import make_tx
 
@@ -22,14 +23,18 @@ ME, LAGGING, GOOD_A, GOOD_B = (v.public_key for v in NET.validators)
 ADMIN = NET.admins["org1"]
 
 
-def reference_chain(blocks: int):
+def reference_chain(blocks: int, with_me: bool = True):
+    """Certified blocks; with_me=False: proposed and certified by the other three only."""
     ref = NET.chain()
     cert = None
+    signers = NET.validators if with_me else NET.validators[1:]
     for n in range(blocks):
         tx = make_tx(ADMIN, NET.doc["chain_id"], n, "transfer", {"to": NET.operators["org2"].address, "amount": 1})
         block, _ = ref.build_block([tx], time_ms=1_700_000_100_000 + n, view=0,
-                                   proposer=NET.validators[0].public_key, last_cert=cert)
-        cert = NET.certify(ref, block)
+                                   proposer=signers[0].public_key, last_cert=cert)
+        votes = {v.public_key: v.sign(commit_signing_bytes(ref.chain_id, 0, block.height, block.hash))
+                 for v in signers}
+        cert = Certificate.build(block.height, 0, block.hash, votes)
         ref.commit_block(block, cert, ref.validate_block(block))
     return ref
 
@@ -127,5 +132,22 @@ async def test_a_fresh_network_with_no_blocks_starts_without_waiting():
             if cores[-1].started_at is not None:
                 break
         assert (chain.height, cores[-1].started_at) == (0, 0)
+    finally:
+        await runner.stop()
+
+
+async def test_a_node_that_never_signed_starts_at_once_without_waiting_for_a_block():
+    """A new validator (or one slower to start than the others on a fresh chain) is in no
+    certificate and proposed no block: nothing to protect, so no wait."""
+    ref = reference_chain(2, with_me=False)
+    peers = Peers(ref, {LAGGING: 2, GOOD_A: 2, GOOD_B: 2})
+    runner, chain, cores = node(MemoryStore(), peers)
+    runner.start()
+    try:
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if cores[-1].started_at is not None:
+                break
+        assert (chain.height, cores[-1].height, cores[-1].started_at) == (2, 3, 2)
     finally:
         await runner.stop()
