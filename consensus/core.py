@@ -157,6 +157,7 @@ class Replica(PrimaryWatch):
         out.append(ScheduleTimeout("fetch", self.view, self.height, self.config.view_timeout_ms))
 
     def _arm_progress(self, out: list) -> None:
+        self._note_proposal()
         if self.n == 1 or not self._active():
             return
         key = (self.view, self.height)

@@ -7,8 +7,8 @@ primaries slip past it (docs/consensus.md §4, "Liveness under one byzantine val
 * A *censoring* primary proposes blocks, but never a certain sender's transactions. The
   node reports in `PendingTxs.oldest` the oldest transaction any honest primary could
   propose now (first of its sender's ready run, fits a block, not expired). If the same
-  one is still the oldest after a full timeout under the same primary, with a block
-  committed meanwhile, the replica first re-gossips it (`ResendTx`: the primary may never
+  one is still the oldest after a full timeout under the same primary, with a block it
+  saw that primary propose committed meanwhile, the replica first re-gossips it (`ResendTx`: the primary may never
   have received it) and waits one more timeout with another block committed; then it
   asks for a view change. One "censor" timer is outstanding at a time.
 * A *slow* primary proposes just before the progress timeout, every time. Each height at
@@ -37,6 +37,7 @@ class PrimaryWatch:
         self.oldest: bytes | None = None  # PendingTxs.oldest, as last reported
         self.censor_armed = False
         self.censor_watch: tuple[bytes, bytes, int, bool] | None = None  # (tx, primary, height, resent)
+        self.proposed_at = 0  # the last height at which we accepted a PrePrepare (saw a proposal live)
         self.slow_strikes: tuple[bytes, int, int] = (b"", -1, 0)  # (primary, view, strikes)
         self.commit_retry: tuple[int, int] = (0, 0)  # (height, refusals at it)
 
@@ -62,9 +63,10 @@ class PrimaryWatch:
             self._arm_censor(out)
             return
         tx, _, since, resent = w
-        if self.height > since and self.deciding is None and self.behind is None:
-            # Blocks were committed, none with this tx. (No block at all is the progress
-            # timer's case; a replica that is behind cannot tell what was proposed.)
+        if since <= self.proposed_at < self.height and self.deciding is None and self.behind is None:
+            # The primary proposed a block we saw and that is now committed, without this
+            # tx. (No block at all is the progress timer's case; blocks we only fetched,
+            # catching up, say nothing about what the primary had when it proposed.)
             if not resent:
                 self.censor_watch = (tx, pen, self.height, True)
                 out.append(ResendTx(tx))
@@ -73,6 +75,11 @@ class PrimaryWatch:
                 self._start_view_change(self.view + 1, out)
                 return
         self._arm_censor(out)
+
+    def _note_proposal(self) -> None:
+        """Called as a PrePrepare is accepted (from `_arm_progress`)."""
+        if self.pp is not None and self.pp.height == self.height:
+            self.proposed_at = self.height
 
     # -- slowness --------------------------------------------------------------------------
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from consensus.core import Replica
 from consensus.effects import Broadcast, CommitBlock, ResendTx, ScheduleTimeout
-from consensus.events import CommitFailed, Committed, PendingTxs, ProposalReady, TimeoutFired
-from consensus.messages import ViewChange
+from consensus.events import CommitFailed, Committed, MessageReceived, PendingTxs, ProposalReady, TimeoutFired
+from consensus.messages import ViewChange, make_preprepare
 from consensus.state import ConsensusConfig
 from ledger.crypto import Signer
 from ledger.encoding import sha256
@@ -35,10 +35,15 @@ def backup(cfg=CFG) -> Replica:
     return Replica(CHAIN, KEYS[1], VALS, 1, cfg)
 
 
-def commit_next(rep: Replica, count: int, oldest: bytes | None) -> list:
-    """The chain advanced by one block without the watched tx; the node reports its mempool."""
-    h = rep.height
-    out = rep.on_event(Committed(h, sha256(b"block-%d" % h), VALS))
+def commit_next(rep: Replica, count: int, oldest: bytes | None, live: bool = True) -> list:
+    """The chain advanced by one block without the watched tx (proposed by the primary and
+    seen live, or only fetched: live=False); the node reports its mempool."""
+    h, block = rep.height, b"block-%d" % rep.height
+    out = []
+    if live:
+        pen = next(k for k in KEYS if k.public_key == rep.primary(rep.view, h))
+        out += rep.on_event(MessageReceived(make_preprepare(pen, CHAIN, rep.view, h, sha256(block), block)))
+    out += rep.on_event(Committed(h, sha256(block), VALS))
     return out + rep.on_event(PendingTxs(count, oldest))
 
 
@@ -71,6 +76,15 @@ def test_no_suspicion_when_the_oldest_tx_moves_on_or_no_block_was_committed():
     rep.on_event(PendingTxs(5, TX_A))
     for _ in range(4):
         assert not view_changes(rep.on_event(TimeoutFired("censor", 0, 1)))
+
+
+def test_blocks_only_fetched_while_catching_up_blame_nobody():
+    rep = backup()
+    rep.on_event(PendingTxs(5, TX_A))
+    for _ in range(4):  # heights advance by catch-up: the tx may be in a block not fetched yet
+        commit_next(rep, 5, TX_A, live=False)
+        out = rep.on_event(TimeoutFired("censor", 0, rep.height))
+        assert not view_changes(out) and not of(out, ResendTx)
 
 
 def test_a_primary_never_suspects_itself_and_nothing_is_watched_without_a_proposable_tx():
