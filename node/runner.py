@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 from consensus import effects as fx
 from consensus import events as ev
-from consensus.messages import decode_message, encode_message, verify_message
+from consensus.messages import ViewChange, decode_message, encode_message, verify_message
 from consensus.state import ConsensusConfig, SignedState, primary_index
 from ledger.block import Block, Certificate, commit_signing_bytes
 from ledger.chain import Chain
@@ -325,7 +325,13 @@ class Runner:
             self._feed(self._local.popleft())
 
     def _feed(self, event) -> None:
-        self._carry_out(self._core(type(event).__name__, lambda: self.replica.on_event(event)))
+        effects = self._core(type(event).__name__, lambda: self.replica.on_event(event))
+        if isinstance(event, ev.TimeoutFired) and event.kind in ("progress", "censor", "slow"):
+            for e in effects:  # say why this node suspects the primary (kinds: docs/consensus.md §4)
+                if isinstance(e, fx.Broadcast) and isinstance(e.msg, ViewChange):
+                    self.log.info("asking for view %d: %s timeout at height %d", e.msg.new_view, event.kind,
+                                  event.height)
+        self._carry_out(effects)
         self._note_view(self.view)
 
     def _core(self, what: str, call) -> list:
@@ -380,10 +386,13 @@ class Runner:
             self.log.warning("runner: unknown effect %r", type(e).__name__)
 
     def _note_view(self, view: int) -> None:
-        view = max(view, getattr(self.replica, "view", view))
+        """Report the view the core is in. It can go down: a replica whose lone view change
+        became moot takes the view of the others' certificate (rule F), and a status that
+        kept the higher view would show it out of step with the others for good."""
+        view = getattr(self.replica, "view", max(view, self.view))
         if view > self.view:
             self.view_changes += 1
-            self.view = view
+        self.view = view
 
     # timers -------------------------------------------------------------------------------
     def _schedule(self, e: fx.ScheduleTimeout) -> None:

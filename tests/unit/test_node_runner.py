@@ -395,3 +395,24 @@ def test_a_primary_waiting_its_block_interval_is_never_slow():
 
     assert consensus_config({}).slow_proposal_ms == 1000  # half the 2 s view timeout
     assert consensus_config({"view_timeout_ms": 2000, "block_interval_ms": 800}).slow_proposal_ms == 1600
+
+
+async def test_the_reported_view_follows_the_core_down_after_a_moot_view_change():
+    runner, chain, mp, _ = make_runner()
+
+    class Core(_ScriptedReplica):
+        view = 0
+
+    core = Core([])
+    runner.replica = core
+    runner.start()
+    try:
+        core.view = 2  # a lone view change ...
+        runner.put(ev_message(make_prepare(NET.validators[0], chain.chain_id, 0, 1, b"\x01" * 32)))
+        await until(lambda: runner.view == 2)
+        core.view = 1  # ... became moot: rule F took the others' view
+        runner.put(ev_message(make_prepare(NET.validators[0], chain.chain_id, 0, 1, b"\x02" * 32)))
+        await until(lambda: runner.view == 1)
+        assert runner.view_changes == 1
+    finally:
+        await runner.stop()
