@@ -21,9 +21,11 @@ from consensus.effects import (
     Send, ValidateBlock,
 )
 from consensus.events import (
-    BlockVerdict, Committed, FetchedBlock, MessageReceived, PeerConnected, PendingTxs, ProposalReady, Tick,
+    BlockVerdict, CommitFailed, Committed, FetchedBlock, MessageReceived, PeerConnected, PendingTxs,
+    ProposalReady, Tick,
     TimeoutFired,
 )
+from consensus.liveness import PrimaryWatch
 from consensus.messages import (
     Commit, NewView, Prepare, PreparedCert, PrePrepare, ViewChange, make_commit, make_new_view,
     make_prepare, make_preprepare, make_view_change, signed_bytes,
@@ -34,7 +36,7 @@ from consensus.state import ConsensusConfig, Faults, SignedState, primary_index
 MAX_HELPS = 8  # catch-up answers per peer and height
 
 
-class Replica:
+class Replica(PrimaryWatch):
     def __init__(self, chain_id: str, signer: Signer, validators: tuple[bytes, ...], height: int,
                  config: ConsensusConfig = ConsensusConfig(), signed_state: SignedState | None = None,
                  faults: Faults = Faults(), last_certificate: Certificate | None = None):
@@ -63,6 +65,7 @@ class Replica:
         self.fetching = False
         self.fetches = 0
         self.seen = SeenLog()  # equivocation detection
+        self._init_watch()
         self._reset_height()
 
     # -- bookkeeping ----------------------------------------------------------------
@@ -156,12 +159,14 @@ class Replica:
         out.append(ScheduleTimeout("fetch", self.view, self.height, self.config.view_timeout_ms))
 
     def _arm_progress(self, out: list) -> None:
+        self._note_proposal()
         if self.n == 1 or not self._active():
             return
         key = (self.view, self.height)
         if key not in self.armed:
             self.armed.add(key)
             out.append(ScheduleTimeout("progress", self.view, self.height, self._timeout()))
+            self._arm_slow(out)
 
     def _maybe_propose(self, out: list) -> None:
         h, v = self.height, self.view
@@ -209,9 +214,12 @@ class Replica:
         elif isinstance(event, FetchedBlock):
             self._on_fetched(event, out)
         elif isinstance(event, PendingTxs):
-            self.pending = event.count
+            self.pending, self.oldest = event.count, event.oldest
             if event.count > 0:
                 self._arm_progress(out)
+            self._arm_censor(out)
+        elif isinstance(event, CommitFailed):
+            self._on_commit_failed(event, out)
         elif isinstance(event, PeerConnected):
             self._on_peer_connected(event.peer, out)
         elif isinstance(event, Tick):
@@ -468,6 +476,12 @@ class Replica:
         elif ev.kind == "fetch":
             if ev.height == self.height:
                 self.fetching = False
+        elif ev.kind == "censor":
+            self._on_censor_timeout(out)
+        elif ev.kind == "slow":
+            self._on_slow_timeout(ev, out)
+        elif ev.kind == "commit":
+            self._on_commit_retry(ev, out)
 
     # -- catching up and helping others --------------------------------------------
 

@@ -57,7 +57,8 @@ class RequestProposal:
 
 @dataclass(frozen=True, slots=True)
 class CommitBlock:
-    """Execute and store this block with its certificate, then answer `Committed`."""
+    """Execute and store this block with its certificate, then answer `Committed` (or
+    `CommitFailed` if the chain refuses it)."""
 
     height: int
     block_hash: bytes
@@ -84,5 +85,14 @@ class Evidence:
     msg_b: Message
 
 
+@dataclass(frozen=True, slots=True)
+class ResendTx:
+    """Gossip the pending transaction `tx_hash` (the `PendingTxs.oldest` id) to every
+    validator again: before a replica blames the primary for leaving it out, it makes
+    sure the primary has it (the first gossip may have been lost)."""
+
+    tx_hash: bytes
+
+
 Effect = Union[Broadcast, Send, PersistSigned, ScheduleTimeout, ValidateBlock, RequestProposal,
-               CommitBlock, FetchBlocks, Evidence]
+               CommitBlock, FetchBlocks, Evidence, ResendTx]

@@ -39,7 +39,8 @@ class ProposalReady:
 
 @dataclass(frozen=True, slots=True)
 class TimeoutFired:
-    """A timer scheduled by `ScheduleTimeout` expired; kinds are "progress", "viewchange", "fetch"."""
+    """A timer scheduled by `ScheduleTimeout` expired; kinds are "progress", "viewchange", "fetch",
+    "censor", "slow", "commit"."""
 
     kind: str
     view: int
@@ -71,9 +72,25 @@ class FetchedBlock:
 
 @dataclass(frozen=True, slots=True)
 class PendingTxs:
-    """How many transactions wait in the node's mempool."""
+    """How many transactions wait in the node's mempool, and an opaque id (the tx hash) of
+    the oldest one any honest primary could propose now: the first of its sender's ready
+    run (so no nonce gap, even for a primary that lacks the sender's later txs), not too
+    big for a block, not expired. The core watches that id to suspect a censoring primary
+    (docs/consensus.md §4); None when there is no such tx."""
 
     count: int
+    oldest: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommitFailed:
+    """Answer to `CommitBlock` when the chain refused the block: the core stops waiting
+    for `Committed` and retries later (by its own "commit" timer, and by fetching the
+    block from a certificate signer), instead of sitting in `deciding` for good."""
+
+    height: int
+    block_hash: bytes
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,4 +109,4 @@ class Tick:
 
 
 Event = Union[MessageReceived, BlockVerdict, ProposalReady, TimeoutFired, Committed, FetchedBlock,
-              PendingTxs, PeerConnected, Tick]
+              PendingTxs, PeerConnected, Tick, CommitFailed]

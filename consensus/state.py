@@ -22,6 +22,7 @@ class ConsensusConfig:
     max_timeout_ms: int = 60_000  # doubling stops here
     max_buffered: int = 512  # future messages kept for replay, per sender
     max_buffered_bytes: int = 8 * 1024 * 1024  # and their bytes per sender (two of the largest blocks)
+    slow_proposal_ms: int = 0  # a primary's proposal later than this is a strike; 0: view_timeout_ms // 2
 
 
 @dataclass(frozen=True, slots=True)

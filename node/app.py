@@ -537,11 +537,16 @@ async def serve(home: str | Path, *, passphrase: str | None = None, config: Node
                       "height": node.chain.height, "node_key": node.signer.public_key.hex()}), flush=True)
     if on_started is not None:
         on_started()
+    stopping = asyncio.ensure_future(stop.wait())
     try:
-        await stop.wait()
+        # until a signal, or until the runner halts (a durable write failed): then stop with an error
+        await asyncio.wait([stopping, node.runner.task], return_when=asyncio.FIRST_COMPLETED)
     finally:
+        stopping.cancel()
         node.log.info("shutting down")
         await node.stop()
+    if node.runner.failure is not None:
+        raise NodeError(f"the node halted: {node.runner.failure}", "halted")
 
 
 def run_node(home: str | Path, *, passphrase: str | None = None) -> None:

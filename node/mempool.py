@@ -152,6 +152,23 @@ class Mempool:
         times = [e.added for s in self._senders.values() for e in s.ready_run()]
         return min(times) if times else None
 
+    def oldest_proposable(self, max_bytes: int, next_height: int | None = None) -> bytes | None:
+        """Hash of the longest-held transaction that is first in its sender's ready run, at
+        most `max_bytes` and not expired at `next_height`; None if there is none. Any
+        primary that holds it can put it in the next block, whatever else of that sender it
+        lacks: the runner reports it so the consensus core can tell a censoring primary."""
+        best: _Entry | None = None
+        for s in self._senders.values():
+            if not s.ready:
+                continue
+            e = s.by_nonce[s.next_nonce]
+            expiry = e.stx.tx.expiry
+            if e.size > max_bytes or (next_height is not None and expiry and next_height > expiry):
+                continue
+            if best is None or e.added < best.added:
+                best = e
+        return None if best is None else best.stx.hash
+
     def pending_nonce(self, sender: bytes) -> int | None:
         """The next nonce after this sender's ready run, or None if it has nothing pending."""
         s = self._senders.get(sender)

@@ -9,6 +9,13 @@ Ordering rules (conventions §7, cometbft `receiveRoutine` + `WriteSync`):
 * Answers the node produces itself (`BlockVerdict`, `ProposalReady`, `Committed`) are
   fed back into the core before the next queued event, so the core sees them in order.
 * Timers (`ScheduleTimeout`) come back through the queue as `TimeoutFired`.
+* A durable write that fails (the WAL record of a signature, a block's batch) halts the
+  runner: the core already counts the write as done, so going on would leave the node
+  with a record that does not match what it holds. `failure` says why; `node.app.serve`
+  then stops the node with an error (restart it once the disk is fixed: the store is at a
+  block boundary and the WAL at the last record that reached it).
+* A certified block the chain refuses (`BlockInvalid` and the like) is answered with
+  `CommitFailed`: the core retries later instead of waiting for `Committed` for good.
 
 Batching: when the core asks for a proposal, a block is cut as soon as `max_block_txs`
 transactions are ready, or `block_interval_ms` after the oldest ready transaction
@@ -28,17 +35,18 @@ from typing import Any, Callable
 
 from consensus import effects as fx
 from consensus import events as ev
-from consensus.messages import encode_message
+from consensus.messages import ViewChange, encode_message
 from consensus.state import ConsensusConfig, SignedState, primary_index
 from ledger.block import Block, Certificate, commit_signing_bytes
 from ledger.chain import Chain
 from ledger.encoding import decode, encode
-from ledger.errors import BlockInvalid, LedgerError
+from ledger.errors import BlockInvalid, LedgerError, StoreError
 from ledger.execution import BlockResult
 from ledger.store.base import PREFIX_WAL
 
 from node import inbound
 from node.mempool import Mempool
+from node.startup_sync import DurableWriteFailed, sync_before_signing
 from node.transport import Transport
 
 WAL_SIGNED = PREFIX_WAL + b"signed"
@@ -46,7 +54,7 @@ WAL_PROPOSAL = PREFIX_WAL + b"proposal"  # [height, view, block]: our last propo
 MAX_INBOUND_QUEUE = 10_000   # peer messages beyond this are dropped (consensus recovers by timeouts)
 FETCH_LIMIT = 100            # blocks per catch-up request
 MAX_EVIDENCE = 1_000
-STARTUP_SYNC_S = 3.0         # how long a starting node looks for a peer to sync from before it signs
+STARTUP_SYNC_S = 3.0         # with no peer answering for this long (all starting at once) a node starts as it is
 
 
 def _test_clock_offset_ms() -> int:
@@ -81,9 +89,12 @@ def persist_signed_state(store, record: SignedState) -> None:
 
 
 def consensus_config(params: dict) -> ConsensusConfig:
+    timeout = params.get("view_timeout_ms", 2000)
     return ConsensusConfig(
-        view_timeout_ms=params.get("view_timeout_ms", 2000),
+        view_timeout_ms=timeout,
         rotation_blocks=params.get("rotation_blocks", 30),
+        # an honest primary waits up to block_interval_ms before it cuts a block: never a strike
+        slow_proposal_ms=max(timeout // 2, 2 * params.get("block_interval_ms", 100)),
     )
 
 
@@ -122,6 +133,10 @@ class _SyncCheck:
 @dataclass(frozen=True, slots=True)
 class _Call:
     fn: Callable[[], None]
+
+
+class _Fatal(Exception):
+    """A durable write failed: the runner stops (see the module docstring)."""
 
 
 _STOP = object()
@@ -165,6 +180,7 @@ class Runner:
         self.max_block_bytes = max_block_bytes
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
         self._task: asyncio.Task | None = None
+        self.failure: str | None = None  # why the runner halted (a durable write failed)
         # called after each commit with (block, result, certificate, {tx hash: admission time})
         self.commit_listeners: list[Callable[[Block, BlockResult, Certificate, dict], None]] = []
         self.evidence: collections.deque = collections.deque(maxlen=MAX_EVIDENCE)
@@ -215,9 +231,22 @@ class Runner:
                     f.cancel()
         self._waiters.clear()
 
+    @property
+    def task(self) -> asyncio.Task | None:
+        """The runner task: it ends on stop() or when the runner halts (`failure` set)."""
+        return self._task
+
     async def _run(self) -> None:
         try:
+            await self._run_inner()
+        except _Fatal as exc:
+            self._halt(str(exc))
+
+    async def _run_inner(self) -> None:
+        try:
             await self._sync_before_signing()
+        except _Fatal:
+            raise
         except Exception:
             self.log.exception("runner: start-up sync failed; starting from height %d", self.chain.height)
         self._carry_out(self._core("start", self.replica.start))
@@ -232,15 +261,32 @@ class Runner:
             try:
                 self._dispatch(item)
                 self._drain_local()
+            except _Fatal:
+                raise
             except Exception:  # a bug must not stop the node silently: log it and go on
                 self.log.exception("runner: event %s failed", type(item).__name__)
 
+    def _halt(self, reason: str) -> None:
+        """Stop taking events: nothing more reaches the core, nothing more is sent."""
+        self.failure = reason
+        self.log.critical("runner halted: %s; stop the node, fix the disk, restart it", reason)
+        self._local.clear()
+        for h in self._timers:
+            h.cancel()
+        self._timers.clear()
+        if self._propose_timer is not None:
+            self._propose_timer.cancel()
+            self._propose_timer = None
+        self.release_waiters()
+
     # inputs from the rest of the node -------------------------------------------------
     def put(self, event) -> None:
-        self.queue.put_nowait(event)
+        if self.failure is None:
+            self.queue.put_nowait(event)
 
     def notify_txs_added(self, count: int) -> None:
-        self.queue.put_nowait(_TxsAdded(count))
+        if self.failure is None:
+            self.queue.put_nowait(_TxsAdded(count))
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the runner task, between two events (e.g. reads that must not race a commit)."""
@@ -304,7 +350,7 @@ class Runner:
     # the loop body ----------------------------------------------------------------------
     def _dispatch(self, item) -> None:
         if isinstance(item, _TxsAdded):
-            self._feed(ev.PendingTxs(self.mempool.ready_count()))
+            self._feed(self._pending_event())
             self._maybe_propose()
         elif isinstance(item, _ProposeCheck):
             self._propose_timer = None
@@ -323,7 +369,13 @@ class Runner:
             self._feed(self._local.popleft())
 
     def _feed(self, event) -> None:
-        self._carry_out(self._core(type(event).__name__, lambda: self.replica.on_event(event)))
+        effects = self._core(type(event).__name__, lambda: self.replica.on_event(event))
+        if isinstance(event, ev.TimeoutFired) and event.kind in ("progress", "censor", "slow"):
+            for e in effects:  # say why this node suspects the primary (kinds: docs/consensus.md §4)
+                if isinstance(e, fx.Broadcast) and isinstance(e.msg, ViewChange):
+                    self.log.info("asking for view %d: %s timeout at height %d", e.msg.new_view, event.kind,
+                                  event.height)
+        self._carry_out(effects)
         self._note_view(self.view)
 
     def _core(self, what: str, call) -> list:
@@ -337,15 +389,17 @@ class Runner:
         for e in effects:
             try:
                 self._effect(e)
+            except _Fatal:
+                raise  # never send what we could not persist: the rest of this list is dropped
             except Exception:
                 self.log.exception("runner: effect %s failed", type(e).__name__)
-                if isinstance(e, fx.PersistSigned):
-                    # never send what we could not persist: drop the rest of this list
-                    return
 
     def _effect(self, e) -> None:
         if isinstance(e, fx.PersistSigned):
-            persist_signed_state(self.store, e.record)
+            try:
+                persist_signed_state(self.store, e.record)
+            except Exception as exc:
+                raise _Fatal(f"writing the signing record (WAL) failed: {exc!r}") from exc
             self.signed_state = e.record
             self._note_view(e.record.current_view)
         elif isinstance(e, fx.Broadcast):
@@ -367,14 +421,22 @@ class Runner:
             self._fetch(e)
         elif isinstance(e, fx.Evidence):
             self._evidence(e)
+        elif isinstance(e, fx.ResendTx):
+            stx = self.mempool.get(e.tx_hash)
+            if stx is not None:
+                self.log.info("re-gossiping tx %s: held past the timeout and still not proposed", e.tx_hash.hex())
+                self.transport.gossip_txs([stx.raw], again=True)
         else:
             self.log.warning("runner: unknown effect %r", type(e).__name__)
 
     def _note_view(self, view: int) -> None:
-        view = max(view, getattr(self.replica, "view", view))
+        """Report the view the core is in. It can go down: a replica whose lone view change
+        became moot takes the view of the others' certificate (rule F), and a status that
+        kept the higher view would show it out of step with the others for good."""
+        view = getattr(self.replica, "view", max(view, self.view))
         if view > self.view:
             self.view_changes += 1
-            self.view = view
+        self.view = view
 
     # timers -------------------------------------------------------------------------------
     def _schedule(self, e: fx.ScheduleTimeout) -> None:
@@ -416,7 +478,7 @@ class Runner:
             self.log.info("dropping tx %s from the mempool: %s (%s)", stx.hash.hex(), message, code)
             self.mempool.remove(stx.hash)
         if result.excluded:
-            self._local.append(ev.PendingTxs(self.mempool.ready_count()))
+            self._local.append(self._pending_event())
         if not result.txs:
             self._maybe_propose_later()
             return
@@ -483,17 +545,25 @@ class Runner:
                                             tuple(self.chain.validator_keys),
                                             certificate=self.chain.get_cert(self.chain.height)))
             return
-        cached = self._results.get(e.block_hash)
+        cached = self._results.pop(e.block_hash, None)  # a retry re-validates from scratch
         try:
             if cached is None:
                 block = Block.decode(e.block)
+                if block.hash != e.block_hash:
+                    raise BlockInvalid("block hash does not match its header", "bad_hash")
                 result = self.chain.validate_block(block, verified=self.mempool.verified_hashes())
             else:
                 block, result = cached
             self.chain.commit_block(block, e.certificate, result)
+        except StoreError as exc:
+            raise _Fatal(f"writing block {e.height} failed: {exc}") from exc
         except LedgerError as exc:
-            self.log.critical("cannot commit certified block %d (%s): %s", e.height, e.block_hash.hex(), exc)
+            self.log.critical("cannot commit certified block %d (%s): %s; will retry", e.height,
+                              e.block_hash.hex(), exc)
+            self._local.append(ev.CommitFailed(e.height, e.block_hash, f"{getattr(exc, 'code', 'invalid')}: {exc}"))
             return
+        except Exception as exc:  # e.g. plyvel.IOError from the synced batch: the disk failed
+            raise _Fatal(f"writing block {e.height} failed: {exc!r}") from exc
         self._after_commit(block, result, e.certificate)
 
     def _after_commit(self, block: Block, result: BlockResult, cert: Certificate) -> None:
@@ -531,7 +601,12 @@ class Runner:
                                         certificate=cert))
         # always, even 0: the core's count predates this block, and a stale non-zero count
         # would make its progress timer start a view change in an idle network
-        self._local.append(ev.PendingTxs(self.mempool.ready_count()))
+        self._local.append(self._pending_event())
+
+    def _pending_event(self) -> ev.PendingTxs:
+        limit = min(self.chain.params.get("max_tx_bytes", 64 * 1024), self.max_block_bytes)
+        return ev.PendingTxs(self.mempool.ready_count(),
+                             self.mempool.oldest_proposable(limit, self.chain.height + 1))
 
     # catch-up --------------------------------------------------------------------------------------
     def _fetch(self, e: fx.FetchBlocks) -> None:
@@ -588,41 +663,19 @@ class Runner:
             self._fetch(fx.FetchBlocks(self.chain.height + 1, item.peer))
 
     async def _sync_before_signing(self) -> None:
-        """Before the core may sign anything, bring the chain up to what the peers have
-        committed. A validator whose data directory was wiped (or restored from an old
-        backup) no longer knows what it signed; started at its old height it would propose
-        and vote again at heights it already signed: a second, different signature at one
-        (view, height). So it first applies certified blocks fetched from peers until a peer
-        has nothing newer, then starts the core at the head. With no peer reachable within
-        STARTUP_SYNC_S (the whole network starting at once) it starts where it is."""
-        if len(self.chain.validator_keys) < 2:
-            return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + STARTUP_SYNC_S
+        """Before the core may sign anything, apply what the peers have committed (from f+1
+        of them; a node without a signing record also waits for one block committed
+        without it): node/startup_sync.py says why."""
         start = self.chain.height
-        while True:
+        self.catching_up = True
+        try:
             try:
-                blocks = await self.transport.fetch_blocks(self.chain.height + 1, None, FETCH_LIMIT)
-            except Exception:  # no peer connected (yet), or none answered in time
-                if loop.time() > deadline:
-                    break
-                await asyncio.sleep(0.1)
-                continue
-            applied = 0
-            self.catching_up = bool(blocks)
-            for block_raw, cert_raw in blocks:
-                try:
-                    block = Block.decode(block_raw)
-                    if block.height <= self.chain.height:
-                        continue
-                    self.chain.apply_certified(block, Certificate.from_wire(decode(cert_raw)))
-                    applied += 1
-                except LedgerError as exc:
-                    self.log.warning("start-up sync: fetched block refused: %s", exc)
-                    break
-            if not applied:
-                break
-        self.catching_up = False
+                await sync_before_signing(self.chain, self.transport, self.signer.public_key,
+                                          self.signed_state is not None, self.log, STARTUP_SYNC_S)
+            except DurableWriteFailed as exc:
+                raise _Fatal(str(exc)) from exc
+        finally:
+            self.catching_up = False
         if self.chain.height == start:
             return
         self.log.info("synced from height %d to %d before signing anything", start, self.chain.height)

@@ -22,7 +22,7 @@ class Transport(Protocol):
     async def stop(self) -> None: ...
     def broadcast(self, message: bytes) -> None: ...          # encoded consensus message to all other validators
     def send(self, peer_key: bytes, message: bytes) -> None: ...
-    def gossip_txs(self, raw_txs: list[bytes]) -> None: ...    # batched, duplicate-suppressed by receiver
+    def gossip_txs(self, raw_txs: list[bytes], *, again: bool = False) -> None: ...  # batched; again: even if sent before
     async def fetch_blocks(self, from_height: int, peer_key: bytes | None, limit: int) -> list[tuple[bytes, bytes]]: ...  # (block_raw, cert_raw)
     def set_validators(self, validators: list[dict]) -> None: ...  # [{key: bytes, org, p2p, api}] — only these are peers
     def peer_status(self) -> list[dict]: ...
@@ -47,7 +47,7 @@ class NullTransport:
     def send(self, peer_key: bytes, message: bytes) -> None:
         self.sent += 1
 
-    def gossip_txs(self, raw_txs: list[bytes]) -> None:
+    def gossip_txs(self, raw_txs: list[bytes], *, again: bool = False) -> None:
         pass
 
     async def fetch_blocks(self, from_height: int, peer_key: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:

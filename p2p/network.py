@@ -223,17 +223,19 @@ class PeerNetwork:
             return None
         return frame
 
-    def gossip_txs(self, raw_txs: list[bytes]) -> None:
+    def gossip_txs(self, raw_txs: list[bytes], *, again: bool = False) -> None:
         """Queue transactions for gossip; each hash is sent at most once (bounded memory),
         and one that arrived from a peer is not sent back out (full mesh: its origin sent it
-        to everyone). Batches go out after `tx_batch_delay_ms` or when full."""
+        to everyone). Batches go out after `tx_batch_delay_ms` or when full. `again` sends
+        them even so: the consensus core asks for that before it blames a primary for
+        leaving a transaction out (the first gossip may not have reached it)."""
         limits = self.limits
         for tx in raw_txs:
             tx = bytes(tx)
             if len(tx) + wire.FRAME_OVERHEAD > limits.max_batch_bytes:
                 log.warning("p2p: transaction of %d bytes is above the batch limit; not gossiped", len(tx))
                 continue
-            if not self._sent_seen.add(sha256(tx)):
+            if not self._sent_seen.add(sha256(tx)) and not again:
                 continue
             if self._batch and self._batch_bytes + len(tx) + wire.FRAME_OVERHEAD > limits.max_batch_bytes:
                 self._flush_txs()

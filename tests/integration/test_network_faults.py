@@ -161,9 +161,10 @@ def test_wiped_data_dir_resyncs_without_double_signing(net):
     probe = make_tx(auditor, net.chain_id, 0, "transfer", {"to": auditor.address, "amount": 0})
     net.submit(victim, [probe.raw])
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # load until it is back at the head
+    log_file = net.homes[victim] / "node.log"
+    while time.monotonic() < deadline:  # load until it is back: it waits for one block committed without it
         load.run(rounds=1)
-        if net.status(victim)["height"] >= top:
+        if net.status(victim)["height"] > top and "before signing anything" in log_file.read_text():
             break
     check_all(net, load, list(range(4)), min_height=top + 1)
     load.run(rounds=2)  # and it takes part again: the chain keeps going with it
@@ -192,3 +193,34 @@ def test_mutual_tls_network_commits_and_survives_a_restart(tmp_path):
         assert "(tls)" in log and "(plain)" not in log
     finally:
         net.close()
+
+
+def test_wiped_node_restarted_at_once_waits_for_a_block_before_signing(net):
+    """No "wait one block" by hand: the wiped primary is started again straight away, with
+    a transaction it could propose at once. It syncs from f+1 peers, finds it has no signing
+    record, and signs nothing at the height after its head (where it may have signed
+    before the wipe) until the others have committed that height without it."""
+    load = Workload(net)
+    load.run(rounds=4)
+    victim = primary_of(net, 0)
+    others = [i for i in range(4) if i != victim]
+    net.kill(victim)
+    top = max(net.status(i)["height"] for i in others)
+    net.wipe_data(victim)
+    net.start(victim)  # at once: the others have committed nothing since it stopped
+    net.wait_ready([victim])
+    auditor = load_key(net.manifest["orgs"][1]["keys"]["auditor"]["path"])
+    probe = make_tx(auditor, net.chain_id, 0, "transfer", {"to": auditor.address, "amount": 0})
+    net.submit(victim, [probe.raw])
+    deadline = time.monotonic() + 30
+    log_file = net.homes[victim] / "node.log"
+    while time.monotonic() < deadline:
+        load.run(rounds=1, nodes=others)
+        if net.status(victim)["height"] > top + 1 and "before signing anything" in log_file.read_text():
+            break
+    load.run(rounds=2)  # and it takes part again
+    check_all(net, load, list(range(4)), min_height=top + 2)
+    log = (net.homes[victim] / "node.log").read_text().split("node started")[-1]
+    assert f"signing nothing until height {top + 1} is committed without this node" in log
+    early = [int(h) for h in re.findall(r"proposing block (\d+) view", log) if int(h) <= top + 1]
+    assert not early, f"the wiped node proposed at heights {early}, where it may have signed before"

@@ -40,6 +40,8 @@ from ledger.encoding import decode, encode, sha256
 from ledger.errors import BlockInvalid, EncodingError
 
 CHAIN_ID = "cxl-sim"
+VICTIM = b"victim"  # txs a "censor-tx" primary leaves out
+SLOW_MARGIN_MS = 80  # how much earlier than the view timeout a "slow" primary proposes (network + validation fit)
 MAX_BLOCK_TXS = 4
 FETCH_BATCH = 8
 MAX_FRAME = 4 * 1024 * 1024  # p2p/config.py max_frame_bytes
@@ -171,6 +173,8 @@ BEHAVIOURS = {
     "impostor": "proposes blocks that name another validator as their proposer",
     "flood": "sends one peer bursts of validly signed junk: Commits at many views, ViewChanges at huge "
              "views, future PrePrepares with big blocks, old-height messages at ever higher views",
+    "censor-tx": "proposes on time, but never the victims' transactions",
+    "slow": "proposes each block just before the progress timer would fire",
 }
 
 
@@ -196,7 +200,7 @@ class Node:
         self.replica = Replica(CHAIN_ID, self.signer, sim.validators, len(self.chain) + 1, sim.sc.config,
                                state, sim.sc.faults, self.chain[-1][2] if self.chain else None)
         self.request = None
-        self.reported_pending = -1
+        self.reported_pending = None
         self.run(self.replica.start())
         self.report_pending()
 
@@ -215,10 +219,11 @@ class Node:
         return [t for t in self.sim.submitted if t not in self.committed]
 
     def report_pending(self) -> None:
-        count = len(self.pending())
-        if count != self.reported_pending:
-            self.reported_pending = count
-            self.run(self.replica.on_event(PendingTxs(count)))
+        pending = self.pending()
+        report = (len(pending), pending[0] if pending else None)  # the oldest: every tx is proposable
+        if report != self.reported_pending:
+            self.reported_pending = report
+            self.run(self.replica.on_event(PendingTxs(*report)))
 
     def run(self, effects: list) -> None:
         sim = self.sim
@@ -280,7 +285,10 @@ class Node:
     def try_propose(self) -> None:
         if self.request is None or self.behaviour == "censor" or self.crashed:
             return
-        txs = self.pending()[:MAX_BLOCK_TXS]
+        txs = self.pending()
+        if self.behaviour == "censor-tx":  # proposes, but never a victim's transactions
+            txs = [t for t in txs if not t.startswith(VICTIM)]
+        txs = txs[:MAX_BLOCK_TXS]
         if not txs or self.behaviour == "liar":
             return
         view, height = self.request
@@ -292,6 +300,10 @@ class Node:
         if self.sim.sc.block_pad:
             fields.append(b"\x00" * self.sim.sc.block_pad)
         block = encode(fields)
+        if self.behaviour == "slow":  # proposes just before the progress timer would fire
+            self.sim.schedule(self.sim.sc.config.view_timeout_ms - SLOW_MARGIN_MS, self.id,
+                              ("local", self.incarnation, ProposalReady(view, height, sha256(block), block)))
+            return
         self.feed(ProposalReady(view, height, sha256(block), block))
 
     def validate(self, height: int, block_hash: bytes, block: bytes) -> bool:
@@ -328,7 +340,7 @@ class Node:
         if not sim.healed and sim.rng.random() < sim.sc.crash_on_commit:
             sim.schedule(0, self.id, ("crash",))
             sim.schedule(sim.rng.randint(100, 1500), self.id, ("restart",))
-        self.reported_pending = -1  # a node reports its mempool after every commit
+        self.reported_pending = None  # a node reports its mempool after every commit
         self.feed(Committed(eff.height, eff.block_hash, sim.validators, eff.certificate))
 
     # -- byzantine behaviours --------------------------------------------------------
@@ -616,7 +628,8 @@ class Sim:
         for at, ident, what in sc.crashes:
             self.schedule(at, ident, (what,))
         for i in range(sc.txs):
-            self.schedule(self.rng.randint(0, sc.chaos_ms), -1, ("submit", b"tx-%d" % i))
+            victim = sc.profile == "censor-tx" and i % 2  # half of them, for a censoring primary to leave out
+            self.schedule(self.rng.randint(0, sc.chaos_ms), -1, ("submit", (VICTIM + b"-%d" if victim else b"tx-%d") % i))
         self.schedule(sc.chaos_ms, -1, ("heal",))
         self.healed = False
         deadline = sc.chaos_ms + sc.bound_ms

@@ -21,6 +21,9 @@ BYZANTINE = ("equivocate", "garbage", "censor", "twin")
 # Issue 9 adversaries (harness.BEHAVIOURS). Kept out of PROFILES so that a seed drawn
 # from PROFILES still means what it meant before; tests/sim/test_sim.py runs them by name.
 HALTING = ("liar", "swap", "impostor", "flood")
+# Primaries that keep heights moving, but not for everyone (tests/sim/test_censorship.py,
+# test_slow_primary.py): searched on their own budget, so the seeds above pick what they always did.
+LIVENESS_PROFILES = ("censor-tx", "slow")
 
 
 def split(ids: list[int], rng: random.Random, parts: int = 2) -> list[set[int]]:
@@ -108,7 +111,7 @@ def make_scenario(seed: int, rng: random.Random, n: int | None = None, profile: 
         twin = rng.randrange(n)
         sc.byzantine = {twin: "twin"}
         sc.partitions = twins_schedules(n, twin, rng, sc.chaos_ms)
-    elif profile in ("equivocate", "garbage", "censor") + HALTING and f:
+    elif profile in ("equivocate", "garbage", "censor") + HALTING + LIVENESS_PROFILES and f:
         for i in rng.sample(ids, rng.randint(1, f)):
             sc.byzantine[i] = profile
     elif profile == "mixed" and f:

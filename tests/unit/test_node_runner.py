@@ -12,6 +12,7 @@ from consensus.messages import Commit, PrePrepare, decode_message, encode_messag
 from genesis.testnet import make_testnet
 from ledger import accounts
 from ledger.store.memory import MemoryStore
+from ledger.errors import BlockInvalid
 from ledger.tx import make_tx
 
 from node.mempool import Mempool
@@ -266,3 +267,152 @@ async def test_restart_hands_the_persisted_state_to_the_core():
     runner = Runner(chain, Mempool(chain.chain_id, lambda a: (True, 0)), NET.validators[0], NullTransport(),
                     replica_factory=factory)
     assert seen["args"] == (rec, 1) and runner.view == 3
+
+
+# -- failed durable writes halt the node; a refused commit is retried ----------------------
+
+def fast_core(chain, signer):
+    """The real core, with short timers (the chain parameter is 2 s)."""
+    from consensus.core import Replica
+    from consensus.state import ConsensusConfig
+
+    def make(signed, height):
+        return Replica(chain.chain_id, signer, tuple(chain.validator_keys), height,
+                       ConsensusConfig(view_timeout_ms=50), signed)
+    return make
+
+
+async def test_failed_wal_write_halts_the_runner_and_nothing_more_reaches_the_core():
+    from consensus.state import SignedState
+
+    store = _FailingStore()
+    chain = NET.chain(store)
+    mp = Mempool(chain.chain_id, lambda a: (True, 0))
+    msg = make_prepare(NET.validators[0], chain.chain_id, 0, 1, b"\x01" * 32)
+    effects = [fx.PersistSigned(SignedState(1, 0, (("prepare", b"\x01" * 32),))), fx.Broadcast(msg)]
+    transport = RecordingTransport(store)
+    core = _ScriptedReplica(effects)
+    runner = Runner(chain, mp, NET.validators[0], transport, replica_factory=lambda rec, h: core)
+    task = runner.start()
+    try:
+        await asyncio.wait_for(asyncio.shield(task), 2)  # the runner ends by itself
+        assert "WAL" in runner.failure and "disk full" in runner.failure
+        runner.put(ev_message(msg))
+        mp.add(transfer(0))
+        runner.notify_txs_added(1)
+        await asyncio.sleep(0.05)
+        # the core's record moved on, but nothing was sent and no later event reached it
+        assert transport.messages == [] and core.events == [] and runner.queue.qsize() == 0
+    finally:
+        await runner.stop()
+
+
+def ev_message(msg):
+    from consensus.events import MessageReceived
+    return MessageReceived(msg)
+
+
+class _BlockWriteFails(MemoryStore):
+    def write(self, puts, *, sync=True):
+        from ledger.store.base import PREFIX_BLOCK
+        if any(k.startswith(PREFIX_BLOCK) for k in puts):
+            raise OSError("I/O error")
+        super().write(puts, sync=sync)
+
+
+async def test_failed_block_write_halts_the_runner():
+    store = _BlockWriteFails()
+    chain = NET.chain(store)
+    mp = Mempool(chain.chain_id, lambda a: (True, accounts.next_nonce(chain.state(), a)))
+    runner = Runner(chain, mp, NET.validators[0], RecordingTransport(store), block_interval_ms=10,
+                    replica_factory=fast_core(chain, NET.validators[0]))
+    task = runner.start()
+    try:
+        mp.add(transfer(0))
+        runner.notify_txs_added(1)
+        await asyncio.wait_for(asyncio.shield(task), 2)
+        assert "block 1" in runner.failure and chain.height == 0
+    finally:
+        await runner.stop()
+
+
+async def test_a_commit_the_chain_refuses_is_retried_instead_of_wedging_the_replica():
+    runner, chain, mp, _ = make_runner(block_interval_ms=10)
+    runner.replica = fast_core(chain, NET.validators[0])(None, 1)
+    real = chain.commit_block
+    refusals = []
+
+    def refuse_twice(block, cert, result):
+        if len(refusals) < 2:
+            refusals.append(block.height)
+            raise BlockInvalid("simulated refusal", "test")
+        real(block, cert, result)
+
+    chain.commit_block = refuse_twice
+    runner.start()
+    try:
+        mp.add(transfer(0))
+        runner.notify_txs_added(1)
+        await until(lambda: chain.height == 1)
+        assert refusals == [1, 1] and runner.failure is None and len(mp) == 0
+        mp.add(transfer(1))  # and it goes on normally
+        runner.notify_txs_added(1)
+        await until(lambda: chain.height == 2)
+    finally:
+        await runner.stop()
+
+
+async def test_runner_reports_the_oldest_proposable_tx_and_regossips_it_on_request():
+    store = MemoryStore()
+    chain = NET.chain(store)
+    mp = Mempool(chain.chain_id, lambda a: (True, accounts.next_nonce(chain.state(), a)))
+    gossiped = []
+    transport = RecordingTransport(store)
+    transport.gossip_txs = lambda raws, again=False: gossiped.append((raws, again))
+    core = _ScriptedReplica([])
+    runner = Runner(chain, mp, NET.validators[0], transport, replica_factory=lambda rec, h: core)
+    runner.start()
+    try:
+        gapped, first = transfer(1), transfer(0)
+        mp.add(gapped)
+        runner.notify_txs_added(1)
+        await until(lambda: core.events)
+        assert core.events[-1].oldest is None  # nonce 0 is missing: nothing any primary can propose
+        mp.add(first)
+        runner.notify_txs_added(1)
+        await until(lambda: len(core.events) == 2)
+        assert (core.events[-1].count, core.events[-1].oldest) == (2, first.hash)
+        runner.call_soon(lambda: runner._carry_out([fx.ResendTx(first.hash), fx.ResendTx(b"\x00" * 32)]))
+        await until(lambda: gossiped)
+        await asyncio.sleep(0.02)
+        assert gossiped == [([first.raw], True)]  # even if sent before; an id it no longer holds is ignored
+    finally:
+        await runner.stop()
+
+
+def test_a_primary_waiting_its_block_interval_is_never_slow():
+    from node.runner import consensus_config
+
+    assert consensus_config({}).slow_proposal_ms == 1000  # half the 2 s view timeout
+    assert consensus_config({"view_timeout_ms": 2000, "block_interval_ms": 800}).slow_proposal_ms == 1600
+
+
+async def test_the_reported_view_follows_the_core_down_after_a_moot_view_change():
+    runner, chain, mp, _ = make_runner()
+
+    class Core(_ScriptedReplica):
+        view = 0
+
+    core = Core([])
+    runner.replica = core
+    runner.start()
+    try:
+        core.view = 2  # a lone view change ...
+        runner.put(ev_message(make_prepare(NET.validators[0], chain.chain_id, 0, 1, b"\x01" * 32)))
+        await until(lambda: runner.view == 2)
+        core.view = 1  # ... became moot: rule F took the others' view
+        runner.put(ev_message(make_prepare(NET.validators[0], chain.chain_id, 0, 1, b"\x02" * 32)))
+        await until(lambda: runner.view == 1)
+        assert runner.view_changes == 1
+    finally:
+        await runner.stop()
