@@ -22,6 +22,7 @@ from pathlib import Path
 from genesis import schema as genesis_schema
 from ledger.crypto import Signer
 from ledger.errors import GenesisError, KeystoreError
+from ledger.statetree import DEFAULT_VERSIONS_KEPT
 from ledger import keystore
 
 from node.errors import ConfigError
@@ -58,6 +59,7 @@ class NodeConfig:
     tls_cert: str | None = None               # PEM files for the p2p transport (optional; default: derived)
     tls_key: str | None = None
     tls_ca: str | None = None
+    state_versions_kept: int = DEFAULT_VERSIONS_KEPT  # recent heights of the state tree kept provable
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -80,6 +82,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "max_block_txs": (1, 1_000_000),
     "sync_interval_ms": (0, 3_600_000),
     "max_block_bytes": (64 * 1024, 60 * 1024 * 1024),
+    "state_versions_kept": (1, 10_000_000),
 }
 _OPTIONAL = {"block_interval_ms", "max_block_txs", "tls_cert", "tls_key", "tls_ca"}
 
