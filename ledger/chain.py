@@ -18,7 +18,7 @@ from ledger.execution import BlockResult, NotIncludable, Receipt, execute_block
 from ledger.genesis_state import genesis_tree, genesis_view
 from ledger.merkle import inclusion_proof, merkle_root
 from ledger.state import StateView
-from ledger.statetree import DEFAULT_VERSIONS_KEPT, PREFIX_ROOT, NodeCache, prune_puts
+from ledger.statetree import DEFAULT_VERSIONS_KEPT, PREFIX_ROOT, prune_puts
 from ledger.store.base import (
     PREFIX_BLOCK,
     PREFIX_CERT,
@@ -65,7 +65,6 @@ class Chain:
             raise ValueError("state_versions_kept must be at least 1")
         self.store = store
         self.state_versions_kept = state_versions_kept
-        self.tree_cache = NodeCache()
         self.chain_id = genesis_doc["chain_id"]
         self.genesis_doc = genesis_doc
         self.genesis_hash = genesis_hash
@@ -145,7 +144,7 @@ class Chain:
         txs = [t for t in txs if len(t.raw) <= max_tx][: params.get("max_block_txs", 2000)]
         result = execute_block(
             self.store, self.block_context(height, time_ms), txs, self.head.state_root,
-            verified=verified, drop_invalid=True, tree_cache=self.tree_cache,
+            verified=verified, drop_invalid=True,
         )
         result.excluded.extend(
             (t, "too_large", f"transaction is {len(t.raw)} bytes, above max_tx_bytes {max_tx}") for t in oversize
@@ -193,8 +192,7 @@ class Chain:
             raise BlockInvalid(f"{where}: undecodable transaction: {exc}", "bad_tx") from exc
         try:
             result = execute_block(
-                self.store, self.block_context(hd.height, hd.time_ms), txs, self.head.state_root, verified=verified,
-                tree_cache=self.tree_cache,
+                self.store, self.block_context(hd.height, hd.time_ms), txs, self.head.state_root, verified=verified
             )
         except NotIncludable as exc:
             raise BlockInvalid(f"{where}: {exc.message}", exc.code) from exc
@@ -243,7 +241,6 @@ class Chain:
         puts.update(result.tree_puts)
         puts.update(prune_puts(self.store, height, self.state_versions_kept, pending=result.tree_puts))
         self.store.write(puts, sync=True)
-        self.tree_cache.committed(result.tree_puts)
         self.head = Head(height, block.hash, hd.state_root, hd.time_ms)
         self.head_validator_keys = keys
 

@@ -24,7 +24,7 @@ from ledger.encoding import encode
 from ledger.errors import EncodingError, LedgerError, TxRejected
 from ledger.merkle import merkle_root
 from ledger.state import StateView
-from ledger.statetree import NodeCache, StateTreeError, apply_writes, root_hash
+from ledger.statetree import StateTreeError, apply_writes, root_hash
 from ledger.tx import SignedTx
 from ledger.txtypes import TX_TYPES, begin_block_hooks
 
@@ -120,15 +120,13 @@ def execute_block(
     *,
     verified: frozenset[bytes] | set[bytes] = frozenset(),
     drop_invalid: bool = False,
-    tree_cache: NodeCache | None = None,
 ) -> BlockResult:
     """Execute `txs` on top of `base` (a Store or StateView).
 
     With `drop_invalid` (a proposer building a block) non-includable transactions are
     left out and listed in `excluded`; otherwise (validating or replaying) the first one
     raises `NotIncludable`. `verified` holds hashes whose signatures were checked already.
-    The state root is the state tree's root after the block's writes (`tree_cache`: an
-    optional `NodeCache` for its node reads).
+    The state root is the state tree's root after the block's writes.
     """
     state = StateView(base)
     for hook in begin_block_hooks():
@@ -155,7 +153,7 @@ def execute_block(
     if root_hash(store, ctx.height - 1) != prev_state_root:
         raise StateTreeError(f"the store's state tree at height {ctx.height - 1} does not have root "
                              f"{prev_state_root.hex()}: the store is not at the block's parent")
-    tree = apply_writes(store, ctx.height, state.writes, tree_cache)
+    tree = apply_writes(store, ctx.height, state.writes)
     return BlockResult(
         txs=included,
         receipts=receipts,

@@ -39,7 +39,6 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_left
 from dataclasses import dataclass
-from itertools import islice
 from typing import Iterator
 
 from ledger.encoding import decode, encode
@@ -196,51 +195,9 @@ class TreeUpdate:
     puts: dict[bytes, bytes | None]
 
 
-class NodeCache:
-    """Raw tree nodes by node key, in memory, to spare the store a read per touched node.
-
-    Coherent by construction: a node key (version, position) names one node forever, so
-    only nodes read from the store or committed to it are added (never those of a block
-    still being validated). Bounded: when full, the older half goes (first in, first out:
-    the nodes of recent blocks are the ones the next blocks read).
-    """
-
-    def __init__(self, max_entries: int = 200_000):
-        self.max_entries = max_entries
-        self._nodes: dict[bytes, bytes] = {}
-
-    def __len__(self) -> int:
-        return len(self._nodes)
-
-    def reader(self, store: Store):
-        nodes, get = self._nodes, store.get
-
-        def read(key: bytes) -> bytes | None:
-            raw = nodes.get(key)
-            if raw is None:
-                raw = get(key)
-                if raw is not None:
-                    self._add(key, raw)
-            return raw
-        return read
-
-    def _add(self, key: bytes, raw: bytes) -> None:
-        nodes = self._nodes
-        if len(nodes) >= self.max_entries:
-            for old in list(islice(nodes, len(nodes) // 2)):
-                del nodes[old]
-        nodes[key] = raw
-
-    def committed(self, puts: dict[bytes, bytes | None]) -> None:
-        """Call after `puts` (a block's batch) is durable in the store."""
-        for key, raw in puts.items():
-            if raw is not None and key[:2] == PREFIX_NODE:
-                self._add(key, raw)
-
-
 class _Updater:
-    def __init__(self, store: Store, version: int, ups: list, cache: NodeCache | None):
-        self.get = store.get if cache is None else cache.reader(store)
+    def __init__(self, store: Store, version: int, ups: list):
+        self.get = store.get
         self.version8 = h8(version)
         self.ups = ups                               # sorted (kh_int, kh, key, value or None)
         self.ints = [u[0] for u in ups]
@@ -330,9 +287,13 @@ class _Updater:
         if type(node) is _Leaf:
             puts[key] = _LEAF_TAG + encode([node.key, node.value])
             return _ref_bytes(KIND_LEAF, self.version8, node.hash)
-        left = self.emit(node.left, depth + 1, path << 1, puts)
-        right = self.emit(node.right, depth + 1, (path << 1) | 1, puts)
-        puts[key] = _INTERNAL_TAG + left + right
+        # children that are unchanged (bytes) or empty need no call
+        left, right = node.left, node.right
+        if left is not None and type(left) is not bytes:
+            left = self.emit(left, depth + 1, path << 1, puts)
+        if right is not None and type(right) is not bytes:
+            right = self.emit(right, depth + 1, (path << 1) | 1, puts)
+        puts[key] = _INTERNAL_TAG + (left or _EMPTY_REF) + (right or _EMPTY_REF)
         return _ref_bytes(KIND_INTERNAL, self.version8, node.hash)
 
 
@@ -340,14 +301,12 @@ def _first(u) -> int:
     return u[0]
 
 
-def apply_writes(store: Store, version: int, writes: dict[bytes, bytes | None],
-                 cache: NodeCache | None = None) -> TreeUpdate:
+def apply_writes(store: Store, version: int, writes: dict[bytes, bytes | None]) -> TreeUpdate:
     """The tree of `version` = the tree of `version - 1` (none for 0) with `writes` applied.
 
     `writes` maps state keys (without ``s/``) to their new canonical bytes, None to delete.
     Reads `store`, writes nothing: the caller commits `TreeUpdate.puts` with the block.
-    Each touched node is hashed once, whatever the number of writes below it. `cache`
-    (optional) serves node reads from memory.
+    Each touched node is hashed once, whatever the number of writes below it.
     """
     if version == 0:
         base = None
@@ -361,7 +320,7 @@ def apply_writes(store: Store, version: int, writes: dict[bytes, bytes | None],
         kh = _sha(key).digest()
         ups.append((int.from_bytes(kh, "big"), kh, key, value))
     ups.sort(key=_first)
-    updater = _Updater(store, version, ups, cache)
+    updater = _Updater(store, version, ups)
     new_root = updater.update(base, 0, 0, 0, len(ups)) if ups else base
     puts: dict[bytes, bytes | None] = {}
     puts[PREFIX_ROOT + updater.version8] = updater.emit(new_root, 0, 0, puts)

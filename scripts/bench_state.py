@@ -8,8 +8,8 @@ It fills a fresh LevelDB with `--accounts` balance entries (version 0 of the tre
 commits `--blocks` blocks, each the write set of `--txs` transfers between random accounts
 (sender nonce, sender and receiver balance: ~3 writes a transfer), exactly as a node does:
 `apply_writes` (reads the touched nodes, hashes each once) and one synced WriteBatch with
-the block's state writes, tree nodes and the prune deletes of `--keep`, with the node
-cache a Chain keeps (`--no-cache` to see the store's reads alone). It reports, per
+the block's state writes, tree nodes and the prune deletes of `--keep`. `--cache-mb`
+sets LevelDB's block cache (default: the store's, ledger/store/leveldb.py). It reports, per
 block: the root computation time (median, p90), the commit (batch write) time, writes/s
 of the tree alone, and the nodes and bytes a block adds; also the old running digest
 H(root || H(sorted writes)) on the same write sets for comparison. Times are CPU time of
@@ -40,7 +40,7 @@ import time  # noqa: E402
 sys.path.insert(0, str(ROOT))
 
 from ledger.encoding import encode, sha256  # noqa: E402
-from ledger.statetree import PREFIX_NODE, NodeCache, apply_writes, prune_puts  # noqa: E402
+from ledger.statetree import PREFIX_NODE, apply_writes, prune_puts  # noqa: E402
 from ledger.store.leveldb import LevelDBStore  # noqa: E402
 
 
@@ -65,29 +65,27 @@ def main() -> None:
     ap.add_argument("--txs", type=int, default=500, help="transfers per block")
     ap.add_argument("--keep", type=int, default=256, help="state versions kept (pruning window)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--no-cache", action="store_true", help="no NodeCache: every node read goes to LevelDB")
+    ap.add_argument("--cache-mb", type=int, default=None, help="LevelDB block cache in MiB (default: the store's)")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="cxl-bench-state-") as tmp:
-        store = LevelDBStore(Path(tmp) / "db")
+        extra = {} if args.cache_mb is None else {"cache_bytes": args.cache_mb * 1024 * 1024}
+        store = LevelDBStore(Path(tmp) / "db", **extra)
         t = time.process_time()
         genesis = {b"bal/cx%038d" % i: encode(10**12) for i in range(args.accounts)}
         up = apply_writes(store, 0, genesis)
         store.write({**{b"s/" + k: v for k, v in genesis.items()}, **up.puts})
         genesis_s = time.process_time() - t
-        cache = None if args.no_cache else NodeCache()  # as ledger.chain.Chain keeps one
         root_ms, commit_ms, digest_ms, writes_n, nodes_n, bytes_n = [], [], [], [], [], []
         for h in range(1, args.blocks + 1):
             writes = block_writes(rng, args.accounts, args.txs, h)
             t = time.process_time()
-            up = apply_writes(store, h, writes, cache)
+            up = apply_writes(store, h, writes)
             t1 = time.process_time()
             puts = {b"s/" + k: v for k, v in writes.items()}
             puts.update(up.puts)
             puts.update(prune_puts(store, h, args.keep, pending=up.puts))
             store.write(puts, sync=True)
-            if cache is not None:
-                cache.committed(up.puts)
             t2 = time.process_time()
             old_digest(up.root, writes)
             t3 = time.process_time()
@@ -101,7 +99,7 @@ def main() -> None:
         store.close()
     q = statistics.quantiles(root_ms, n=10)
     out = {
-        "accounts": args.accounts, "cache": not args.no_cache, "blocks": args.blocks,
+        "accounts": args.accounts, "cache_mb": args.cache_mb, "blocks": args.blocks,
         "txs_per_block": args.txs, "keep": args.keep,
         "genesis_tree_s": round(genesis_s, 2),
         "writes_per_block": round(statistics.mean(writes_n)),
