@@ -126,7 +126,8 @@ def execute_block(
     With `drop_invalid` (a proposer building a block) non-includable transactions are
     left out and listed in `excluded`; otherwise (validating or replaying) the first one
     raises `NotIncludable`. `verified` holds hashes whose signatures were checked already.
-    The state root is the state tree's root after the block's writes.
+    The state root is the state tree's root after the block's writes; the tree is read
+    from the store under `base`, so `base` must hold no uncommitted writes of its own.
     """
     state = StateView(base)
     for hook in begin_block_hooks():

@@ -54,10 +54,3 @@ def genesis_view(base, doc: dict) -> StateView:
 def genesis_tree(state: StateView) -> TreeUpdate:
     """Version 0 of the state tree: the root at height 0 and the node writes that store it."""
     return apply_writes(state.store(), 0, state.writes)
-
-
-def genesis_root(doc: dict) -> bytes:
-    """The state root at height 0 of `doc`, computed without a store (for verifiers)."""
-    from ledger.store.memory import MemoryStore
-
-    return genesis_tree(genesis_view(MemoryStore(), doc)).root

@@ -4,7 +4,8 @@ Every state entry (key without the store's ``s/`` prefix, value = its canonical 
 is a leaf at the shortest prefix of ``sha256(key)`` that no other key shares; an
 internal node exists only where at least two leaves lie below it. The shape, and so the
 root, depends only on the set of (key, value) pairs, never on the order they were
-written in or on history. Hashing (docs/protocol.md, "State tree"):
+written in or on history. Hashing (docs/protocol.md §8, with the proof format and how to
+verify one from the spec alone):
 
     empty    = 32 zero bytes
     leaf     = sha256(0x00 || sha256(key) || sha256(value))
@@ -43,11 +44,11 @@ from typing import Iterator
 
 from ledger.encoding import decode, encode
 from ledger.errors import EncodingError, LedgerError
-from ledger.store.base import PREFIX_META, Store
+from ledger.store.base import PREFIX_META, PREFIX_TREE_NODE, PREFIX_TREE_ROOT, PREFIX_TREE_STALE, Store
 
-PREFIX_NODE = b"n/"
-PREFIX_ROOT = b"q/"
-PREFIX_STALE = b"x/"
+PREFIX_NODE = PREFIX_TREE_NODE
+PREFIX_ROOT = PREFIX_TREE_ROOT
+PREFIX_STALE = PREFIX_TREE_STALE
 META_PRUNED = PREFIX_META + b"tree_pruned"
 
 # Heights of the tree kept provable by default (node config `state_versions_kept`). At
