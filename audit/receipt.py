@@ -8,8 +8,9 @@ the validator set changed before the transaction's block, the evidence for each 
 audit paths); the ``decoded`` parts are for people and are checked against the raw bytes.
 
 Verification trusts nothing in the file: it starts from the genesis validator set,
-walks the changes (each one certified by the set before it, its new set proven through
-the installing block's write set and state root), then checks the certificate of the
+walks the changes (each one certified by the set before it, its new set proven by a
+state-tree inclusion proof of the ``validators`` entry against the installing block's
+state root), then checks the certificate of the
 transaction's block against the set in force at that height and both audit paths.
 """
 
@@ -23,10 +24,8 @@ from ledger.block import Certificate, Header, validator_set_hash
 from ledger.encoding import decode, expect, expect_array
 from ledger.errors import BlockInvalid, EncodingError, LedgerError
 from ledger.execution import Receipt
-from ledger.genesis_state import genesis_root, genesis_view
 from ledger.merkle import verify_inclusion
-from ledger.state import next_state_root
-from ledger.store.memory import MemoryStore
+from ledger.statetree import verify_proof
 from ledger.tx import decode_tx
 
 FORMAT = "cxl-receipt/1"
@@ -178,8 +177,8 @@ def _build_receipt(proof: dict, genesis_hash: bytes | None, validator_changes) -
             "validators": [k.hex() for k in ch.keys],
             "header": {"raw": _b64(ev["header"])},
             "certificate": {"raw": _b64(ev["certificate"])},
-            "prev_header": None if ev["prev_header"] is None else {"raw": _b64(ev["prev_header"])},
-            "writes": [[k.hex(), None if v is None else v.hex()] for k, v in ev["writes"]],
+            "validators_value": ev["validators_value"].hex(),
+            "state_proof": ev["state_proof"].hex(),
         })
     tx = stx.tx
     return {
@@ -349,21 +348,11 @@ def _verify(receipt: dict, doc: dict, ghash: bytes) -> dict:
                f"{what}: block {h.height} was not decided by the set known at that point "
                "(a change before it is missing)", "bad_validator_change")
         _verify_cert(_decode_cert(ch["certificate"], f"{what}: certificate"), h, keys, f"{what}: certificate")
-        if h.height == 1:
-            prev_root = genesis_root(ghash, genesis_view(MemoryStore(), doc))
-        else:
-            _check(ch.get("prev_header") is not None, f"{what}: the header before block {h.height} is missing",
-                   "bad_validator_change")
-            prev = _decode_header(ch["prev_header"], f"{what}: prev_header")
-            _check(prev.hash == h.parent_hash, f"{what}: prev_header is not the parent of block {h.height}",
-                   "bad_validator_change")
-            prev_root = prev.state_root
-        writes = {bytes.fromhex(k): (None if v is None else bytes.fromhex(v)) for k, v in ch["writes"]}
-        _check(next_state_root(prev_root, writes) == h.state_root,
-               f"{what}: the write set of block {h.height} does not chain into its state root", "bad_validator_change")
-        _check(writes.get(b"validators") is not None, f"{what}: block {h.height} installs no validator set",
+        value = _bytes(ch["validators_value"], f"{what}: validators_value")
+        _check(verify_proof(h.state_root, b"validators", value, _bytes(ch["state_proof"], f"{what}: state_proof")),
+               f"{what}: the validator set is not proven by the state root of block {h.height}",
                "bad_validator_change")
-        keys = [v["key"] for v in decode(writes[b"validators"])]
+        keys = [v["key"] for v in decode(value)]
         _check([k.hex() for k in keys] == ch.get("validators", [k.hex() for k in keys]),
                f"{what}: the listed validators are not those the block installs", "bad_validator_change")
         walked.append(h.height + 1)

@@ -34,6 +34,7 @@ from ledger.encoding import decode
 from ledger.errors import BlockInvalid, EncodingError, LedgerError
 from ledger.execution import execute_block
 from ledger.merkle import merkle_root
+from ledger.statetree import prove
 from ledger.store.base import (
     PREFIX_BLOCK,
     PREFIX_CERT,
@@ -95,8 +96,8 @@ class ValidatorChange:
     """A validator set installed by block `height - 1`, deciding from `height` on.
 
     `evidence` lets a verifier who trusts the old set learn the new one: the header and
-    certificate of the installing block, the header before it (its state root), and the
-    installing block's complete write set, whose digest chains into the state root.
+    certificate of the installing block, and the ``validators`` state entry after it
+    with its state-tree inclusion proof against that header's state root.
     """
 
     height: int
@@ -308,7 +309,8 @@ class Replayer:
         self.lookahead_txs = lookahead_txs
         self.compare_store = compare_store
         self.nice = nice
-        self.chain = Chain(ReplayStore(), genesis_doc, genesis_hash)
+        # the tree is rebuilt from genesis in replay's own store; one version is all it needs
+        self.chain = Chain(ReplayStore(), genesis_doc, genesis_hash, state_versions_kept=1)
         self.report = Report(False, source.description, self.chain.chain_id, genesis_hash)
         self._seen: dict[bytes, None] = {}
         self._balances = 0
@@ -337,7 +339,7 @@ class Replayer:
                   supply, self._balances + escrow)
 
     # the steps --------------------------------------------------------------------------
-    def _block(self, item: _Item, prev_header_raw: bytes | None) -> None:
+    def _block(self, item: _Item) -> None:
         chain, h = self.chain, item.height
         if item.raw is None:
             _fail(h, "missing_block", f"the source has no block at height {h} (head is {self.report.head_height})")
@@ -369,12 +371,13 @@ class Replayer:
         self._see([k for k, _ in cert.signatures])
         if b"validators" in result.writes:
             keys = chain.validator_keys
+            value, proof = prove(chain.store, b"validators", h)
             self._see(keys)
             self.report.validator_changes.append(ValidatorChange(h + 1, keys, {
-                "prev_header": prev_header_raw,
                 "header": block.header.encode(),
                 "certificate": cert.encode(),
-                "writes": [[k, result.writes[k]] for k in sorted(result.writes)],
+                "validators_value": value,
+                "state_proof": proof.encode(),
             }))
         self.report.blocks += 1
         self.report.transactions += len(block.txs)
@@ -432,12 +435,10 @@ class Replayer:
             checker = SignatureChecker(self.workers, self.pool, MAX_TX_BYTES_BOUND, nice=self.nice)
             report.workers, report.pool = checker.workers, checker.kind
             lookahead = self.lookahead_txs or max(4000, 4 * checker.workers * 1000)
-            prev_header_raw = None
             pipeline = _pipeline(self.source, head, checker, lookahead)
             try:
                 for item in pipeline:
-                    self._block(item, prev_header_raw)
-                    prev_header_raw = item.block.header.encode()
+                    self._block(item)
                     if self.progress:
                         self.progress(item.height, head)
             finally:

@@ -15,9 +15,10 @@ from ledger.context import BlockContext
 from ledger.encoding import decode, encode
 from ledger.errors import BlockInvalid, EncodingError, StoreError
 from ledger.execution import BlockResult, NotIncludable, Receipt, execute_block
-from ledger.genesis_state import genesis_root, genesis_view
+from ledger.genesis_state import genesis_tree, genesis_view
 from ledger.merkle import inclusion_proof, merkle_root
 from ledger.state import StateView
+from ledger.statetree import DEFAULT_VERSIONS_KEPT, PREFIX_ROOT, prune_puts
 from ledger.store.base import (
     PREFIX_BLOCK,
     PREFIX_CERT,
@@ -56,8 +57,14 @@ class TxRecord:
 
 
 class Chain:
-    def __init__(self, store: Store, genesis_doc: dict, genesis_hash: bytes):
+    def __init__(self, store: Store, genesis_doc: dict, genesis_hash: bytes, *,
+                 state_versions_kept: int = DEFAULT_VERSIONS_KEPT):
+        """`state_versions_kept`: how many recent heights of the state tree stay provable
+        (older tree nodes are pruned as blocks commit; the current state is always kept)."""
+        if state_versions_kept < 1:
+            raise ValueError("state_versions_kept must be at least 1")
         self.store = store
+        self.state_versions_kept = state_versions_kept
         self.chain_id = genesis_doc["chain_id"]
         self.genesis_doc = genesis_doc
         self.genesis_hash = genesis_hash
@@ -71,13 +78,21 @@ class Chain:
                 "wrong_genesis",
             )
         h, block_hash, root, time_ms = decode(store.get(META_HEAD))
+        if store.get(PREFIX_ROOT + h8(h)) is None:
+            raise StoreError(
+                f"this data directory has no state tree at its head (height {h}): it was written by an older "
+                "cxl whose state root was a digest of write sets; start from a fresh --home",
+                "no_state_tree",
+            )
         self.head = Head(h, block_hash, root, time_ms)
         self.head_validator_keys: list[bytes] = decode(store.get(META_HEAD_VALIDATORS))
 
     def _write_genesis(self) -> None:
         state = genesis_view(self.store, self.genesis_doc)
-        root = genesis_root(self.genesis_hash, state)
+        tree = genesis_tree(state)
+        root = tree.root
         puts = state.store_writes()
+        puts.update(tree.puts)
         puts[META_GENESIS] = self.genesis_hash
         puts[META_HEAD] = encode([0, ZERO_HASH, root, self.genesis_doc["genesis_time_ms"]])
         puts[META_HEAD_VALIDATORS] = encode([])
@@ -222,6 +237,9 @@ class Chain:
             puts[PREFIX_RECEIPT + h8(height) + i.to_bytes(4, "big")] = receipt.encode()
         puts[META_HEAD] = encode([height, block.hash, hd.state_root, hd.time_ms])
         puts[META_HEAD_VALIDATORS] = encode(keys)
+        # the tree's new nodes, and the deletes of versions that fell out of the window
+        puts.update(result.tree_puts)
+        puts.update(prune_puts(self.store, height, self.state_versions_kept, pending=result.tree_puts))
         self.store.write(puts, sync=True)
         self.head = Head(height, block.hash, hd.state_root, hd.time_ms)
         self.head_validator_keys = keys

@@ -23,7 +23,8 @@ from ledger.context import BlockContext, TxContext
 from ledger.encoding import encode
 from ledger.errors import EncodingError, LedgerError, TxRejected
 from ledger.merkle import merkle_root
-from ledger.state import StateView, next_state_root
+from ledger.state import StateView
+from ledger.statetree import StateTreeError, apply_writes, root_hash
 from ledger.tx import SignedTx
 from ledger.txtypes import TX_TYPES, begin_block_hooks
 
@@ -64,6 +65,7 @@ class BlockResult:
     results_root: bytes
     validators: list[dict]           # the set deciding the next height
     excluded: list[tuple[SignedTx, str, str]] = field(default_factory=list)  # (tx, code, message)
+    tree_puts: dict[bytes, bytes | None] = field(default_factory=dict)  # state tree nodes of this height
 
 
 def check_includable(state: StateView, stx: SignedTx, ctx: BlockContext, verified: bool) -> None:
@@ -124,6 +126,8 @@ def execute_block(
     With `drop_invalid` (a proposer building a block) non-includable transactions are
     left out and listed in `excluded`; otherwise (validating or replaying) the first one
     raises `NotIncludable`. `verified` holds hashes whose signatures were checked already.
+    The state root is the state tree's root after the block's writes; the tree is read
+    from the store under `base`, so `base` must hold no uncommitted writes of its own.
     """
     state = StateView(base)
     for hook in begin_block_hooks():
@@ -146,12 +150,18 @@ def execute_block(
         included.append(stx)
         receipts.append(execute_tx(state, stx, ctx))
     governance.activate_validator_changes(state, ctx.height + 1)
+    store = state.store()
+    if root_hash(store, ctx.height - 1) != prev_state_root:
+        raise StateTreeError(f"the store's state tree at height {ctx.height - 1} does not have root "
+                             f"{prev_state_root.hex()}: the store is not at the block's parent")
+    tree = apply_writes(store, ctx.height, state.writes)
     return BlockResult(
         txs=included,
         receipts=receipts,
         writes=state.writes,
-        state_root=next_state_root(prev_state_root, state.writes),
+        state_root=tree.root,
         results_root=merkle_root([r.encode() for r in receipts]),
         validators=accounts.validators(state),
         excluded=excluded,
+        tree_puts=tree.puts,
     )

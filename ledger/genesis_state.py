@@ -1,15 +1,17 @@
 """The state at height 0, built from a validated genesis document.
 
 The document is the plain dict that `genesis.load` returns (hex strings for keys); this
-module turns it into state writes and the initial state root
-``root_0 = H(genesis_hash || H(writes_0))``, which binds every later root to one genesis.
+module turns it into state writes and version 0 of the state tree, whose root is the
+state root at height 0 (a function of the genesis state alone: chain id and genesis time
+are bound by every header and certificate instead).
 """
 
 from __future__ import annotations
 
 from ledger import accounts
 from ledger.crypto import address_of
-from ledger.state import StateView, next_state_root
+from ledger.state import StateView
+from ledger.statetree import TreeUpdate, apply_writes
 
 DEFAULT_PARAMS: dict[str, int] = {
     "block_interval_ms": 100,
@@ -49,5 +51,6 @@ def genesis_view(base, doc: dict) -> StateView:
     return state
 
 
-def genesis_root(genesis_hash: bytes, state: StateView) -> bytes:
-    return next_state_root(genesis_hash, state.writes)
+def genesis_tree(state: StateView) -> TreeUpdate:
+    """Version 0 of the state tree: the root at height 0 and the node writes that store it."""
+    return apply_writes(state.store(), 0, state.writes)

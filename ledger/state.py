@@ -4,13 +4,16 @@ Execution works on a `StateView` over the committed store. Each transaction runs
 child view that is merged on success and dropped on failure, so an invalid transaction
 can never leave a partial write behind. Values are canonical msgpack; keys are bytes
 without the store's state prefix.
+
+The state root committing to all of it is the root of the state tree (ledger/statetree.py),
+computed from a block's `writes` by `ledger.execution.execute_block`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterator
 
-from ledger.encoding import decode, encode, sha256
+from ledger.encoding import decode, encode
 from ledger.store.base import PREFIX_STATE, Store
 
 _DELETED = None
@@ -70,16 +73,13 @@ class StateView:
         self._parent.writes.update(self.writes)
         self.writes = {}
 
+    def store(self) -> Store:
+        """The committed store at the bottom of this stack of views."""
+        view = self
+        while isinstance(view._parent, StateView):
+            view = view._parent
+        return view._parent
+
     def store_writes(self) -> dict[bytes, bytes | None]:
         """This view's writes as store keys (with the state prefix)."""
         return {PREFIX_STATE + k: v for k, v in self.writes.items()}
-
-
-def writes_digest(writes: dict[bytes, bytes | None]) -> bytes:
-    """H(sorted write set): each entry [key, value or nil], keys in byte order."""
-    return sha256(encode([[k, writes[k]] for k in sorted(writes)]))
-
-
-def next_state_root(previous_root: bytes, writes: dict[bytes, bytes | None]) -> bytes:
-    """root_h = H(root_{h-1} || H(writes_h)): equal on every honest node, cheap to compute."""
-    return sha256(previous_root + writes_digest(writes))

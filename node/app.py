@@ -166,7 +166,8 @@ class Node:
         try:
             try:
                 self.store = LevelDBStore(self.home.data_dir)
-                self.chain = Chain(self.store, self.genesis_doc, self.genesis_hash)
+                self.chain = Chain(self.store, self.genesis_doc, self.genesis_hash,
+                                   state_versions_kept=self.config.state_versions_kept)
             except LedgerError as exc:  # locked by another node, or another chain's data
                 raise ConfigError(str(exc), exc.code) from exc
             await self._start_inner()

@@ -22,6 +22,7 @@ from pathlib import Path
 from genesis import schema as genesis_schema
 from ledger.crypto import Signer
 from ledger.errors import GenesisError, KeystoreError
+from ledger.statetree import DEFAULT_VERSIONS_KEPT
 from ledger import keystore
 
 from node.errors import ConfigError
@@ -70,6 +71,7 @@ class NodeConfig:
     api_body_timeout_s: int = 30             # a request body must arrive within this (408)
     api_max_long_polls: int = 256            # ?wait= long polls held at once (429 above it)
     api_max_long_polls_per_ip: int = 32      # ... from one IP address
+    state_versions_kept: int = DEFAULT_VERSIONS_KEPT  # recent heights of the state tree kept provable
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -101,6 +103,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "api_body_timeout_s": (1, 3600),
     "api_max_long_polls": (0, 100_000),
     "api_max_long_polls_per_ip": (0, 100_000),
+    "state_versions_kept": (1, 10_000_000),
 }
 _OPTIONAL = {"block_interval_ms", "max_block_txs", "tls_cert", "tls_key", "tls_ca", "metrics_port"}
 

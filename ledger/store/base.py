@@ -18,6 +18,9 @@ PREFIX_TX = b"t/"         # tx hash -> [height, index]
 PREFIX_RECEIPT = b"r/"    # height (8 bytes) + index (4 bytes) -> receipt encoding
 PREFIX_WAL = b"w/"        # consensus write-ahead records (last signed position …)
 PREFIX_META = b"m/"       # chain meta: head height, state root, genesis hash
+PREFIX_TREE_NODE = b"n/"  # state tree nodes by version + position (ledger/statetree.py)
+PREFIX_TREE_ROOT = b"q/"  # state tree root reference by version
+PREFIX_TREE_STALE = b"x/"  # state tree pruning index: stale-since version + node key
 
 
 class Store(ABC):

@@ -11,12 +11,20 @@ from ledger.errors import StoreError
 from ledger.store.base import Store
 
 
+# LevelDB's block cache (its default is 8 MiB). Each block reads a few state-tree nodes
+# per write at random positions (ledger/statetree.py); with 100,000 accounts a 64 MiB
+# cache makes such a read about 3x cheaper (16-24 -> 6 us CPU, scripts/bench_state.py).
+CACHE_BYTES = 64 * 1024 * 1024
+
+
 class LevelDBStore(Store):
-    def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False):
+    def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False,
+                 cache_bytes: int = CACHE_BYTES):
         self.path = Path(path)
         self.read_only = read_only
         try:
-            self._db = plyvel.DB(str(self.path), create_if_missing=create and not read_only)
+            self._db = plyvel.DB(str(self.path), create_if_missing=create and not read_only,
+                                 lru_cache_size=cache_bytes)
         except plyvel.IOError as exc:
             raise StoreError(
                 f"cannot open the database at {self.path}: {exc} (is another node using this home?)",

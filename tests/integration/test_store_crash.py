@@ -21,6 +21,7 @@ import pytest
 
 from ledger.chain import h8
 from ledger.encoding import decode
+from ledger.statetree import iter_leaves, root_hash
 from ledger.store.base import PREFIX_BLOCK, PREFIX_CERT, PREFIX_HASH, PREFIX_RECEIPT, PREFIX_TX
 from ledger.store.leveldb import LevelDBStore
 from ledger.tx import decode_tx
@@ -119,6 +120,10 @@ def test_sigkill_leaves_a_block_prefix(tmp_path):
                 assert chain.head.time_ms == top.time_ms, where
             assert replica.head == chain.head, where
             assert list(store.iterate(b"s/")) == list(replica.store.iterate(b"s/")), where
+            # the state tree is at the same block boundary: its head version holds exactly
+            # the state, under the head's root
+            assert root_hash(store, h) == chain.head.state_root, where
+            assert sorted(iter_leaves(store, h)) == [(k[2:], v) for k, v in store.iterate(b"s/")], where
             last_h = h
         finally:
             store.close()

@@ -72,15 +72,25 @@ def test_missing_validator_changes(bc, late):
     fails(bc, r, "bad_validator_change")
 
 
-def test_forged_validator_set_in_the_write_set(bc, late):
+def test_forged_validator_set_in_the_state_proof(bc, late):
+    # the validator set is proven by a state-tree inclusion proof against the installing
+    # block's certified state root: a forged value, a tampered or another block's proof fail
     r = copy.deepcopy(late)
-    writes = r["validator_changes"][0]["writes"]
-    for entry in writes:
-        if entry[0] == b"validators".hex():
-            sets = decode(bytes.fromhex(entry[1]))
-            sets[0]["key"] = Signer(sha256(b"attacker")).public_key
-            entry[1] = encode(sets).hex()
+    change = r["validator_changes"][0]
+    sets = decode(bytes.fromhex(change["validators_value"]))
+    sets[0]["key"] = Signer(sha256(b"attacker")).public_key
+    change["validators_value"] = encode(sets).hex()
     fails(bc, r, "bad_validator_change")
+
+    r = copy.deepcopy(late)
+    proof = bytearray(bytes.fromhex(r["validator_changes"][0]["state_proof"]))
+    proof[-1] ^= 1  # the leaf's value hash
+    r["validator_changes"][0]["state_proof"] = proof.hex()
+    fails(bc, r, "bad_validator_change")
+
+    r = copy.deepcopy(late)
+    r["validator_changes"][0]["state_proof"] = "c0"  # msgpack nil: not a proof
+    fails(bc, r, "bad_proof")
 
 
 def test_certificate_by_outsiders(bc, late):

@@ -432,3 +432,50 @@ def test_mutated_block_bytes_never_validate(mutated):
 def decode_tx_(raw):
     from ledger.tx import decode_tx
     return decode_tx(raw)
+
+
+# -- the state tree behind the state root ------------------------------------------------------
+
+from ledger.statetree import PREFIX_ROOT, VersionUnavailable, prove, verify_proof  # noqa: E402
+
+
+def test_every_height_state_root_proves_its_values(net):
+    chain = net.chain(MemoryStore())
+    b = net.operators["org2"]
+    key = accounts.bal_key(b.address)
+    balances = []
+    for _ in range(4):
+        advance(net, chain, transfers(net, chain, count=1, amount=7))
+        balances.append(chain.store.get(b"s/" + key))
+    for height in range(1, 5):
+        header = chain.get_block(height).header
+        value, proof = prove(chain.store, key, height)
+        assert value == balances[height - 1]
+        assert verify_proof(header.state_root, key, value, proof.encode())
+        # absent keys are proven absent at every height, against the same root
+        value, proof = prove(chain.store, b"bal/nobody", height)
+        assert value is None and verify_proof(header.state_root, b"bal/nobody", None, proof)
+
+
+def test_versions_beyond_the_window_are_pruned(net):
+    chain = Chain(MemoryStore(), net.doc, net.genesis_hash, state_versions_kept=2)
+    for _ in range(5):
+        advance(net, chain, transfers(net, chain, count=1))
+    for height in (0, 1, 2, 3):
+        with pytest.raises(VersionUnavailable):
+            prove(chain.store, b"supply", height)
+    for height in (4, 5):
+        value, proof = prove(chain.store, b"supply", height)
+        assert verify_proof(chain.get_block(height).header.state_root, b"supply", value, proof)
+    with pytest.raises(ValueError):
+        Chain(MemoryStore(), net.doc, net.genesis_hash, state_versions_kept=0)
+
+
+def test_a_store_without_a_state_tree_is_refused(net):
+    # a data directory from before the state tree (its head has no tree version)
+    mem = MemoryStore()
+    net.chain(mem)
+    mem.write({k: None for k, _ in mem.iterate(PREFIX_ROOT)})
+    with pytest.raises(StoreError) as exc:
+        Chain(mem, net.doc, net.genesis_hash)
+    assert exc.value.code == "no_state_tree"

@@ -16,7 +16,10 @@ from ledger.encoding import encode, sha256
 from ledger.errors import BlockInvalid, TxRejected
 from ledger.execution import NotIncludable, execute_block
 from ledger.merkle import merkle_root
-from ledger.state import StateView, next_state_root, writes_digest
+from ledger.state import StateView
+from ledger.store.base import PREFIX_STATE
+from ledger.statetree import apply_writes, prove, verify_proof
+from ledger.store.memory import MemoryStore
 from ledger.tx import decode_tx, make_tx
 from ledger.txtypes import TxType
 
@@ -255,14 +258,17 @@ def test_nonces_must_be_sequential_within_a_block(net, chain):
     assert [t.tx.nonce for t, _, _ in built.excluded] == [4]
 
 
-def test_state_root_is_running_digest_of_sorted_writes(net, chain):
+def test_state_root_is_the_tree_root_over_all_state(net, chain):
+    # replaces the pin on the old running digest H(prev || H(writes)): the state root is
+    # now the root of the state tree over every state entry, whatever the history
     a, b = net.admins["org1"], net.operators["org2"]
-    prev = chain.head.state_root
     _, res = advance(net, chain, [tx(chain, a, "transfer", {"to": b.address, "amount": 9})])
-    items = sorted(res.writes.items())
-    expected = sha256(prev + sha256(encode([[k, v] for k, v in items])))
-    assert res.state_root == expected == next_state_root(prev, res.writes) == chain.head.state_root
-    assert writes_digest(res.writes) == sha256(encode([[k, v] for k, v in items]))
+    everything = {k[len(PREFIX_STATE):]: v for k, v in chain.store.iterate(PREFIX_STATE)}
+    assert res.state_root == chain.head.state_root == apply_writes(MemoryStore(), 0, everything).root
+    key = b"bal/" + b.address.encode()
+    value, proof = prove(chain.store, key, chain.height)
+    assert value == chain.store.get(PREFIX_STATE + key)
+    assert verify_proof(chain.head.state_root, key, value, proof)
     assert res.results_root == merkle_root([r.encode() for r in res.receipts])
 
 

@@ -29,11 +29,20 @@ def test_missing_config_means_defaults(tmp_path):
     ({"p2p_tls": "yes"}, "p2p_tls"),
     ({"tls_cert": "a.pem"}, "tls_cert"),
     ({"apiport": 1}, "apiport"),
+    ({"state_versions_kept": 0}, "state_versions_kept"),
+    ({"state_versions_kept": "many"}, "state_versions_kept"),
 ])
 def test_bad_fields_are_named(doc, field):
     with pytest.raises(ConfigError) as e:
         config_from_dict(doc)
     assert field in str(e.value)
+
+
+def test_state_versions_kept_default_and_override():
+    from ledger.statetree import DEFAULT_VERSIONS_KEPT
+
+    assert NodeConfig().state_versions_kept == DEFAULT_VERSIONS_KEPT == 256
+    assert config_from_dict({"state_versions_kept": 10}).state_versions_kept == 10
 
 
 def test_bad_json_says_where(tmp_path):
