@@ -25,7 +25,7 @@ from aiohttp import web
 from ledger import accounts
 from ledger.market import queries as market_queries
 from ledger.block import quorum
-from ledger.crypto import address_of, is_address
+from ledger.crypto import account_address
 
 from node import views
 from node.errors import BadRequest, NodeError, NotFound
@@ -236,11 +236,10 @@ async def get_block(request: web.Request) -> web.Response:
 async def get_account(request: web.Request) -> web.Response:
     node = request.app[NODE]
     address = request.match_info["address"]
-    if not is_address(address):
-        if _HEX32.fullmatch(address):  # a public key: accept it, answer with its address
-            address = address_of(bytes.fromhex(address))
-        else:
-            raise BadRequest("address: expected cx + 40 hex digits, or a 64-hex-digit public key", "bad_address")
+    address = account_address(address)  # an address, or a public key: answer with its address
+    if address is None:
+        raise BadRequest("address: expected cx + 40 lower-case hex digits, or a 64-hex-digit public key",
+                         "bad_address")
     state = node.chain.state()
     view = market_queries.account_view(state, address)  # balance, nonce, member, escrow
     member, nonce = view["member"], view["nonce"]

@@ -25,7 +25,7 @@ import time
 
 from aiohttp import web
 
-from ledger.crypto import address_of, is_address
+from ledger.crypto import account_address
 from ledger.market import queries
 from node import api, views
 from node.errors import BadRequest, NotFound
@@ -36,7 +36,6 @@ DEFAULT_PAGE = 50
 LISTING_STATUSES = ("active", "paused", "withdrawn", "any")
 LEASE_STATUSES = ("pending", "active", "ended", "closed", "settled", "rejected", "cancelled", "expired")
 _TEXT = re.compile(r"[^\x00-\x1f]{1,64}")
-_HEX32 = re.compile(r"[0-9a-fA-F]{64}")
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _MAX_INT = 2**62
 
@@ -101,11 +100,11 @@ class Query:
 
 
 def _address(text: str, name: str) -> str:
-    if is_address(text):
-        return text
-    if _HEX32.fullmatch(text):  # a public key: its address
-        return address_of(bytes.fromhex(text))
-    raise BadRequest(f"{name}: expected an address (cx + 40 hex digits) or a 64-hex-digit public key", "bad_query")
+    address = account_address(text)  # an address, or a public key: its address
+    if address is None:
+        raise BadRequest(f"{name}: expected an address (cx + 40 lower-case hex digits) or a 64-hex-digit public key",
+                         "bad_query")
+    return address
 
 
 def _path_id(request: web.Request, what: str) -> int:
@@ -213,12 +212,10 @@ async def get_attestation(request: web.Request) -> web.Response:
 
 async def get_account_market(request: web.Request) -> web.Response:
     text = request.match_info["address"]
-    if is_address(text):
-        address = text
-    elif _HEX32.fullmatch(text):
-        address = address_of(bytes.fromhex(text))
-    else:
-        raise BadRequest("address: expected cx + 40 hex digits, or a 64-hex-digit public key", "bad_address")
+    address = account_address(text)  # an address, or a public key: its address
+    if address is None:
+        raise BadRequest("address: expected cx + 40 lower-case hex digits, or a 64-hex-digit public key",
+                         "bad_address")
     node, state = _state(request)
     view = queries.account_view(state, address)
     return api.json_response({**views.jsonable(view), "height": node.chain.height})
