@@ -122,3 +122,18 @@ def test_the_kdf_bounds_admit_what_we_write_and_the_documented_maximum(tmp_path)
     assert keystore.MAX_OPSLIMIT >= keystore.OPSLIMIT and keystore.MAX_MEMLIMIT >= keystore.MEMLIMIT
     path = _with_kdf(tmp_path)
     assert load_key(path, "pw").public_key == SIGNER.public_key
+
+
+@posix_only
+def test_keys_show_and_list_warn_about_a_loose_key(tmp_path):
+    path = tmp_path / "keys" / "loose.json"
+    path.parent.mkdir()
+    write_key(path, SIGNER, passphrase="pw")
+    os.chmod(path, 0o644)
+    r = CliRunner().invoke(cli, ["keys", "show", str(path), "--json"], catch_exceptions=False)
+    assert r.exit_code == 0 and "UNPROTECTED KEY FILE" in json.loads(r.stdout)["warning"]
+    r = CliRunner().invoke(cli, ["keys", "list", "--dir", str(path.parent), "--json"], catch_exceptions=False)
+    assert "chmod 600" in json.loads(r.stdout)[0]["warning"]
+    os.chmod(path, 0o600)
+    r = CliRunner().invoke(cli, ["keys", "show", str(path), "--json"], catch_exceptions=False)
+    assert "warning" not in json.loads(r.stdout)
