@@ -185,6 +185,8 @@ class Node:
             max_txs=cfg.mempool_max_txs, max_bytes=cfg.mempool_max_bytes,
             max_per_sender=cfg.mempool_max_per_sender, max_nonce_ahead=cfg.mempool_max_nonce_ahead,
             max_tx_bytes=params.get("max_tx_bytes", 64 * 1024),
+            max_sender_bytes=cfg.mempool_max_sender_bytes, max_org_bytes=cfg.mempool_max_org_bytes,
+            gapped_ttl_s=cfg.mempool_gapped_ttl_s,
         )
         self._executor = concurrent.futures.ThreadPoolExecutor(cfg.sig_check_threads, thread_name_prefix="cxl-sig")
         self.inbox = NodeInbox(
@@ -268,9 +270,9 @@ class Node:
         return f"http://{self.config.api_host}:{self.api_port}"
 
     # state lookups --------------------------------------------------------------------------
-    def _lookup(self, address: str) -> tuple[bool, int]:
-        state = self.chain.state()
-        return accounts.member(state, address) is not None, accounts.next_nonce(state, address)
+    def _lookup(self, address: str) -> tuple[dict | None, int]:
+        state = self.chain.state()  # the member record: the mempool checks its role and org share
+        return accounts.member(state, address), accounts.next_nonce(state, address)
 
     # transactions -----------------------------------------------------------------------------
     async def submit_txs(self, raws: list[bytes], *, gossip: bool = True) -> list[Admission]:

@@ -58,6 +58,9 @@ class NodeConfig:
     tls_cert: str | None = None               # PEM files for the p2p transport (optional; default: derived)
     tls_key: str | None = None
     tls_ca: str | None = None
+    mempool_max_sender_bytes: int | None = None  # None: 1/16 of mempool_max_bytes (429 sender_quota above)
+    mempool_max_org_bytes: int | None = None     # None: 1/4 of mempool_max_bytes (429 org_quota above)
+    mempool_gapped_ttl_s: int = 600              # a nonce-gapped tx waits at most this long
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -80,8 +83,12 @@ _RANGES: dict[str, tuple[int, int]] = {
     "max_block_txs": (1, 1_000_000),
     "sync_interval_ms": (0, 3_600_000),
     "max_block_bytes": (64 * 1024, 60 * 1024 * 1024),
+    "mempool_max_sender_bytes": (1024, 2**40),
+    "mempool_max_org_bytes": (1024, 2**40),
+    "mempool_gapped_ttl_s": (1, 7 * 86_400),
 }
-_OPTIONAL = {"block_interval_ms", "max_block_txs", "tls_cert", "tls_key", "tls_ca"}
+_OPTIONAL = {"block_interval_ms", "max_block_txs", "tls_cert", "tls_key", "tls_ca",
+             "mempool_max_sender_bytes", "mempool_max_org_bytes"}
 
 
 def _check_field(name: str, value, where: str):
