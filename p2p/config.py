@@ -25,7 +25,11 @@ class Limits:
     # Sessions
     handshake_timeout_s: float = 5.0
     handshake_window_ms: int = 30_000  # allowed clock skew of a hello/welcome
-    max_pending_handshakes: int = 16  # unauthenticated connections at once (each may buffer one frame)
+    max_pending_handshakes: int = 16  # WebSocket handshakes in progress at once (each may buffer one frame)
+    # TCP connections not yet authenticated (p2p.admission): caps, closed at once above them;
+    # each must finish the handshake within handshake_timeout_s + close_timeout_s of accept
+    max_unauthenticated: int = 64
+    max_unauthenticated_per_host: int = 8
     connect_timeout_s: float = 5.0
     backoff_base_s: float = 0.1
     backoff_cap_s: float = 10.0
@@ -39,3 +43,7 @@ class Limits:
             raise ValueError("max_batch_bytes must be below max_frame_bytes")
         if self.max_blocks_per_request < 1 or self.seen_capacity < 1:
             raise ValueError("limits must be positive")
+        if not 1 <= self.max_unauthenticated_per_host <= self.max_unauthenticated:
+            raise ValueError("need 1 <= max_unauthenticated_per_host <= max_unauthenticated")
+        if self.handshake_timeout_s <= 0:
+            raise ValueError("handshake_timeout_s must be positive")
