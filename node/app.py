@@ -40,6 +40,7 @@ from node import config as cfgmod
 from node import views
 from node.config import NodeConfig, NodeHome
 from node.errors import ConfigError, NodeError, TxAdmissionError
+from node.logutil import limit_repeats
 from node.mempool import Mempool, check_raw
 from node.metrics import NodeMetrics
 from node.runner import Runner
@@ -63,6 +64,8 @@ class JsonLines(logging.Formatter):
         }
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
+        if getattr(record, "suppressed", 0):  # node.logutil.RepeatFilter: repeats left out before this one
+            out["suppressed"] = record.suppressed
         return json.dumps(out)
 
 
@@ -73,6 +76,7 @@ def setup_stderr_logging(level: str = "info") -> None:
         h.setFormatter(JsonLines())
         h._cxl_stderr = True  # type: ignore[attr-defined]
         root.addHandler(h)
+        limit_repeats(h, logging.getLogger("asyncio"))  # e.g. the accept loop's "Too many open files"
     root.setLevel(level.upper())
 
 
@@ -260,6 +264,7 @@ class Node:
     def _start_log(self) -> None:
         h = logging.FileHandler(self.home.log_file)
         h.setFormatter(JsonLines())
+        limit_repeats(h)
         self._log_target = logging.getLogger("cxl") if self._process_log else self.log
         self._log_target.addHandler(h)
         self._log_target.setLevel(self.config.log_level.upper())
