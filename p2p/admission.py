@@ -16,17 +16,23 @@ API timed out, it stopped following the chain and asyncio's accept loop logged
 
 Refusals are counted and logged as one summary line per `log_interval_s`, never one
 line per connection. The gate hooks aiohttp's `web.Server.connection_made` /
-`connection_lost`, which see every connection of the server. With TLS these fire after
-the TLS handshake, which asyncio itself bounds in time (60 s).
+`connection_lost`, which see every connection of the server once it speaks HTTP. With
+TLS those fire only after the TLS handshake, so `TLSGateSite` accepts plain TCP itself,
+admits the connection through the gate at accept, and upgrades it with
+`loop.start_tls` (bounded by the same deadline) before handing it to aiohttp: a client
+that connects and never starts TLS is held to the same caps and deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from aiohttp import web
 
 log = logging.getLogger("cxl.p2p")
 
@@ -131,3 +137,66 @@ class ConnectionGate:
 
     def stats(self) -> dict:
         return {"unauthenticated": len(self._pending), "refused": self.refused, "timed_out": self.timed_out}
+
+
+class _TLSAcceptor(asyncio.Protocol):
+    """The first protocol of a TLS connection: admitted (or refused) by the gate at
+    accept, then upgraded to TLS and handed to an aiohttp request handler."""
+
+    def __init__(self, gate: ConnectionGate, server: Any, context: ssl.SSLContext, spawn: Callable):
+        self.gate, self.server, self.context, self.spawn = gate, server, context, spawn
+        self.transport: asyncio.Transport | None = None
+        self.upgraded = False
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self.transport = transport
+        self.gate.opened(self, transport)
+        if transport.is_closing():  # refused: over a cap
+            return
+        transport.pause_reading()  # the ClientHello waits for start_tls
+        self.spawn(self._upgrade())
+
+    async def _upgrade(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        handler = self.server()  # aiohttp's RequestHandler
+        try:
+            tls = await asyncio.get_running_loop().start_tls(
+                transport, handler, self.context, server_side=True, ssl_handshake_timeout=self.gate.deadline_s)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError, RuntimeError) as exc:
+            log.debug("p2p: TLS handshake failed: %s", exc)
+            transport.abort()
+            self.gate.closed(self)
+            return
+        self.upgraded = True
+        self.gate.closed(self)  # from here the server hooks count it (handler.connection_made)
+        handler.connection_made(tls)
+
+    def connection_lost(self, exc) -> None:  # before the upgrade only: start_tls swaps protocols
+        if not self.upgraded:
+            self.gate.closed(self)
+
+    def data_received(self, data: bytes) -> None:  # reading is paused until start_tls
+        pass
+
+
+class TLSGateSite(web.BaseSite):
+    """A TCP site whose TLS handshake happens under the gate's caps and deadline."""
+
+    __slots__ = ("_host", "_port", "_gate", "_context", "_spawn")
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, gate: ConnectionGate,
+                 context: ssl.SSLContext, spawn: Callable):
+        super().__init__(runner)
+        self._host, self._port, self._gate, self._context, self._spawn = host, port, gate, context, spawn
+
+    @property
+    def name(self) -> str:
+        return f"https://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: _TLSAcceptor(self._gate, server, self._context, self._spawn),
+            self._host, self._port, backlog=self._backlog)

@@ -22,7 +22,7 @@ from aiohttp import web
 from ledger.crypto import Signer
 from ledger.encoding import sha256
 from p2p import wire
-from p2p.admission import ConnectionGate
+from p2p.admission import ConnectionGate, TLSGateSite
 from p2p.buffers import SeenCache
 from p2p.config import Limits
 from p2p.errors import HandshakeRefused, PeerUnavailable, ProtocolViolation
@@ -114,7 +114,11 @@ class PeerNetwork:
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.limits.close_timeout_s)
         await self._runner.setup()
         self.gate.install(self._runner.server)  # caps and a deadline for connections not yet authenticated
-        site = web.TCPSite(self._runner, self.listen_host, self.listen_port, ssl_context=self._server_ssl)
+        if self._server_ssl is not None:  # TLS under the gate too (p2p.admission)
+            site: web.BaseSite = TLSGateSite(self._runner, self.listen_host, self.listen_port, self.gate,
+                                             self._server_ssl, self._spawn)
+        else:
+            site = web.TCPSite(self._runner, self.listen_host, self.listen_port)
         try:
             await site.start()
         except OSError as exc:

@@ -125,3 +125,25 @@ async def test_refusals_are_one_summary_line_not_one_per_connection(caplog):
 def test_limits_refuse_inconsistent_caps(bad):
     with pytest.raises(ValueError):
         dataclasses.replace(FAST_LIMITS, **bad)
+
+
+async def test_with_tls_a_connection_that_never_starts_tls_is_held_to_the_same_caps_and_deadline():
+    cluster = Cluster.build(3, tls=True, limits=LIMITS)
+    a, b, late = cluster.nodes
+    await asyncio.gather(a.net.start(), b.net.start())
+    conns = []
+    try:
+        conns = await open_idle(a.port, "127.0.0.2", 20)  # plain TCP, no ClientHello
+        await wait_until(lambda: a.net.gate.refused == 16)
+        assert a.net.gate.unauthenticated == 4
+        await late.net.start()  # a TLS validator still gets its session meanwhile
+        key_a = a.key.hex()
+        await wait_until(lambda: any(p["key"] == key_a and p["connected"] for p in late.net.peer_status()))
+        late.net.send(a.key, b"tls-still-works")
+        await wait_until(lambda: (late.key, b"tls-still-works") in a.inbox.consensus)
+        await wait_until(lambda: a.net.gate.unauthenticated == 0, timeout=10)
+        assert a.net.gate.timed_out == 4
+        assert all(await asyncio.gather(*(closed_by_server(r, 2.0) for r, _ in conns)))
+    finally:
+        await close_all(conns)
+        await asyncio.gather(a.net.stop(), b.net.stop(), late.net.stop())
