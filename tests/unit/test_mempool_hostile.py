@@ -109,8 +109,10 @@ def test_a_ready_newcomer_evicts_gapped_txs_oldest_first():
     assert len(mp) == 6 and mp.ready_count() == 2
     newcomer = transfer(GOOD[1], 0)
     assert mp.add(newcomer)
-    assert gapped[0].hash not in mp and all(t.hash in mp for t in gapped[1:] + ready)
-    assert mp.evicted == 1 and mp.bytes <= mp.max_bytes
+    gone = mp.evicted  # the one it needed, maybe a little more (spare room, see _evict_gapped_for)
+    assert 1 <= gone < len(gapped)
+    assert all(t.hash not in mp for t in gapped[:gone]) and all(t.hash in mp for t in gapped[gone:] + ready)
+    assert newcomer.hash in mp and mp.bytes <= mp.max_bytes
 
 
 def test_a_gapped_newcomer_evicts_nothing_and_ready_txs_are_never_evicted():
