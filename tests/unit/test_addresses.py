@@ -106,3 +106,16 @@ def test_genesis_refuses_whitespace_and_unicode_balances(address):
     with pytest.raises(GenesisError) as exc:
         schema.validate(_genesis(address))
     assert exc.value.message.startswith("balances[0].address:")
+
+
+@pytest.mark.parametrize("to", ["cx" + " " * 40, "cx" + "\t" * 40, " " + ADDR, ADDR + " ", "cx" + "\u0660" * 40])
+def test_the_cli_refuses_a_whitespace_or_unicode_address_before_signing(tmp_path, to):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from ledger.keystore import write_key
+
+    write_key(tmp_path / "k.json", Signer(sha256(b"cli-addr")))
+    r = CliRunner().invoke(cli, ["tx", "transfer", "--key", str(tmp_path / "k.json"), "--to", to, "--amount", "5",
+                                 "--sign-only", "--chain-id", "c", "--nonce", "0"], catch_exceptions=False)
+    assert r.exit_code == 2 and "not an address" in r.stderr and "Traceback" not in r.output

@@ -205,10 +205,3 @@ def test_governance_payloads(key):
     v = run("tx", "vote", 3, "--no", *common)
     assert json.loads(v.stdout)["payload"] == {"proposal": 3, "approve": False}
     assert run("tx", "vote", 3, *common).exit_code == 2
-
-
-@pytest.mark.parametrize("to", ["cx" + " " * 40, "cx" + "\t" * 40, " " + TO[1:], TO + " ", "cx" + "\u0660" * 40])
-def test_transfer_to_a_whitespace_or_unicode_address_is_refused_before_signing(key, to):
-    r = run("tx", "transfer", "--key", key[0], "--to", to, "--amount", 5, "--sign-only", "--chain-id", "c",
-            "--nonce", 0)
-    assert r.exit_code == 2 and "not an address" in r.stderr and "Traceback" not in r.output
