@@ -67,6 +67,7 @@ def load_signer(path: str | Path, passphrase_file: str | None = None, keys_dir: 
     """
     key_path = resolve_key_path(str(path), keys_dir)
     doc = read_key_document(key_path)
+    check_private_mode(key_path, key_path.stat().st_mode)  # before asking for a passphrase
     if not doc.get("encrypted"):
         return load_key(key_path)
     passphrase = read_passphrase(passphrase_file, prompt=f"Passphrase for {key_path}")

@@ -97,10 +97,16 @@ def write_key(path: str | Path, signer: Signer, *, name: str = "", passphrase: s
 def read_key_document(path: str | Path) -> dict:
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
+        data = path.read_bytes()
     except OSError as exc:
         raise KeystoreError(f"cannot read key file {path}: {exc.strerror}", "key_unreadable") from exc
-    except json.JSONDecodeError as exc:
+    return _parse_document(path, data)
+
+
+def _parse_document(path: Path, data: bytes) -> dict:
+    try:
+        doc = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise KeystoreError(f"{path} is not a cxl key file (not JSON)", "bad_key_file") from exc
     if not isinstance(doc, dict) or doc.get("kind") != "cxl-key":
         raise KeystoreError(f"{path} is not a cxl key file", "bad_key_file")
@@ -125,13 +131,7 @@ def _read_private_document(path: Path) -> dict:
             data = fh.read()
     except OSError as exc:
         raise KeystoreError(f"cannot read key file {path}: {exc.strerror}", "key_unreadable") from exc
-    try:
-        doc = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise KeystoreError(f"{path} is not a cxl key file (not JSON)", "bad_key_file") from exc
-    if not isinstance(doc, dict) or doc.get("kind") != "cxl-key":
-        raise KeystoreError(f"{path} is not a cxl key file", "bad_key_file")
-    return doc
+    return _parse_document(path, data)
 
 
 def _kdf_params(path: Path, doc: dict) -> tuple[bytes, int, int]:

@@ -137,3 +137,16 @@ def test_keys_show_and_list_warn_about_a_loose_key(tmp_path):
     os.chmod(path, 0o600)
     r = CliRunner().invoke(cli, ["keys", "show", str(path), "--json"], catch_exceptions=False)
     assert "warning" not in json.loads(r.stdout)
+
+
+@posix_only
+def test_the_cli_says_the_file_is_unprotected_before_it_asks_for_a_passphrase(tmp_path, monkeypatch):
+    from cli import keys as cli_keys
+
+    path = tmp_path / "k.json"
+    write_key(path, SIGNER, passphrase="pw")
+    os.chmod(path, 0o644)
+    monkeypatch.setattr(cli_keys, "read_passphrase", lambda *a, **k: pytest.fail("asked for a passphrase"))
+    with pytest.raises(KeystoreError) as exc:
+        cli_keys.load_signer(path)
+    assert exc.value.code == "key_permissions"
