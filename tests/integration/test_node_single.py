@@ -180,6 +180,10 @@ async def test_transfer_to_a_whitespace_address_burns_nothing(node, client):
                  "cx" + "%D9%A0" * 40):  # U+0660 ARABIC-INDIC DIGIT ZERO
         status, body = await client.get(f"/v1/accounts/{text}")
         assert (status, body["error"]["code"]) == (400, "bad_address"), text
+        status, body = await client.get(f"/v1/accounts/{text}/market")
+        assert (status, body["error"]["code"]) == (400, "bad_address"), text
+        status, body = await client.get(f"/v1/leases?tenant={text}")
+        assert (status, body["error"]["code"]) == (400, "bad_query"), text
 
 
 async def test_nonce_gap_waits_then_commits(node, client):
