@@ -5,7 +5,8 @@ validator ran out of file descriptors, asyncio's accept loop logged `Too many op
 files` ~1.36 million times (575 MB in a minute). `RepeatFilter` lets through at most
 `burst` records with the same logger, level and message template per `interval_s`, and
 counts the rest; the next record of that kind it lets through carries the count in
-``record.suppressed`` (the node's JSON log prints it as "suppressed").
+``record.suppressed`` (the node's JSON log prints it as "suppressed"); other records
+have no such attribute.
 
 Put one filter on each handler (handler filters see records of child loggers too) and
 one on the "asyncio" logger, whose records come from the event loop itself.
@@ -49,7 +50,12 @@ class RepeatFilter(logging.Filter):
             state[2] += 1
             return False
         state[1] += 1
-        record.suppressed = state[2]  # set every time: several handlers format one record object
+        # Several handlers format one record object, each after its own filter: set the
+        # count when there is one, and clear one another handler's filter left behind.
+        if state[2]:
+            record.suppressed = state[2]
+        elif "suppressed" in record.__dict__:
+            del record.__dict__["suppressed"]
         state[2] = 0
         return True
 
