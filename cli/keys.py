@@ -16,7 +16,7 @@ import click
 from cli.common import CliError, json_option, print_fields, print_json, print_table, read_secret_file
 from ledger.crypto import Signer
 from ledger.errors import KeystoreError
-from ledger.keystore import UNENCRYPTED_WARNING, load_key, read_key_document, write_key
+from ledger.keystore import UNENCRYPTED_WARNING, check_private_mode, load_key, read_key_document, write_key
 
 KEYS_DIR_ENV = "CXL_KEYS_DIR"
 PASSPHRASE_ENV = "CXL_PASSPHRASE"
@@ -67,6 +67,7 @@ def load_signer(path: str | Path, passphrase_file: str | None = None, keys_dir: 
     """
     key_path = resolve_key_path(str(path), keys_dir)
     doc = read_key_document(key_path)
+    check_private_mode(key_path, key_path.stat().st_mode)  # before asking for a passphrase
     if not doc.get("encrypted"):
         return load_key(key_path)
     passphrase = read_passphrase(passphrase_file, prompt=f"Passphrase for {key_path}")
@@ -91,8 +92,15 @@ def key_summary(path: Path) -> dict:
         "public_key": doc.get("public_key"),
         "encrypted": bool(doc.get("encrypted")),
     }
+    warnings = []
+    try:  # listing a loose key is allowed (nothing secret is shown); signing with it is not
+        check_private_mode(path, path.stat().st_mode)
+    except KeystoreError as exc:
+        warnings.append(exc.message)
     if not out["encrypted"]:
-        out["warning"] = doc.get("warning", UNENCRYPTED_WARNING)
+        warnings.append(doc.get("warning", UNENCRYPTED_WARNING))
+    if warnings:
+        out["warning"] = "; ".join(warnings)
     return out
 
 

@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 from ledger.accounts import MAX_AMOUNT
-from ledger.crypto import address_of, is_address
+from ledger.crypto import address_of, is_address, parse_hex
 from ledger.encoding import encode, sha256
 from ledger.errors import GenesisError
 from ledger.genesis_state import DEFAULT_PARAMS
@@ -147,7 +147,7 @@ def validate(doc) -> dict:
         if not isinstance(b, dict):
             _fail(where, "must be an object")
         if not is_address(b.get("address")):
-            _fail(f"{where}.address", "must be an address (cx + 40 hex digits)")
+            _fail(f"{where}.address", "must be an address: exactly cx + 40 lower-case hex digits")
         if b["address"] in seen_addr:
             _fail(f"{where}.address", "duplicate address")
         seen_addr.add(b["address"])
@@ -183,4 +183,4 @@ def save(doc: dict, path: str | Path) -> bytes:
 
 
 def member_address(key_hex: str) -> str:
-    return address_of(bytes.fromhex(key_hex))
+    return address_of(parse_hex(key_hex, 32))

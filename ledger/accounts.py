@@ -122,7 +122,7 @@ def require_amount(value, what: str = "amount") -> int:
 
 def require_address(value, what: str = "address") -> str:
     if not is_address(value):
-        raise TxRejected(f"{what} is not an address (cx + 40 hex digits)", "bad_address")
+        raise TxRejected(f"{what} is not an address (exactly cx + 40 lower-case hex digits)", "bad_address")
     return value
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import nacl.exceptions
 import nacl.signing
 
@@ -11,6 +13,11 @@ from ledger.errors import SignatureError
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
 ADDRESS_PREFIX = "cx"
+# Exactly "cx" + 40 lower-case ASCII hex digits. A regular expression and never
+# `bytes.fromhex`, which skips whitespace ("cx" + 40 spaces decoded to b"" and passed),
+# and never `str.isdigit`/`int`, which take Unicode digits. `[0-9a-f]` is ASCII only.
+_ADDRESS = re.compile(ADDRESS_PREFIX + r"[0-9a-f]{40}")
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
 
 
 def address_of(public_key: bytes) -> str:
@@ -21,13 +28,30 @@ def address_of(public_key: bytes) -> str:
 
 
 def is_address(text: str) -> bool:
-    if not isinstance(text, str) or len(text) != 42 or not text.startswith(ADDRESS_PREFIX):
-        return False
+    """True only for ``cx`` + 40 lower-case hex digits: no whitespace, upper case or other digits.
+    Every address check (ledger, market payloads, genesis, API, CLI) goes through this."""
+    return isinstance(text, str) and _ADDRESS.fullmatch(text) is not None
+
+
+def parse_hex(text: str, size: int | None = None) -> bytes:
+    """Strict hex: ASCII hex digits only (either case), even length, `size` bytes if given.
+    Raises ValueError otherwise; unlike `bytes.fromhex` it skips nothing."""
+    if not isinstance(text, str) or _HEX.fullmatch(text) is None:
+        raise ValueError("expected hex digits (0-9, a-f) only, an even number of them")
+    if size is not None and len(text) != 2 * size:
+        raise ValueError(f"expected {size} bytes ({2 * size} hex digits), got {len(text) // 2}")
+    return bytes.fromhex(text)
+
+
+def account_address(text: str) -> str | None:
+    """The account named by `text`: an address as it is, or the address of a public key
+    given as 64 hex digits; None for anything else (the caller says what was wrong)."""
+    if is_address(text):
+        return text
     try:
-        bytes.fromhex(text[2:])
+        return address_of(parse_hex(text, PUBLIC_KEY_SIZE))
     except ValueError:
-        return False
-    return text == text.lower()
+        return None
 
 
 def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:

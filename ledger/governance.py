@@ -36,7 +36,7 @@ import re
 
 from ledger import accounts
 from ledger.accounts import ROLES, require_address, require_amount
-from ledger.crypto import PUBLIC_KEY_SIZE, address_of
+from ledger.crypto import PUBLIC_KEY_SIZE, address_of, parse_hex
 from ledger.errors import TxRejected
 from ledger.state import StateView
 
@@ -70,7 +70,7 @@ def _prop_key(pid: int) -> bytes:
 def _key_bytes(value, what: str) -> bytes:
     if isinstance(value, str):
         try:
-            value = bytes.fromhex(value)
+            value = parse_hex(value, PUBLIC_KEY_SIZE)
         except ValueError:
             raise TxRejected(f"{what} must be a hex public key", "bad_payload") from None
     if not isinstance(value, bytes) or len(value) != PUBLIC_KEY_SIZE:

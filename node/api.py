@@ -22,10 +22,9 @@ from typing import Callable, Iterable
 
 from aiohttp import web
 
-from ledger import accounts
 from ledger.market import queries as market_queries
 from ledger.block import quorum
-from ledger.crypto import address_of, is_address
+from ledger.crypto import account_address
 
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
@@ -39,7 +38,6 @@ NODE: web.AppKey = web.AppKey("cxl_node", object)
 LONG_POLLS: web.AppKey = web.AppKey("cxl_long_polls", LongPollBudget)
 _EXTENSIONS: list[Callable[[web.Application, object], None]] = []
 _HEX32 = re.compile(r"[0-9a-fA-F]{64}")
-_ADDRESS = re.compile(r"cx[0-9a-f]{40}")
 _HEIGHT = re.compile(r"[0-9]{1,19}")  # ASCII only: str.isdigit() and int() also take "²" and "١"
 # a JSON number as a client writes it (ASCII; float() alone also takes "١", "1_0", " 1", "nan")
 _SECONDS = re.compile(r"-?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][+-]?[0-9]{1,3})?")
@@ -178,12 +176,12 @@ async def read_json(request: web.Request):
 
 
 def parse_address(text: str, what: str = "address") -> str:
-    """`cx` + 40 lower-case hex digits, or a 64-hex-digit public key (answered as its address)."""
-    if _ADDRESS.fullmatch(text) and is_address(text):
-        return text
-    if _HEX32.fullmatch(text):
-        return address_of(bytes.fromhex(text))
-    raise BadRequest(f"{what}: expected cx + 40 lower-case hex digits, or a 64-hex-digit public key", "bad_address")
+    """`cx` + 40 lower-case hex digits, or a 64-hex-digit public key (answered as its address):
+    ledger.crypto.account_address, the one check every address goes through."""
+    address = account_address(text)
+    if address is None:
+        raise BadRequest(f"{what}: expected cx + 40 lower-case hex digits, or a 64-hex-digit public key", "bad_address")
+    return address
 
 
 def _admission_json(a) -> dict:

@@ -39,6 +39,7 @@ from node import config as cfgmod
 from node import views
 from node.config import NodeConfig, NodeHome
 from node.errors import ConfigError, NodeError, TxAdmissionError
+from node.logutil import limit_repeats
 from node.mempool import Mempool, check_raw
 from node import health as healthmod
 from node.logs import JsonLines, file_handler, has_file_handler, level_number, setup_stderr_logging  # noqa: F401
@@ -183,6 +184,8 @@ class Node:
             max_txs=cfg.mempool_max_txs, max_bytes=cfg.mempool_max_bytes,
             max_per_sender=cfg.mempool_max_per_sender, max_nonce_ahead=cfg.mempool_max_nonce_ahead,
             max_tx_bytes=params.get("max_tx_bytes", 64 * 1024),
+            max_sender_bytes=cfg.mempool_max_sender_bytes, max_org_bytes=cfg.mempool_max_org_bytes,
+            gapped_ttl_s=cfg.mempool_gapped_ttl_s,
         )
         self._executor = concurrent.futures.ThreadPoolExecutor(cfg.sig_check_threads, thread_name_prefix="cxl-sig")
         self.inbox = NodeInbox(
@@ -281,6 +284,7 @@ class Node:
         if has_file_handler(self._log_target, self.home.log_file):  # run_node opened it already
             return
         self._log_handler = file_handler(self.home.log_file, cfg.log_max_bytes, cfg.log_backups)
+        limit_repeats(self._log_handler)
         self._log_target.addHandler(self._log_handler)
 
     def log_level(self) -> str:
@@ -320,9 +324,9 @@ class Node:
         return f"http://{self.config.api_host}:{self.api_port}"
 
     # state lookups --------------------------------------------------------------------------
-    def _lookup(self, address: str) -> tuple[bool, int]:
-        state = self.chain.state()
-        return accounts.member(state, address) is not None, accounts.next_nonce(state, address)
+    def _lookup(self, address: str) -> tuple[dict | None, int]:
+        state = self.chain.state()  # the member record: the mempool checks its role and org share
+        return accounts.member(state, address), accounts.next_nonce(state, address)
 
     # transactions -----------------------------------------------------------------------------
     async def submit_txs(self, raws: list[bytes], *, gossip: bool = True) -> list[Admission]:
@@ -569,6 +573,7 @@ def run_node(home: str | Path, *, passphrase: str | None = None) -> None:
     if nh.path.is_dir():
         try:
             handler = file_handler(nh.log_file, cfg.log_max_bytes, cfg.log_backups)
+            limit_repeats(handler)
             root.addHandler(handler)
         except OSError as exc:  # a home it may not write: stderr still has everything
             log.warning("cannot write %s: %s", nh.log_file, exc.strerror or exc)

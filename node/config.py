@@ -72,6 +72,9 @@ class NodeConfig:
     api_max_long_polls: int = 256            # ?wait= long polls held at once (429 above it)
     api_max_long_polls_per_ip: int = 32      # ... from one IP address
     state_versions_kept: int = DEFAULT_VERSIONS_KEPT  # recent heights of the state tree kept provable
+    mempool_max_sender_bytes: int | None = None  # None: 1/16 of mempool_max_bytes (429 sender_quota above)
+    mempool_max_org_bytes: int | None = None     # None: 1/4 of mempool_max_bytes (429 org_quota above)
+    mempool_gapped_ttl_s: int = 600              # a nonce-gapped tx waits at most this long
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -104,8 +107,12 @@ _RANGES: dict[str, tuple[int, int]] = {
     "api_max_long_polls": (0, 100_000),
     "api_max_long_polls_per_ip": (0, 100_000),
     "state_versions_kept": (1, 10_000_000),
+    "mempool_max_sender_bytes": (1024, 2**40),
+    "mempool_max_org_bytes": (1024, 2**40),
+    "mempool_gapped_ttl_s": (1, 7 * 86_400),
 }
-_OPTIONAL = {"block_interval_ms", "max_block_txs", "tls_cert", "tls_key", "tls_ca", "metrics_port"}
+_OPTIONAL = {"block_interval_ms", "max_block_txs", "tls_cert", "tls_key", "tls_ca", "metrics_port",
+             "mempool_max_sender_bytes", "mempool_max_org_bytes"}
 
 
 def _check_field(name: str, value, where: str):

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from node.logutil import limit_repeats
+
 # attributes every LogRecord has: anything else on a record came from `extra=`
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 _OWN = ("ts", "level", "logger", "msg", "exc")
@@ -79,6 +81,7 @@ def setup_stderr_logging(level: str = "info") -> None:
         h.setFormatter(JsonLines())
         h._cxl_stderr = True  # type: ignore[attr-defined]
         root.addHandler(h)
+        limit_repeats(h, logging.getLogger("asyncio"))  # e.g. the accept loop's "Too many open files"
     root.setLevel(level_number(level))
 
 

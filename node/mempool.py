@@ -1,18 +1,27 @@
 """The mempool: admitted transactions waiting for a block.
 
-* Bounded in count and in bytes, globally and per sender. A full mempool refuses with
-  `MempoolFull` (429 for a sender over its quota, 503 when the pool is full); it never grows.
+* Bounded in count and in bytes, globally, per sender and per organisation (a byte
+  share of the pool each). A full mempool refuses with `MempoolFull` (429 for a sender or
+  an organisation over its share, 503 when the pool is full); it never grows.
+* When the pool is full, a transaction that would be ready evicts *gapped* ones (waiting
+  for an earlier nonce that never came), oldest first; ready transactions are never
+  evicted. Gapped transactions also expire after `gapped_ttl_s`. Together these stop one
+  organisation from parking nonce-gapped transactions until nobody else gets in.
 * Per-sender nonce order: a transaction whose nonce is ahead of the account's next nonce
   waits; the contiguous run starting at the next nonce is *ready*.
 * Duplicate suppression by hash (a resubmission is answered, not stored twice).
 * Admission = stateless checks (`check_raw`: decode, size, chain id, signature; pure,
   safe to run in a thread pool because PyNaCl releases the GIL) + cheap stateful checks
-  (`add`: known sender, nonce not used, not too far ahead, one tx per (sender, nonce)).
+  (`add`: known type, payload size for its type, known sender with a role that may send
+  it, nonce not used, not too far ahead, one tx per (sender, nonce)). Execution re-checks
+  everything; these only keep out what could never succeed.
 * `take` hands out ready transactions in nonce order per sender, round-robin across
   senders; `on_commit` drops what a block included and re-checks the rest.
 
-State is read through `lookup(address) -> (is_member, next_nonce)` so this module knows
-nothing of the chain or the store.
+State is read through `lookup(address) -> (member, next_nonce)` so this module knows
+nothing of the chain or the store. `member` is the member record (``{org, role, key}``,
+as `ledger.accounts.member` returns it) or None; a plain True/False is accepted too and
+then skips the role check and the organisation share.
 """
 
 from __future__ import annotations
@@ -23,15 +32,32 @@ from typing import Callable, Iterable
 
 from ledger.errors import EncodingError, TxRejected
 from ledger.tx import SignedTx, check_stateless, decode_tx
+from ledger.txtypes import TX_TYPES
 
 from node.errors import MempoolFull, TxAdmissionError
 
-Lookup = Callable[[str], tuple[bool, int]]
+Lookup = Callable[[str], tuple[object, int]]  # (member record | None | bool, next nonce)
+
+# Largest encoded payload admitted per transaction type. Each is well above the largest
+# payload that type can validly carry (4-byte characters in every text field; a test
+# builds those), so they only refuse what execution would refuse anyway, before it
+# takes mempool space. Execution does not use them: a chain's history replays unchanged.
+DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024
+MAX_PAYLOAD_BYTES: dict[str, int] = {
+    "transfer": 2 * 1024,                 # to, amount, memo of <= 256 characters
+    "listing_create": 16 * 1024,          # 32 features and three texts of <= 64 characters
+    "listing_update": 16 * 1024,
+    "lease_open": 24 * 1024,              # two lists of 32 texts
+    "lease_accept": 8 * 1024,             # sealed access <= 4096 bytes
+}
 
 STATUS = {  # admission error code -> HTTP status
     "bad_encoding": 400,
     "bad_signature": 401,
     "unknown_sender": 403,
+    "unauthorized": 403,
+    "payload_too_large": 413,
+    "unknown_type": 422,
     "nonce_used": 409,
     "nonce_conflict": 409,
     "tx_too_large": 413,
@@ -39,6 +65,19 @@ STATUS = {  # admission error code -> HTTP status
     "nonce_too_far": 422,
     "expired": 422,
 }
+
+
+def _payload_size_bound(stx: SignedTx) -> int:
+    """The encoded payload's size, from the raw length minus the smallest possible rest of
+    the envelope (over by at most ~20 bytes of int/str headers): no re-encoding needed."""
+    tx = stx.tx
+    rest = (1 + 1                              # the two array headers
+            + 1 + len(tx.chain_id.encode())    # str header (at least 1 byte) + chain id
+            + 2 + 32                           # sender: bin8 header + key
+            + 1 + 1                            # nonce, expiry: at least 1 byte each
+            + 1 + len(tx.type.encode())        # type
+            + 2 + 64)                          # signature: bin8 header + signature
+    return len(stx.raw) - rest
 
 
 def _reject(message: str, code: str) -> TxAdmissionError:
@@ -71,12 +110,19 @@ class _Entry:
 class _Sender:
     address: str
     next_nonce: int                                     # the account's next nonce in state
+    org: str | None = None                              # its organisation (None: not known)
+    member: object = True                               # what lookup said at admission / last commit
     by_nonce: dict[int, _Entry] = field(default_factory=dict)
     bytes: int = 0
     ready: int = 0  # length of the contiguous run from next_nonce
 
     def ready_run(self) -> list[_Entry]:
         return [self.by_nonce[self.next_nonce + i] for i in range(self.ready)]
+
+    def gapped(self) -> list[_Entry]:
+        """Entries past the ready run: waiting for a nonce nobody has sent yet."""
+        end = self.next_nonce + self.ready
+        return [e for n, e in self.by_nonce.items() if n >= end]
 
     def recount(self) -> int:
         """Recompute `ready`; returns the change."""
@@ -98,6 +144,9 @@ class Mempool:
         max_per_sender: int = 1_000,
         max_nonce_ahead: int = 1_000,
         max_tx_bytes: int = 64 * 1024,
+        max_sender_bytes: int | None = None,
+        max_org_bytes: int | None = None,
+        gapped_ttl_s: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.chain_id = chain_id
@@ -107,12 +156,18 @@ class Mempool:
         self.max_per_sender = max_per_sender
         self.max_nonce_ahead = max_nonce_ahead
         self.max_tx_bytes = max_tx_bytes
+        self.max_sender_bytes = max_sender_bytes  # None: 1/16 of max_bytes (sender_share_bytes)
+        self.max_org_bytes = max_org_bytes        # None: 1/4 of max_bytes (org_share_bytes)
+        self.gapped_ttl_s = gapped_ttl_s
         self.clock = clock
         self._by_hash: dict[bytes, _Entry] = {}
         self._senders: dict[bytes, _Sender] = {}  # sender public key -> its queue
+        self._org_bytes: dict[str, int] = {}
         self._bytes = 0
         self._ready = 0  # sum of the senders' ready runs
         self._rr = 0  # round-robin start for take()
+        self.evicted = 0  # gapped transactions pushed out by ready ones (counters for metrics)
+        self.expired = 0  # gapped transactions dropped after gapped_ttl_s
 
     # reads --------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -185,6 +240,22 @@ class Mempool:
         return {"txs": len(self._by_hash), "bytes": self._bytes, "ready": self.ready_count(),
                 "senders": len(self._senders)}
 
+    @property
+    def sender_share_bytes(self) -> int:
+        """Bytes one sender may have pending: never less than one transaction of the maximum size."""
+        share = self.max_sender_bytes if self.max_sender_bytes is not None else self.max_bytes // 16
+        return max(share, self.max_tx_bytes)
+
+    @property
+    def org_share_bytes(self) -> int:
+        """Bytes all members of one organisation together may have pending."""
+        share = self.max_org_bytes if self.max_org_bytes is not None else self.max_bytes // 4
+        return max(share, self.max_tx_bytes)
+
+    def org_bytes(self) -> dict[str, int]:
+        """Pending bytes per organisation (of the senders whose organisation is known)."""
+        return dict(self._org_bytes)
+
     # admission ------------------------------------------------------------------------
     def check_raw(self, raw: bytes) -> SignedTx:
         return check_raw(raw, self.chain_id, self.max_tx_bytes)
@@ -205,13 +276,26 @@ class Mempool:
         size = len(stx.raw)
         if size > self.max_tx_bytes:
             raise _reject(f"transaction is {size} bytes, above the limit of {self.max_tx_bytes}", "tx_too_large")
+        kind = TX_TYPES.get(tx.type)
+        if kind is None:
+            raise _reject(f"unknown transaction type {tx.type!r}", "unknown_type")
+        cap = MAX_PAYLOAD_BYTES.get(tx.type, DEFAULT_MAX_PAYLOAD_BYTES)
+        payload_size = _payload_size_bound(stx)
+        if payload_size > cap:
+            raise _reject(f"{tx.type} payload is {payload_size} bytes; a {tx.type} payload is at most {cap}",
+                          "payload_too_large")
         s = self._senders.get(tx.sender)
         if s is None:
             member, next_nonce = self.lookup(tx.sender_address)
-            if not member:
-                raise _reject(f"{tx.sender_address} is not a member of any organisation", "unknown_sender")
-        else:
-            next_nonce = s.next_nonce
+        else:  # as of the last commit (on_commit refreshes it): admission stays cheap
+            member, next_nonce = s.member, s.next_nonce
+        if not member:
+            raise _reject(f"{tx.sender_address} is not a member of any organisation", "unknown_sender")
+        record = member if isinstance(member, dict) else None
+        if record is not None and kind.roles and record.get("role") not in kind.roles:
+            raise _reject(f"{tx.type} needs role {' or '.join(sorted(kind.roles))}; "
+                          f"{tx.sender_address} is {record.get('role')}", "unauthorized")
+        org = record.get("org") if record is not None else None
         if tx.nonce < next_nonce:
             raise _reject(f"nonce {tx.nonce} is already used; the account's next nonce is {next_nonce}", "nonce_used")
         if tx.nonce > next_nonce + self.max_nonce_ahead:
@@ -226,15 +310,31 @@ class Mempool:
             raise MempoolFull(
                 f"{tx.sender_address} has {len(s.by_nonce)} pending transactions (quota {self.max_per_sender}); "
                 "retry after some commit", "sender_quota", 429)
-        if len(self._by_hash) >= self.max_txs or self._bytes + size > self.max_bytes:
+        if s is not None and s.bytes + size > self.sender_share_bytes:
             raise MempoolFull(
-                f"mempool is full ({len(self._by_hash)} transactions, {self._bytes} bytes); retry later",
-                "mempool_full", 503)
+                f"{tx.sender_address} has {s.bytes} bytes pending (share {self.sender_share_bytes}); "
+                "retry after some commit", "sender_quota", 429)
+        if org is not None and self._org_bytes.get(org, 0) + size > self.org_share_bytes:
+            raise MempoolFull(
+                f"organisation {org} has {self._org_bytes.get(org, 0)} bytes pending (share "
+                f"{self.org_share_bytes}); retry after some commit", "org_quota", 429)
+        clock_now = self.clock() if now is None else now
+        if not self._has_room(size):
+            self.expire_gapped(clock_now)
+        if not self._has_room(size):
+            # only a transaction that would be ready may push out waiting ones
+            will_be_ready = tx.nonce == (next_nonce if s is None else s.next_nonce + s.ready)
+            if not (will_be_ready and self._evict_gapped_for(size, tx.sender)):
+                raise MempoolFull(
+                    f"mempool is full ({len(self._by_hash)} transactions, {self._bytes} bytes, "
+                    f"{self._ready} ready); retry later", "mempool_full", 503)
         if s is None:
-            s = self._senders[tx.sender] = _Sender(tx.sender_address, next_nonce)
-        e = _Entry(stx, size, self.clock() if now is None else now)
+            s = self._senders[tx.sender] = _Sender(tx.sender_address, next_nonce, org, member)
+        e = _Entry(stx, size, clock_now)
         s.by_nonce[tx.nonce] = e
         s.bytes += size
+        if s.org is not None:
+            self._org_bytes[s.org] = self._org_bytes.get(s.org, 0) + size
         if tx.nonce == s.next_nonce + s.ready:  # extends the run (and maybe joins waiting ones)
             n = tx.nonce
             while n in s.by_nonce:
@@ -244,6 +344,44 @@ class Mempool:
         self._by_hash[stx.hash] = e
         self._bytes += size
         return True
+
+    def _has_room(self, size: int) -> bool:
+        return len(self._by_hash) < self.max_txs and self._bytes + size <= self.max_bytes
+
+    def _evict_gapped_for(self, size: int, newcomer: bytes) -> bool:
+        """Make room for `size` bytes by removing gapped transactions of other senders,
+        oldest first. Removes nothing and returns False when that cannot make room."""
+        if len(self._by_hash) == self._ready:  # nothing is gapped: skip the scan
+            return False
+        victims = sorted((e for key, snd in self._senders.items() if key != newcomer for e in snd.gapped()),
+                         key=lambda e: e.added)
+        # Free 1/64 of the pool more than this one needs while at it: a stream of ready
+        # newcomers then pays for this scan once per 1/64 of the pool, not once each.
+        spare_txs, spare_bytes = self.max_txs // 64, self.max_bytes // 64
+        count, used, chosen = len(self._by_hash), self._bytes, 0
+        while chosen < len(victims) and not (count < self.max_txs - spare_txs
+                                             and used + size <= self.max_bytes - spare_bytes):
+            count -= 1
+            used -= victims[chosen].size
+            chosen += 1
+        if not (count < self.max_txs and used + size <= self.max_bytes):
+            return False
+        for e in victims[:chosen]:
+            self.remove(e.stx.hash)
+        self.evicted += chosen
+        return True
+
+    def expire_gapped(self, now: float | None = None) -> list[SignedTx]:
+        """Drop gapped transactions older than `gapped_ttl_s`: the nonce they wait for has
+        not come in that time, so it most likely never will. Returns what was dropped."""
+        if len(self._by_hash) == self._ready:
+            return []
+        cutoff = (self.clock() if now is None else now) - self.gapped_ttl_s
+        stale = [e.stx for snd in self._senders.values() for e in snd.gapped() if e.added < cutoff]
+        for stx in stale:
+            self.remove(stx.hash)
+        self.expired += len(stale)
+        return stale
 
     # proposing --------------------------------------------------------------------------
     def take(self, max_txs: int, max_bytes: int | None = None) -> list[SignedTx]:
@@ -283,6 +421,10 @@ class Mempool:
         s = self._senders[e.stx.tx.sender]
         del s.by_nonce[e.stx.tx.nonce]
         s.bytes -= e.size
+        if s.org is not None:
+            self._org_bytes[s.org] -= e.size
+            if not self._org_bytes[s.org]:
+                del self._org_bytes[s.org]
         if e.stx.tx.nonce < s.next_nonce + s.ready:  # the run breaks here (or shrinks)
             self._ready += s.recount()
         if not s.by_nonce:
@@ -292,13 +434,18 @@ class Mempool:
     def on_commit(self, committed: Iterable[SignedTx], next_height: int | None = None) -> list[SignedTx]:
         """Drop the block's transactions, then re-check every sender against state: drop
         txs whose nonce is now used, senders no longer members, and txs expired before
-        `next_height`. Returns the dropped transactions that were not in the block."""
+        `next_height`, and gapped txs older than `gapped_ttl_s`. Returns the dropped
+        transactions that were not in the block."""
         for stx in committed:
             self.remove(stx.hash)
         dropped: list[SignedTx] = []
         for key in list(self._senders):
             s = self._senders[key]
             member, next_nonce = self.lookup(s.address)
+            org = member.get("org") if isinstance(member, dict) else None
+            if org != s.org:  # moved organisation (governance): move its bytes too
+                self._move_org(s, org)
+            s.member = member
             s.next_nonce = next_nonce
             self._ready += s.recount()
             for nonce, e in sorted(s.by_nonce.items()):
@@ -308,4 +455,14 @@ class Mempool:
                 if stale or expired:
                     dropped.append(e.stx)
                     self.remove(e.stx.hash)
+        dropped.extend(self.expire_gapped())
         return dropped
+
+    def _move_org(self, s: _Sender, org: str | None) -> None:
+        if s.org is not None:
+            self._org_bytes[s.org] -= s.bytes
+            if not self._org_bytes[s.org]:
+                del self._org_bytes[s.org]
+        s.org = org
+        if org is not None and s.bytes:
+            self._org_bytes[org] = self._org_bytes.get(org, 0) + s.bytes

@@ -26,7 +26,11 @@ class Limits:
     handshake_timeout_s: float = 5.0
     handshake_window_ms: int = 30_000  # allowed clock skew of a hello/welcome
     clock_warn_ms: int = 1_000  # log a warning for a peer whose clock is further off than this
-    max_pending_handshakes: int = 16  # unauthenticated connections at once (each may buffer one frame)
+    max_pending_handshakes: int = 16  # WebSocket handshakes in progress at once (each may buffer one frame)
+    # TCP connections not yet authenticated (p2p.admission): caps, closed at once above them;
+    # each must finish the handshake within handshake_timeout_s + close_timeout_s of accept
+    max_unauthenticated: int = 64
+    max_unauthenticated_per_host: int = 8
     # A partition that heals must be noticed within about a second: a TCP connect that
     # hangs (its SYN lost) is abandoned after connect_timeout_s and retried after at most
     # backoff_cap_s (a handful of validators: redialling often costs nothing). The rest
@@ -59,3 +63,7 @@ class Limits:
             raise ValueError("max_batch_bytes must be below max_frame_bytes")
         if self.max_blocks_per_request < 1 or self.seen_capacity < 1:
             raise ValueError("limits must be positive")
+        if not 1 <= self.max_unauthenticated_per_host <= self.max_unauthenticated:
+            raise ValueError("need 1 <= max_unauthenticated_per_host <= max_unauthenticated")
+        if self.handshake_timeout_s <= 0:
+            raise ValueError("handshake_timeout_s must be positive")

@@ -23,6 +23,7 @@ from aiohttp import web
 from ledger.crypto import Signer
 from ledger.encoding import sha256
 from p2p import wire
+from p2p.admission import ConnectionGate, TLSGateSite
 from p2p.buffers import SeenCache
 from p2p.config import Limits
 from p2p.errors import HandshakeRefused, PeerUnavailable, ProtocolViolation
@@ -82,6 +83,10 @@ class PeerNetwork:
         self._links: dict[bytes, PeerLink] = {}
         self._inbound: dict[bytes, web.WebSocketResponse] = {}
         self._handshaking = 0
+        # The deadline runs from accept; the WebSocket handshake's own timeout (from upgrade)
+        # closes politely first when the upgrade was quick, the gate aborts everything else.
+        self.gate = ConnectionGate(self.limits.max_unauthenticated, self.limits.max_unauthenticated_per_host,
+                                   self.limits.handshake_timeout_s + self.limits.close_timeout_s)
         self._background: set[asyncio.Task] = set()
         self._sent_seen = SeenCache(self.limits.seen_capacity)
         self._recv_seen = SeenCache(self.limits.seen_capacity)
@@ -114,7 +119,12 @@ class PeerNetwork:
         app.router.add_get(wire.WS_PATH, self._handle_ws)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.limits.close_timeout_s)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.listen_host, self.listen_port, ssl_context=self._server_ssl)
+        self.gate.install(self._runner.server)  # caps and a deadline for connections not yet authenticated
+        if self._server_ssl is not None:  # TLS under the gate too (p2p.admission)
+            site: web.BaseSite = TLSGateSite(self._runner, self.listen_host, self.listen_port, self.gate,
+                                             self._server_ssl, self._spawn)
+        else:
+            site = web.TCPSite(self._runner, self.listen_host, self.listen_port)
         try:
             await site.start()
         except OSError as exc:
@@ -353,6 +363,7 @@ class PeerNetwork:
             return ws
         finally:
             self._handshaking -= 1
+        self.gate.authenticated(request.protocol)
         old = self._inbound.get(peer_key)
         if old is not None:
             self._spawn(old.close(code=wire.CLOSE_REPLACED, message=b"replaced by a newer session"))

@@ -168,6 +168,24 @@ async def test_overspend_commits_with_insufficient_funds(node, client):
     assert (await client.get(f"/v1/accounts/{ADMIN.address}"))[1]["nonce"] == 1  # nonce consumed
 
 
+async def test_transfer_to_a_whitespace_address_burns_nothing(node, client):
+    """bytes.fromhex skips whitespace: "cx" + 40 spaces used to commit `ok` and burn the credits."""
+    before = await balance(client, ADMIN.address)
+    t = transfer(ADMIN, 0, amount=9, to="cx" + " " * 40)
+    assert (await client.submit(t))[0] == 202
+    done = await client.wait(t)
+    assert done["receipt"]["code"] == "bad_address"
+    assert await balance(client, ADMIN.address) == before
+    for text in ("cx" + "%20" * 40, "cx" + "%09" * 40, "%20" + ADMIN.address[1:], ADMIN.address + "%20",
+                 "cx" + "%D9%A0" * 40):  # U+0660 ARABIC-INDIC DIGIT ZERO
+        status, body = await client.get(f"/v1/accounts/{text}")
+        assert (status, body["error"]["code"]) == (400, "bad_address"), text
+        status, body = await client.get(f"/v1/accounts/{text}/market")
+        assert (status, body["error"]["code"]) == (400, "bad_address"), text
+        status, body = await client.get(f"/v1/leases?tenant={text}")
+        assert (status, body["error"]["code"]) == (400, "bad_query"), text
+
+
 async def test_nonce_gap_waits_then_commits(node, client):
     t0, t1 = transfer(ADMIN, 0), transfer(ADMIN, 1)
     assert (await client.submit(t1))[0] == 202

@@ -140,6 +140,9 @@ def test_unknown_type(net, chain):
     ({"to": "cx123", "amount": 5}, "bad_address"),
     ({"to": "CX" + "a" * 40, "amount": 5}, "bad_address"),
     ({"to": None, "amount": 5}, "bad_address"),
+    ({"to": "cx" + " " * 40, "amount": 5}, "bad_address"),  # bytes.fromhex skips whitespace: credits were burned
+    ({"to": "cx" + "\t" * 40, "amount": 5}, "bad_address"),
+    ({"to": "cx" + "\u0660" * 40, "amount": 5}, "bad_address"),
     ({"to": "@"}, "bad_amount"),
     ({"to": "@", "amount": 0}, "bad_amount"),
     ({"to": "@", "amount": -1}, "bad_amount"),
