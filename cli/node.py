@@ -12,6 +12,7 @@ from cli.client import NodeError
 from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json, print_table
 from genesis.schema import load as load_genesis
 from cli.keys import read_passphrase
+from cli.timeparse import format_time
 from ledger.keystore import is_encrypted, read_key_document
 
 
@@ -176,7 +177,7 @@ def block_show(height, node_url, as_json):
         return
     header = block.get("header") or {}
     cert = block.get("certificate") or {}
-    print_fields([("height", block.get("height")), ("hash", block.get("hash")), ("time_ms", header.get("time_ms")),
+    print_fields([("height", block.get("height")), ("hash", block.get("hash")), ("time", format_time(header.get("time_ms"))),
                   ("view", header.get("view")), ("parent", header.get("parent_hash")),
                   ("proposer", header.get("proposer")), ("state root", header.get("state_root")),
                   ("signatures", len(cert.get("signatures") or []) if cert else "none (not certified yet)"),

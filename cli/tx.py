@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from cli.client import NodeError
-from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json
+from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json, proposal_blocks_option
 from cli.keys import key_summary, resolve_key_path
 from cli.submit import (DEFAULT_WAIT_S, TxOptions, describe_tx, dry_run_options, landed, receipt_ok, send_signed,
                         submit_tx, tx_options)
@@ -100,9 +100,9 @@ def _parse_args(action: str, pairs: tuple[str, ...]) -> dict:
                                              "remove_validator", "set_param", "mint"]), metavar="ACTION")
 @click.option("--arg", "pairs", multiple=True, metavar="KEY=VALUE",
               help="An argument of the action (repeatable), e.g. --arg to=cx… --arg amount=100.")
-@click.option("--expires-in", type=click.IntRange(1, 10_000_000), help="Blocks the proposal stays open [chain default].")
+@proposal_blocks_option("chain default")
 @tx_options
-def tx_propose(action, pairs, expires_in, txopts: TxOptions):
+def tx_propose(action, pairs, expires_in_blocks, txopts: TxOptions):
     """Open a governance proposal (admins only); your organisation votes yes.
 
     \b
@@ -117,8 +117,8 @@ def tx_propose(action, pairs, expires_in, txopts: TxOptions):
       mint             to, amount
     """
     payload: dict = {"action": action, "args": _parse_args(action, pairs)}
-    if expires_in is not None:
-        payload["expires_in"] = expires_in
+    if expires_in_blocks is not None:
+        payload["expires_in"] = expires_in_blocks
     submit_tx(txopts, None, "propose", payload)
 
 
