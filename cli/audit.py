@@ -132,7 +132,9 @@ def verify_receipt_cmd(receipt_file, genesis_path, as_json) -> None:
 @click.option("--home", type=click.Path(exists=True, file_okay=False), help="A stopped node's home directory.")
 @click.option("--node", "node_url", metavar="URL", help="A node's API URL.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the receipt here [default: stdout].")
-def receipt_cmd(tx_hash, genesis_path, home, node_url, output) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="With -o, print {file, tx_hash, height} as JSON; without, the receipt (always JSON).")
+def receipt_cmd(tx_hash, genesis_path, home, node_url, output, as_json) -> None:
     """Write the receipt of a transaction (verify it with `cxl audit verify-receipt`)."""
     doc, ghash = _genesis(genesis_path)
     try:
@@ -154,6 +156,9 @@ def receipt_cmd(tx_hash, genesis_path, home, node_url, output) -> None:
     text = json.dumps(receipt, indent=2, sort_keys=True) + "\n"
     if output:
         Path(output).write_text(text)
+        if as_json:
+            _echo_json({"file": output, "tx_hash": tx_hash, "height": receipt["height"]})
+            return
         click.echo(f"receipt for {tx_hash} (block {receipt['height']}) written to {output}", err=True)
     else:
         click.echo(text, nl=False)

@@ -12,6 +12,7 @@ import click
 
 from cli.audit import audit_group
 from cli.client import NodeError
+from cli.completion import completion_cmd
 from cli.genesis import genesis_group
 from cli.gov import gov_group
 from cli.keys import keys_group
@@ -68,7 +69,7 @@ def cli() -> None:
 # Market and audit commands live in modules their owners write (cli/market.py, cli/audit.py);
 # they are part of the CLI, so their imports are not optional: a broken module fails loudly.
 for command in (keys_group, genesis_group, node_group, status_cmd, tx_group, account_group, block_group,
-                localnet_group, audit_group, listing_group, lease_group, attest_group, gov_group):
+                localnet_group, audit_group, listing_group, lease_group, attest_group, gov_group, completion_cmd):
     cli.add_command(command)
 
 

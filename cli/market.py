@@ -566,7 +566,8 @@ def lease_arbitrate(lease, period, unit_hours, uptime, txopts: TxOptions):
 @click.option("--key", "-k", required=True, metavar="NAME|PATH", help="The tenant's key.")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False))
 @node_option
-def lease_credentials(lease, key, passphrase_file, node_url):
+@json_option
+def lease_credentials(lease, key, passphrase_file, node_url, as_json):
     """Decrypt the access details the provider sealed to the tenant of LEASE."""
     info = _lease(client_for(node_url), lease)
     if not info.get("sealed_access"):
@@ -581,6 +582,9 @@ def lease_credentials(lease, key, passphrase_file, node_url):
             hint = (f"; they are sealed to the tenant {info['tenant']}, and this key is {signer.address}: "
                     "use the tenant's key")
         raise CliError(f"cannot open the access details of lease {lease}: {exc.message}{hint} [{exc.code}]") from None
+    if as_json:
+        print_json({"lease": lease, "access": plaintext.decode(errors="replace")})
+        return
     click.echo(plaintext.decode(errors="replace"))
 
 

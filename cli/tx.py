@@ -155,7 +155,8 @@ def tx_submit(source, node_url, no_wait, timeout, as_json, dry_run, force):
 
 @tx_group.command("decode")
 @click.argument("source", metavar="FILE|-")
-def tx_decode(source):
+@click.option("--json", "as_json", is_flag=True, help="Accepted for uniformity: the output is always JSON.")
+def tx_decode(source, as_json):
     """Show what a signed transaction says, offline (always JSON)."""
     stx = _decode(source)
     print_json({"hash": stx.hash.hex(), "signature_valid": stx.verify_signature(), **describe_tx(stx)})
