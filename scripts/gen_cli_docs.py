@@ -36,7 +36,12 @@ def render() -> str:
            "appears; proposals, which expire at a block height, take `--expires-in-blocks` (their old",
            "`--expires-in N` still works, with a deprecation warning). Tables print times as ISO-8601 UTC;",
            "`--json` output keeps the node's integer `*_ms` fields unchanged (nothing added, nothing renamed),",
-           "so scripts that read it keep working (see `cli/timeparse.py`).", ""]
+           "so scripts that read it keep working (see `cli/timeparse.py`).", "",
+           "**Parallel sends with one key.** A transaction command without `--nonce` reserves its nonce",
+           "under a per-address lock file in `$CXL_NONCE_DIR` (default `~/.cxl/nonces/`), held from asking",
+           "the node until the node accepted the transaction, and records the next nonce there for a minute",
+           "(so calls sent to different nodes do not collide either). Parallel `cxl` processes with one key",
+           "on one machine therefore all succeed; see `cli/nonces.py`.", ""]
     for path, cmd in walk(cli, ["cxl"]):
         ctx = click.Context(cmd, info_name=" ".join(path), help_option_names=["-h", "--help"], max_content_width=100)
         out += [f"## `{' '.join(path)}`", "", "```", cmd.get_help(ctx).rstrip(), "```", ""]
