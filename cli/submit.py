@@ -36,6 +36,7 @@ import click
 from cli.client import DEFAULT_NODE_URL, NODE_ENV, NodeClient, NodeError, NodeUnreachable
 from cli.common import CliError, format_value, print_json
 from cli.nonces import NonceReservation
+from cli.timeparse import seconds_option
 from ledger.crypto import Signer
 from ledger.tx import SignedTx, make_tx
 
@@ -95,8 +96,7 @@ def tx_options(f: Callable | None = None, *, key_required: bool = True) -> Calla
             click.option("--sign-only", is_flag=True,
                          help="Print the signed transaction (base64) instead of sending it; offline this needs --nonce and --chain-id."),
             click.option("--no-wait", is_flag=True, help="Return once the node accepted it, without waiting for the commit."),
-            click.option("--timeout", type=click.FloatRange(1), default=DEFAULT_WAIT_S, show_default=True,
-                         metavar="SECONDS", help="How long to wait for the commit."),
+            seconds_option("--timeout", default=f"{DEFAULT_WAIT_S:g}s", help="How long to wait for the commit"),
             click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
             *dry_run_options(),
         ]

@@ -154,21 +154,23 @@ class DurationType(click.ParamType):
     """A click option value that is a duration; converts to milliseconds.
 
     `bare_unit` ("s", "d" …): a bare number is read in that unit, for options that took one
-    before; `warn_bare` then says on stderr how to write it instead.
+    before; `warn_bare` then says on stderr how to write it instead. `seconds`: the value is
+    delivered as float seconds (timeouts) instead of integer milliseconds.
     """
 
     name = "duration"
 
     def __init__(self, bare_unit: str | None = None, warn_bare: bool = False, min_ms: int = 1,
-                 max_ms: int | None = None):
+                 max_ms: int | None = None, seconds: bool = False):
         self.bare_unit, self.warn_bare, self.min_ms, self.max_ms = bare_unit, warn_bare, min_ms, max_ms
+        self.seconds = seconds
 
     def get_metavar(self, param, ctx=None) -> str:
         return "DURATION"
 
-    def convert(self, value, param, ctx) -> int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+    def convert(self, value, param, ctx) -> int | float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value  # already converted (click converts defaults and values once)
         text = str(value).strip()
         try:
             if re.fullmatch(r"\d+(\.\d+)?", text):
@@ -186,10 +188,19 @@ class DurationType(click.ParamType):
             bound = f"between {format_duration(self.min_ms)} and {format_duration(self.max_ms)}" if self.max_ms \
                 else f"at least {format_duration(self.min_ms)}"
             self.fail(f"{value!r} must be {bound}", param, ctx)
-        return ms
+        return ms / 1000 if self.seconds else ms
 
 
 TIME = TimeType()
+
+
+def seconds_option(*decls: str, default: str, help: str, min_s: float = 1, max_s: float | None = None,
+                   **kwargs) -> Callable:
+    """A timeout or wait: a duration (``30s``, ``2m``; a bare number is seconds), as float seconds."""
+    kind = DurationType(bare_unit="s", min_ms=round(min_s * 1000), seconds=True,
+                        max_ms=None if max_s is None else round(max_s * 1000))
+    return click.option(*decls, type=kind, default=default, show_default=True, metavar="DURATION",
+                        help=f"{help} (e.g. 30s, 2m; a bare number is seconds).", **kwargs)
 
 
 def time_option(*decls: str, help: str, **kwargs) -> Callable:

@@ -83,3 +83,29 @@ def test_bare_unit_keeps_old_numbers_working_with_a_warning():
     assert r.exit_code == 0 and r.stderr == ""
     r = CliRunner().invoke(cmd, ["--for", "3651d"])
     assert r.exit_code == 2 and "between" in r.output
+
+
+def test_seconds_options_take_durations_and_bare_seconds():
+    from cli.timeparse import seconds_option
+
+    @click.command()
+    @seconds_option("--timeout", default="30s", help="How long")
+    @seconds_option("--grace", default="0s", min_s=0, max_s=600, help="Grace")
+    def probe(timeout, grace):
+        click.echo(f"{timeout!r} {grace!r}")
+
+    assert CliRunner().invoke(probe, []).output == "30.0 0.0\n"
+    assert CliRunner().invoke(probe, ["--timeout", "2m", "--grace", "1.5"]).output == "120.0 1.5\n"
+    r = CliRunner().invoke(probe, ["--timeout", "500ms"])
+    assert r.exit_code == 2 and "at least 1s" in r.output
+    r = CliRunner().invoke(probe, ["--grace", "11m"])
+    assert r.exit_code == 2 and "between 0s and 10m" in r.output
+
+
+def test_cxl_timeouts_are_durations():
+    from cli.main import cli
+
+    r = CliRunner().invoke(cli, ["tx", "show", "ab" * 32, "--wait", "11m"])
+    assert r.exit_code == 2 and "--wait" in r.output
+    r = CliRunner().invoke(cli, ["tx", "transfer", "--key", "k", "--to", "cx", "--amount", "1", "--timeout", "0.2s"])
+    assert r.exit_code == 2 and "--timeout" in r.output
