@@ -138,6 +138,7 @@ def status_cmd(node_url, as_json):
     print_fields([
         ("node", node_url), ("chain id", st.get("chain_id")), ("genesis hash", st.get("genesis_hash")),
         ("node key", st.get("node_key")), ("height", st.get("height")), ("head hash", st.get("head_hash")),
+        ("head time", format_time(st.get("time_ms"))),
         ("state root", st.get("state_root")), ("view", st.get("view")), ("primary", st.get("primary")),
         ("validators", len(vals) if isinstance(vals, list) else vals),
         ("mempool", f"{mem.get('txs', '?')} txs, {mem.get('bytes', '?')} bytes" if isinstance(mem, dict) else mem),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -112,3 +113,23 @@ def test_tables_print_iso_utc_and_json_keeps_ms(monkeypatch):
     monkeypatch.setattr(market, "_get", lambda client, path, what, params=None: page)
     text = run("attest", "list", "--org", "org1").output
     assert "EXPIRES (UTC)" in text and "2026-12-01T10:00:00Z" in text
+
+
+class _StubClient:
+    def status(self):
+        return {"chain_id": "c", "height": 3, "head_hash": "ab", "time_ms": NOW + 5}
+
+    def get(self, path, params=None):
+        return {"height": 3, "hash": "ab", "header": {"time_ms": NOW}, "certificate": None, "txs": []}
+
+    def block(self, height):
+        return self.get(f"/v1/blocks/{height}")
+
+
+def test_status_and_block_show_print_iso_times(monkeypatch):
+    from cli import node
+
+    monkeypatch.setattr(node, "client_for", lambda url, timeout=None: _StubClient())
+    assert re.search(r"^head time +2026-12-01T10:00:00.005Z$", run("status").output, re.M)
+    assert json.loads(run("status", "--json").stdout)["time_ms"] == NOW + 5
+    assert "2026-12-01T10:00:00Z" in run("block", "show", 3).output
