@@ -88,8 +88,9 @@ def tx_options(f: Callable | None = None, *, key_required: bool = True) -> Calla
                          help="Passphrase for an encrypted key [default: $CXL_PASSPHRASE or prompt]."),
             click.option("--node", "node_url", envvar=NODE_ENV, default=DEFAULT_NODE_URL, show_default=True,
                          show_envvar=True, metavar="URL", help="API URL of a node."),
-            click.option("--nonce", type=click.IntRange(0), help="Account nonce [default: the node's pending nonce, reserved under a local lock so parallel "
-                              "calls with one key do not collide]."),
+            click.option("--nonce", type=click.IntRange(0),
+                         help="Account nonce [default: the node's pending nonce, reserved under a local lock so "
+                              "parallel calls with one key do not collide]."),
             click.option("--chain-id", help="Chain id [default: fetched from the node]."),
             click.option("--expiry", type=click.IntRange(0), default=0, show_default=True, metavar="HEIGHT",
                          help="Last block height that may include the transaction (0: never expires)."),
