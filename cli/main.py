@@ -1,7 +1,8 @@
 """`cxl`: the command-line interface.
 
 Exit codes follow click's convention: 0 success, 1 a failed operation (the node refused,
-a receipt failed, a wrong passphrase, an invalid file …), 2 a usage error. User errors
+a receipt failed, a wrong passphrase, an invalid file …), 2 a usage error; `cxl audit
+compare` alone adds 3, an incomplete comparison (some node did not answer). User errors
 never end in a traceback: the group below turns the ledger's and the node client's typed
 errors into one ``Error: …`` line that says what to do.
 """
