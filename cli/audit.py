@@ -1,7 +1,9 @@
 """`cxl audit`: replay a chain from genesis, make and verify receipts, compare nodes.
 
 Exit status: 0 when everything verifies (nodes agree), 1 when something does not verify
-or the chain cannot be read, 2 for usage errors (click's convention, as in cli/main.py).
+or the chain cannot be read, 2 for usage errors (click's convention, as in cli/main.py);
+`compare` exits 3 when the nodes that answered agree but some node did not answer (the
+comparison is incomplete; a difference found among the others is still 1).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from audit.compare import compare_nodes
 from audit.receipt import ReceiptError, fetch_receipt, receipt_from_chain, verify_receipt
 from audit.replay import replay
 from audit.source import HttpSource, SourceError, open_home
+from cli.timeparse import DurationType
 from genesis.schema import load as load_genesis
 from ledger.errors import LedgerError
 
@@ -132,7 +135,9 @@ def verify_receipt_cmd(receipt_file, genesis_path, as_json) -> None:
 @click.option("--home", type=click.Path(exists=True, file_okay=False), help="A stopped node's home directory.")
 @click.option("--node", "node_url", metavar="URL", help="A node's API URL.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the receipt here [default: stdout].")
-def receipt_cmd(tx_hash, genesis_path, home, node_url, output) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="With -o, print {file, tx_hash, height} as JSON; without, the receipt (always JSON).")
+def receipt_cmd(tx_hash, genesis_path, home, node_url, output, as_json) -> None:
     """Write the receipt of a transaction (verify it with `cxl audit verify-receipt`)."""
     doc, ghash = _genesis(genesis_path)
     try:
@@ -154,25 +159,39 @@ def receipt_cmd(tx_hash, genesis_path, home, node_url, output) -> None:
     text = json.dumps(receipt, indent=2, sort_keys=True) + "\n"
     if output:
         Path(output).write_text(text)
+        if as_json:
+            _echo_json({"file": output, "tx_hash": tx_hash, "height": receipt["height"]})
+            return
         click.echo(f"receipt for {tx_hash} (block {receipt['height']}) written to {output}", err=True)
     else:
         click.echo(text, nl=False)
 
 
+INCOMPLETE_EXIT = 3
+
+
 @audit_group.command("compare")
 @click.argument("urls", nargs=-1, required=True)
 @json_option
-def compare_cmd(urls, as_json) -> None:
-    """Ask several nodes for their blocks and name the first height where they differ."""
+@click.option("--timeout", type=DurationType(bare_unit="s"), default="10s", show_default=True,
+              help="How long to wait for each answer of a node before counting it unreachable (e.g. 10s, 1m).")
+def compare_cmd(urls, as_json, timeout) -> None:
+    """Ask several nodes for their blocks and name the first height where they differ.
+
+    A node that does not answer is reported and the others are compared without it.
+    Exit status: 0 all nodes answered and agree, 1 a difference, 3 the nodes that answered
+    agree but not all answered (or fewer than two did)."""
     if len(urls) < 2:
         raise click.UsageError("give at least two node URLs")
     try:
-        result = compare_nodes(list(urls))
+        result = compare_nodes(list(urls), timeout=timeout / 1000)
     except SourceError as exc:
         raise click.ClickException(exc.message) from None
     if as_json:
         _echo_json(result.to_json())
     else:
         click.echo(result.text())
-    if not result.ok:
+    if not result.agree:
         sys.exit(1)
+    if not result.complete:
+        sys.exit(INCOMPLETE_EXIT)

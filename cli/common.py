@@ -8,6 +8,7 @@ message by the top-level group (`cli.main.CxlGroup`), so no user error ends in a
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Callable
 
@@ -102,3 +103,31 @@ def parse_params(pairs: tuple[str, ...], option: str = "--param") -> dict:
             raise click.BadParameter(f"{name} must be an integer in [{lo}, {hi}]", param_hint=option)
         out[name] = int(value)
     return out
+
+
+def proposal_blocks_option(default_note: str) -> Callable:
+    """``--expires-in-blocks N`` for governance proposals, delivered as ``expires_in_blocks``.
+
+    Proposals expire at a block height, not a time, so the option names its unit. The old
+    spelling ``--expires-in N`` (blocks here, while ``--expires-in`` is a duration such as
+    ``90d`` everywhere else) still works, hidden, with a deprecation warning on stderr.
+    """
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            blocks, old = kwargs.pop("expires_in_blocks"), kwargs.pop("deprecated_expires_in")
+            if old is not None:
+                if blocks is not None:
+                    raise click.UsageError("give --expires-in-blocks only (--expires-in is its deprecated name)")
+                click.echo("warning: --expires-in on proposals counts blocks and is deprecated; use "
+                           f"--expires-in-blocks {old} (elsewhere --expires-in is a duration such as 90d)", err=True)
+                blocks = old
+            return fn(*args, expires_in_blocks=blocks, **kwargs)
+
+        blocks_range = click.IntRange(1, 10_000_000)
+        wrapper = click.option("--expires-in", "deprecated_expires_in", type=blocks_range, hidden=True)(wrapper)
+        return click.option("--expires-in-blocks", type=blocks_range, metavar="BLOCKS",
+                            help=f"Blocks the proposal stays open [{default_note}].")(wrapper)
+
+    return decorate

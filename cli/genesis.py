@@ -18,6 +18,7 @@ import click
 
 from cli.common import CliError, json_option, parse_params, print_fields, print_json
 from cli.keys import keyfile_public_key
+from cli.timeparse import format_time, time_option
 from genesis.schema import genesis_hash, load, validate
 from ledger.crypto import address_of
 from ledger.errors import GenesisError
@@ -99,11 +100,12 @@ def genesis_group() -> None:
 @genesis_group.command("init")
 @click.option("--chain-id", required=True, help="Chain id: 1-64 letters, digits, '.', '_' or '-'.")
 @click.option("--out", "-o", default=DEFAULT_GENESIS, show_default=True, type=click.Path(dir_okay=False))
-@click.option("--genesis-time-ms", type=click.IntRange(0), help="Genesis time, ms since the epoch [default: now].")
+@time_option("--genesis-time", "--genesis-time-ms", "genesis_time_ms", help="Genesis time [default: now]")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A chain parameter (repeatable), e.g. --param block_interval_ms=200.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def genesis_init(chain_id, out, genesis_time_ms, params, force):
+@json_option
+def genesis_init(chain_id, out, genesis_time_ms, params, force, as_json):
     """Write a genesis skeleton; fill it with `add-org` and `add-validator`."""
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", chain_id):
         raise click.BadParameter("must be 1-64 characters of letters, digits, '.', '_' or '-'", param_hint="--chain-id")
@@ -113,7 +115,11 @@ def genesis_init(chain_id, out, genesis_time_ms, params, force):
            "genesis_time_ms": genesis_time_ms if genesis_time_ms is not None else int(time.time() * 1000),
            "params": parse_params(params), "orgs": [], "validators": [], "balances": []}
     _write_draft(doc, out)
-    click.echo(f"wrote {out} (chain {chain_id}); next: `cxl genesis add-org …` and `cxl genesis add-validator …`")
+    if as_json:
+        print_json({"file": out, "chain_id": chain_id, "genesis_time_ms": doc["genesis_time_ms"],
+                    "params": doc["params"]})
+        return
+    click.echo(f"wrote {out} (chain {chain_id}, genesis time {format_time(doc['genesis_time_ms'])}); next: `cxl genesis add-org …` and `cxl genesis add-validator …`")
 
 
 @genesis_group.command("add-org")
@@ -128,8 +134,9 @@ def genesis_init(chain_id, out, genesis_time_ms, params, force):
 @click.option("--auditor-keyfile", multiple=True, type=keyfile_type, help="Auditor key file (repeatable).")
 @click.option("--balance", type=click.IntRange(0), default=0, show_default=True,
               help="Credits (minor units) given to each admin and operator key.")
+@json_option
 def genesis_add_org(genesis_path, org_id, name, admin_key, admin_keyfile, operator_key, operator_keyfile,
-                    auditor_key, auditor_keyfile, balance):
+                    auditor_key, auditor_keyfile, balance, as_json):
     """Add an organisation with its members (at least one admin) to the genesis file."""
     admins = _keys_from(admin_key, admin_keyfile, "admin")
     if not admins:
@@ -145,6 +152,10 @@ def genesis_add_org(genesis_path, org_id, name, admin_key, admin_keyfile, operat
             doc["balances"].append({"address": address_of(bytes.fromhex(k)), "amount": balance})
     check_draft(doc, genesis_path)
     _write_draft(doc, genesis_path)
+    if as_json:
+        print_json({"file": genesis_path, "org": org_id, "admins": admins, "operators": operators,
+                    "auditors": auditors, "balance": balance})
+        return
     click.echo(f"added organisation {org_id} ({len(admins)} admin, {len(operators)} operator, "
                f"{len(auditors)} auditor) to {genesis_path}")
 
@@ -156,7 +167,8 @@ def genesis_add_org(genesis_path, org_id, name, admin_key, admin_keyfile, operat
 @click.option("--node-keyfile", type=keyfile_type, help="The node's key file.")
 @click.option("--p2p", required=True, metavar="URL", help="Peer-to-peer URL, e.g. http://10.0.0.1:26600.")
 @click.option("--api", required=True, metavar="URL", help="Client API URL, e.g. http://10.0.0.1:26700.")
-def genesis_add_validator(genesis_path, org, node_key, node_keyfile, p2p, api):
+@json_option
+def genesis_add_validator(genesis_path, org, node_key, node_keyfile, p2p, api, as_json):
     """Add a validator (node key + endpoints) of an organisation already in the file."""
     if bool(node_key) == bool(node_keyfile):
         raise click.UsageError("give exactly one of --node-key HEX or --node-keyfile PATH")
@@ -168,6 +180,9 @@ def genesis_add_validator(genesis_path, org, node_key, node_keyfile, p2p, api):
     doc["validators"].append({"org": org, "key": key, "p2p": _url(p2p, "--p2p"), "api": _url(api, "--api")})
     check_draft(doc, genesis_path)
     _write_draft(doc, genesis_path)
+    if as_json:
+        print_json({"file": genesis_path, **doc["validators"][-1], "validators": len(doc["validators"])})
+        return
     click.echo(f"added validator {key[:16]}… of {org} to {genesis_path} ({len(doc['validators'])} validators)")
 
 
@@ -185,18 +200,22 @@ def genesis_validate(file, as_json):
                     "validators": len(doc["validators"]), "balances": len(doc["balances"])})
         return
     click.echo(f"{file} is valid")
-    print_fields([("chain id", doc["chain_id"]), ("orgs", len(doc["orgs"])), ("validators", len(doc["validators"])),
+    print_fields([("chain id", doc["chain_id"]), ("genesis time", format_time(doc["genesis_time_ms"])), ("orgs", len(doc["orgs"])), ("validators", len(doc["validators"])),
                   ("supply", sum(b["amount"] for b in doc["balances"])), ("genesis hash", h.hex())])
 
 
 @genesis_group.command("hash")
 @click.argument("file", type=click.Path(dir_okay=False))
-def genesis_hash_cmd(file):
+@json_option
+def genesis_hash_cmd(file, as_json):
     """Print the genesis hash (SHA-256 of the canonical encoding) of a valid genesis file."""
     try:
         doc, h = load(file)
     except GenesisError as exc:
         raise CliError(f"{file} is not a valid genesis: {exc.message}") from None
+    if as_json:
+        print_json({"file": file, "chain_id": doc["chain_id"], "genesis_hash": h.hex()})
+        return
     click.echo(h.hex())
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import click
 
 from cli.client import NodeClient, NodeError
-from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json, print_table
+from cli.common import (CliError, client_for, json_option, node_option, print_fields, print_json, print_table,
+                        proposal_blocks_option)
 from cli.submit import TxOptions, submit_tx, tx_options
 from ledger.errors import TxRejected
 from ledger.governance import ACTIONS, MAX_ACTIONS, normalise_action
@@ -211,9 +212,9 @@ def _read_file(path: str) -> list[dict]:
 @click.argument("tokens", nargs=-1, metavar="ACTION KEY=VALUE... [ACTION KEY=VALUE...]")
 @click.option("--file", "actions_file", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
               help='The actions as JSON: [{"action": "add_org", "args": {...}}, ...].')
-@click.option("--expires-in", type=click.IntRange(1, 10_000_000), help="Blocks the proposal stays open [100000].")
+@proposal_blocks_option("100000")
 @tx_options
-def gov_propose(tokens, actions_file, expires_in, txopts: TxOptions):
+def gov_propose(tokens, actions_file, expires_in_blocks, txopts: TxOptions):
     """Open a proposal with one or more actions (admins only); your organisation votes yes.
 
     All actions of a proposal apply together when it passes, in order, or none does: add an
@@ -241,8 +242,8 @@ def gov_propose(tokens, actions_file, expires_in, txopts: TxOptions):
     _check(actions, "--file" if actions_file else "ACTIONS")
     # one action: the original payload form, understood by every node version
     payload: dict = dict(actions[0]) if len(actions) == 1 else {"actions": actions}
-    if expires_in is not None:
-        payload["expires_in"] = expires_in
+    if expires_in_blocks is not None:
+        payload["expires_in"] = expires_in_blocks
     record = submit_tx(txopts, None, "propose", payload)
     result = (record.get("receipt") or {}).get("result") or {}
     if not txopts.as_json and result.get("status") == "open":

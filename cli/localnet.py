@@ -21,6 +21,7 @@ import click
 
 from cli.client import NodeClient, NodeError
 from cli.common import CliError, parse_params, print_json, print_table
+from cli.timeparse import seconds_option
 from genesis.localnet import (DEFAULT_BALANCE, DEFAULT_BASE_PORT, DEFAULT_CHAIN_ID, MANIFEST_FILE, LocalnetError,
                               create_localnet, load_manifest, save_manifest)
 
@@ -181,10 +182,8 @@ class _Supervisor:
 @localnet_group.command("start")
 @click.option("--dir", "directory", required=True, type=click.Path(file_okay=False, exists=True),
               help="A directory made by `cxl localnet init`.")
-@click.option("--timeout", type=click.FloatRange(1), default=60, show_default=True, metavar="SECONDS",
-              help="How long to wait for every node's API to answer.")
-@click.option("--stop-timeout", type=click.FloatRange(0), default=10, show_default=True, metavar="SECONDS",
-              help="Grace period after SIGTERM before children are killed.")
+@seconds_option("--timeout", default="60s", help="How long to wait for every node's API to answer")
+@seconds_option("--stop-timeout", default="10s", min_s=0, help="Grace period after SIGTERM before children are killed")
 def localnet_start(directory, timeout, stop_timeout):
     """Run every validator as a child process until Ctrl-C or SIGTERM."""
     manifest = _manifest(directory)

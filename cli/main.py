@@ -1,7 +1,8 @@
 """`cxl`: the command-line interface.
 
 Exit codes follow click's convention: 0 success, 1 a failed operation (the node refused,
-a receipt failed, a wrong passphrase, an invalid file …), 2 a usage error. User errors
+a receipt failed, a wrong passphrase, an invalid file …), 2 a usage error; `cxl audit
+compare` alone adds 3, an incomplete comparison (some node did not answer). User errors
 never end in a traceback: the group below turns the ledger's and the node client's typed
 errors into one ``Error: …`` line that says what to do.
 """
@@ -12,6 +13,7 @@ import click
 
 from cli.audit import audit_group
 from cli.client import NodeError
+from cli.completion import completion_cmd
 from cli.genesis import genesis_group
 from cli.gov import gov_group
 from cli.keys import keys_group
@@ -68,7 +70,7 @@ def cli() -> None:
 # Market and audit commands live in modules their owners write (cli/market.py, cli/audit.py);
 # they are part of the CLI, so their imports are not optional: a broken module fails loudly.
 for command in (keys_group, genesis_group, node_group, status_cmd, tx_group, account_group, block_group,
-                localnet_group, audit_group, listing_group, lease_group, attest_group, gov_group):
+                localnet_group, audit_group, listing_group, lease_group, attest_group, gov_group, completion_cmd):
     cli.add_command(command)
 
 

@@ -23,12 +23,15 @@ from cli.client import NodeClient, NodeError
 from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json, print_table
 from cli.keys import key_summary, load_signer, resolve_key_path
 from cli.submit import TxOptions, submit_tx, tx_options
+from cli.timeparse import DURATION_HELP, DurationType, format_time, time_option
 from ledger.crypto import is_address
 from ledger.market.leases import CLOSE_REASONS, REJECT_REASONS
 from ledger.market.sealing import SealingError, open_access, seal_access
 from ledger.market.usage import resolution_bytes
 
 DAY_MS = 86_400_000
+# `--expires-in` is a duration everywhere; attestations took bare days before, still read so
+ATTESTATION_LIFETIME = DurationType(bare_unit="d", warn_bare=True, min_ms=60_000, max_ms=3650 * DAY_MS)
 _HEX = re.compile(r"[0-9a-fA-F]+")
 
 
@@ -137,10 +140,10 @@ def _term_options(required: bool):
                      help="A feature (repeatable), e.g. confidential:sev-snp, encrypted-at-rest."),
         click.option("--price", type=click.IntRange(1, 2**62), required=req, metavar="MICRO",
                      help="Price per unit-hour in micro-credits (1,000,000 = 1 credit)."),
-        click.option("--available-from", "available_from_ms", type=click.IntRange(0), metavar="MS",
-                     help="Start of availability, ms since the epoch [create default: now]."),
-        click.option("--available-until", "available_until_ms", type=click.IntRange(0), metavar="MS",
-                     help="End of availability, ms since the epoch [create default: now + --available-days]."),
+        time_option("--available-from", "available_from_ms",
+                    help="Start of availability [create default: a minute ago]"),
+        time_option("--available-until", "available_until_ms",
+                    help="End of availability, e.g. 30d for 30 days from now [create default: now + --available-days]"),
         click.option("--available-days", type=click.IntRange(1, 3650), default=None,
                      help="Availability window length from now, in days [create default: 30]."),
         click.option("--uptime", "uptime_permille", type=click.IntRange(0, 1000), default=999 if req else None,
@@ -320,12 +323,12 @@ def listing_show(listing, node_url, as_json):
         ("per unit", _fmt_res(item["resources"])), ("units", f"{item['available_units']} free of {item['units']}"),
         ("price", f"{item['price']:,} micro-credits per unit-hour"), ("region", item["region"]),
         ("jurisdiction", item["jurisdiction"]), ("features", ", ".join(item["features"]) or "-"),
-        ("available", f"{item['available_from_ms']} .. {item['available_until_ms']} (ms)"),
+        ("available", f"{format_time(item['available_from_ms'])} .. {format_time(item['available_until_ms'])}"),
         ("sla", f"uptime {sla['uptime_permille']}‰, penalty {sla['penalty_permille']}‰ per ‰ missed, "
                 f"cap {sla['penalty_cap_permille']}‰"),
     ])
     for a in item.get("attestations", []):
-        click.echo(f"attested    #{a['id']} {a['claim']} by {a['issuer']} (until {a['expires_ms']})")
+        click.echo(f"attested    #{a['id']} {a['claim']} by {a['issuer']} (until {format_time(a['expires_ms'])})")
 
 
 # -- leases ----------------------------------------------------------------------------------
@@ -563,7 +566,8 @@ def lease_arbitrate(lease, period, unit_hours, uptime, txopts: TxOptions):
 @click.option("--key", "-k", required=True, metavar="NAME|PATH", help="The tenant's key.")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False))
 @node_option
-def lease_credentials(lease, key, passphrase_file, node_url):
+@json_option
+def lease_credentials(lease, key, passphrase_file, node_url, as_json):
     """Decrypt the access details the provider sealed to the tenant of LEASE."""
     info = _lease(client_for(node_url), lease)
     if not info.get("sealed_access"):
@@ -578,6 +582,9 @@ def lease_credentials(lease, key, passphrase_file, node_url):
             hint = (f"; they are sealed to the tenant {info['tenant']}, and this key is {signer.address}: "
                     "use the tenant's key")
         raise CliError(f"cannot open the access details of lease {lease}: {exc.message}{hint} [{exc.code}]") from None
+    if as_json:
+        print_json({"lease": lease, "access": plaintext.decode(errors="replace")})
+        return
     click.echo(plaintext.decode(errors="replace"))
 
 
@@ -598,7 +605,7 @@ def lease_show(lease, node_url, as_json):
         ("per unit", _fmt_res(info["resources"])), ("total", _credits(info["total"])),
         ("escrow", _credits(info["escrow"])), ("paid", _credits(info["paid"])),
         ("penalties", _credits(info["penalties"])), ("refunded", _credits(info["refunded"])),
-        ("attestations", info["attestations"] or None), ("start/end", f"{info['start_ms']} .. {info['end_ms']}"
+        ("attestations", info["attestations"] or None), ("start/end", f"{format_time(info['start_ms'])} .. {format_time(info['end_ms'])}"
                                                          if info["start_ms"] else None),
         ("closed", f"{info['close_reason']} by {info['closed_by']}" if info["closed_by"] else None),
         ("access", "sealed to the tenant (`cxl lease credentials`)" if info["sealed_access"] else None),
@@ -674,12 +681,11 @@ def attest_group() -> None:
 @click.option("--claim", required=True, help="The claim, e.g. confidential:sev-snp or jurisdiction:EU.")
 @click.option("--evidence-digest", metavar="HEX", help="32-byte digest of the evidence.")
 @click.option("--evidence-file", type=click.Path(exists=True, dir_okay=False), help="The evidence; its SHA-256 is posted.")
-@click.option("--expires-in", "expires_days", type=click.IntRange(1, 3650), default=90, show_default=True,
-              metavar="DAYS", help="Days until the attestation expires.")
-@click.option("--expires", "expires_ms", type=click.IntRange(1), metavar="MS",
-              help="Expiry in ms since the epoch (instead of --expires-in).")
+@click.option("--expires-in", "expires_in_ms", type=ATTESTATION_LIFETIME, default="90d", show_default=True,
+              help=f"How long the attestation stays live ({DURATION_HELP}; a bare number, deprecated, is days).")
+@time_option("--expires", "expires_ms", help="When it expires, instead of --expires-in")
 @tx_options
-def attest_create(org, listing, claim, evidence_digest, evidence_file, expires_days, expires_ms, txopts: TxOptions):
+def attest_create(org, listing, claim, evidence_digest, evidence_file, expires_in_ms, expires_ms, txopts: TxOptions):
     """Attest a claim about an organisation or listing (an auditor key of another organisation)."""
     if (org is None) == (listing is None):
         raise click.UsageError("give the subject: --org ORG or --listing ID")
@@ -687,7 +693,7 @@ def attest_create(org, listing, claim, evidence_digest, evidence_file, expires_d
     submit_tx(txopts, None, "attest", {
         "subject_type": "org" if org is not None else "listing", "subject": org if org is not None else listing,
         "claim": claim, "evidence_digest": evidence,
-        "expires_ms": expires_ms if expires_ms is not None else _now_ms() + expires_days * DAY_MS})
+        "expires_ms": expires_ms if expires_ms is not None else _now_ms() + expires_in_ms})
 
 
 @attest_group.command("revoke")
@@ -717,8 +723,8 @@ def attest_list(org, listing, live, node_url, as_json):
     if not page["items"]:
         click.echo("no attestations")
         return
-    print_table(["ID", "CLAIM", "ISSUER", "SUBJECT", "EXPIRES MS", "LIVE", "EVIDENCE"],
-                [[a["id"], a["claim"], a["issuer"], f"{a['subject_type']} {a['subject']}", a["expires_ms"],
+    print_table(["ID", "CLAIM", "ISSUER", "SUBJECT", "EXPIRES (UTC)", "LIVE", "EVIDENCE"],
+                [[a["id"], a["claim"], a["issuer"], f"{a['subject_type']} {a['subject']}", format_time(a["expires_ms"]),
                   a.get("live"), a["evidence_digest"][:16] + "…"] for a in page["items"]])
 
 

@@ -12,6 +12,7 @@ from cli.client import NodeError
 from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json, print_table
 from genesis.schema import load as load_genesis
 from cli.keys import read_passphrase
+from cli.timeparse import format_time
 from ledger.keystore import is_encrypted, read_key_document
 
 
@@ -145,6 +146,7 @@ def status_rows(node_url: str, st: dict) -> list[tuple[str, object]]:
         ("node", node_url), ("version", st.get("version")), ("role", st.get("role")),
         ("chain id", st.get("chain_id")), ("genesis hash", st.get("genesis_hash")),
         ("node key", st.get("node_key")), ("height", st.get("height")), ("head hash", st.get("head_hash")),
+        ("head time", format_time(st.get("time_ms"))),
         ("last commit", _age(st.get("last_commit_age_ms"))),
         ("catching up", None if "catching_up" not in st else ("yes" if st["catching_up"] else "no")),
         ("state root", st.get("state_root")), ("view", st.get("view")), ("primary", st.get("primary")),
@@ -216,7 +218,7 @@ def block_show(height, node_url, as_json):
         return
     header = block.get("header") or {}
     cert = block.get("certificate") or {}
-    print_fields([("height", block.get("height")), ("hash", block.get("hash")), ("time_ms", header.get("time_ms")),
+    print_fields([("height", block.get("height")), ("hash", block.get("hash")), ("time", format_time(header.get("time_ms"))),
                   ("view", header.get("view")), ("parent", header.get("parent_hash")),
                   ("proposer", header.get("proposer")), ("state root", header.get("state_root")),
                   ("signatures", len(cert.get("signatures") or []) if cert else "none (not certified yet)"),

@@ -11,8 +11,9 @@ A command that sends a transaction (``cxl tx transfer``, ``cxl listing create`` 
 `tx_options` adds ``--key --passphrase-file --node --nonce --chain-id --expiry
 --sign-only --no-wait --timeout --json --dry-run --force`` and passes them as one
 `TxOptions`. `submit_tx` opens the key (when no signer is given), fills in chain id and
-nonce from the node when they are not given, signs, then either prints the signed
-transaction (``--sign-only``) or sends it with `send_signed`:
+nonce from the node when they are not given (a nonce for a send is reserved under a local
+per-address lock, so parallel calls with one key do not collide: cli/nonces.py), signs,
+then either prints the signed transaction (``--sign-only``) or sends it with `send_signed`:
 
 1. a dry run first (``POST /v1/txs/simulate``: executed on the node's current state at the
    next height, nothing committed); if it says the transaction would fail, nothing is sent
@@ -34,6 +35,8 @@ import click
 
 from cli.client import DEFAULT_NODE_URL, NODE_ENV, NodeClient, NodeError, NodeUnreachable
 from cli.common import CliError, format_value, print_json
+from cli.nonces import NonceReservation
+from cli.timeparse import seconds_option
 from ledger.crypto import Signer
 from ledger.tx import SignedTx, make_tx
 
@@ -85,15 +88,16 @@ def tx_options(f: Callable | None = None, *, key_required: bool = True) -> Calla
                          help="Passphrase for an encrypted key [default: $CXL_PASSPHRASE or prompt]."),
             click.option("--node", "node_url", envvar=NODE_ENV, default=DEFAULT_NODE_URL, show_default=True,
                          show_envvar=True, metavar="URL", help="API URL of a node."),
-            click.option("--nonce", type=click.IntRange(0), help="Account nonce [default: fetched from the node]."),
+            click.option("--nonce", type=click.IntRange(0),
+                         help="Account nonce [default: the node's pending nonce, reserved under a local lock so "
+                              "parallel calls with one key do not collide]."),
             click.option("--chain-id", help="Chain id [default: fetched from the node]."),
             click.option("--expiry", type=click.IntRange(0), default=0, show_default=True, metavar="HEIGHT",
                          help="Last block height that may include the transaction (0: never expires)."),
             click.option("--sign-only", is_flag=True,
                          help="Print the signed transaction (base64) instead of sending it; offline this needs --nonce and --chain-id."),
             click.option("--no-wait", is_flag=True, help="Return once the node accepted it, without waiting for the commit."),
-            click.option("--timeout", type=click.FloatRange(1), default=DEFAULT_WAIT_S, show_default=True,
-                         metavar="SECONDS", help="How long to wait for the commit."),
+            seconds_option("--timeout", default=f"{DEFAULT_WAIT_S:g}s", help="How long to wait for the commit"),
             click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
             *dry_run_options(),
         ]
@@ -173,6 +177,8 @@ def submit_tx(ctx_or_opts: Any, signer: Signer | None, kind: str, payload: dict)
         signer = load_signer(opts.key, opts.passphrase_file)
     if opts.sign_only and opts.dry_run:
         raise click.UsageError("--sign-only and --dry-run do not go together: a dry run needs the node")
+    if not (opts.sign_only or opts.dry_run or opts.nonce is not None):
+        return _send_with_reserved_nonce(opts, signer, kind, payload)
     stx = build_tx(opts, signer, kind, payload)
     if opts.sign_only:
         encoded = base64.b64encode(stx.raw).decode()
@@ -182,6 +188,27 @@ def submit_tx(ctx_or_opts: Any, signer: Signer | None, kind: str, payload: dict)
             click.echo(encoded)
         return {"hash": stx.hash.hex(), "tx": encoded, "status": "signed"}
     return send_signed(opts, stx)
+
+
+class _CachedNonceAhead(Exception):
+    """The dry run says nonce_gap for a nonce taken from the local cache (see cli/nonces.py)."""
+
+
+def _send_with_reserved_nonce(opts: TxOptions, signer: Signer, kind: str, payload: dict) -> dict:
+    """Sign with a nonce reserved under the address's local lock, so that parallel `cxl`
+    calls with one key do not collide (cli/nonces.py); the lock is held until the node
+    accepted the transaction."""
+    client = opts.client()
+    chain_id = opts.chain_id or client.status()["chain_id"]
+    with NonceReservation(signer.address, chain_id) as reservation:
+        nonce = reservation.choose(fetch_nonce(client, signer.address))
+        try:
+            return send_signed(opts, make_tx(signer, chain_id, nonce, kind, payload, opts.expiry), reservation)
+        except _CachedNonceAhead:
+            # a transaction this machine sent was dropped before it was committed: trust the node
+            reservation.forget()
+            nonce = reservation.choose(fetch_nonce(client, signer.address))
+            return send_signed(opts, make_tx(signer, chain_id, nonce, kind, payload, opts.expiry), reservation)
 
 
 def simulate(client: NodeClient, stx: SignedTx) -> dict | None:
@@ -219,8 +246,11 @@ def report_dry_run(sim: dict, as_json: bool) -> None:
         click.echo(f"dry run at height {sim.get('height')}: would fail: {why_not(sim)}; nothing was sent")
 
 
-def send_signed(ctx_or_opts: Any, stx: SignedTx) -> dict:
-    """Dry-run, then post an already signed transaction, then wait and print as `submit_tx` does."""
+def send_signed(ctx_or_opts: Any, stx: SignedTx, reservation: NonceReservation | None = None) -> dict:
+    """Dry-run, then post an already signed transaction, then wait and print as `submit_tx` does.
+
+    With `reservation` (the nonce came from cli/nonces.py), it is told once the node accepted
+    the transaction, which records the nonce and releases the lock before the wait."""
     opts = _as_options(ctx_or_opts)
     client = opts.client()
     if opts.dry_run or not opts.force:
@@ -238,6 +268,9 @@ def send_signed(ctx_or_opts: Any, stx: SignedTx) -> dict:
             if not sim["ok"]:
                 raise click.exceptions.Exit(1)
             return {**sim, "status": "simulated"}
+        if sim is not None and not sim["ok"] and sim.get("code") == "nonce_gap" and reservation is not None \
+                and reservation.from_cache:
+            raise _CachedNonceAhead()
         if sim is not None and not sim["ok"]:
             raise CliError(f"not sent: a dry run at height {sim.get('height')} says it would fail: {why_not(sim)}\n"
                            "nothing was committed and no nonce was used; fix it, or send anyway with --force")
@@ -247,6 +280,8 @@ def send_signed(ctx_or_opts: Any, stx: SignedTx) -> dict:
         if isinstance(exc, NodeUnreachable):
             raise
         raise CliError(f"the node refused the transaction: {exc.message} [{exc.code}]") from None
+    if reservation is not None:
+        reservation.accepted(stx.tx.nonce)
     tx_hash = accepted.get("hash") or stx.hash.hex()
     if not opts.wait:
         record = {"hash": tx_hash, "status": accepted.get("status", "pending")}

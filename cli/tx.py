@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -12,10 +13,11 @@ from pathlib import Path
 import click
 
 from cli.client import NodeError
-from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json
+from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json, proposal_blocks_option
 from cli.keys import key_summary, resolve_key_path
 from cli.submit import (DEFAULT_WAIT_S, TxOptions, describe_tx, dry_run_options, landed, receipt_ok, send_signed,
                         submit_tx, tx_options)
+from cli.timeparse import seconds_option
 from ledger.crypto import is_address
 from ledger.errors import EncodingError, TxRejected
 from ledger.governance import normalise_action
@@ -100,9 +102,9 @@ def _parse_args(action: str, pairs: tuple[str, ...]) -> dict:
                                              "remove_validator", "set_param", "mint"]), metavar="ACTION")
 @click.option("--arg", "pairs", multiple=True, metavar="KEY=VALUE",
               help="An argument of the action (repeatable), e.g. --arg to=cx… --arg amount=100.")
-@click.option("--expires-in", type=click.IntRange(1, 10_000_000), help="Blocks the proposal stays open [chain default].")
+@proposal_blocks_option("chain default")
 @tx_options
-def tx_propose(action, pairs, expires_in, txopts: TxOptions):
+def tx_propose(action, pairs, expires_in_blocks, txopts: TxOptions):
     """Open a governance proposal (admins only); your organisation votes yes.
 
     \b
@@ -117,8 +119,8 @@ def tx_propose(action, pairs, expires_in, txopts: TxOptions):
       mint             to, amount
     """
     payload: dict = {"action": action, "args": _parse_args(action, pairs)}
-    if expires_in is not None:
-        payload["expires_in"] = expires_in
+    if expires_in_blocks is not None:
+        payload["expires_in"] = expires_in_blocks
     submit_tx(txopts, None, "propose", payload)
 
 
@@ -143,7 +145,7 @@ def _with_dry_run_options(fn):
 @click.argument("source", metavar="FILE|-")
 @node_option
 @click.option("--no-wait", is_flag=True, help="Return once the node accepted it.")
-@click.option("--timeout", type=click.FloatRange(1), default=DEFAULT_WAIT_S, show_default=True, metavar="SECONDS")
+@seconds_option("--timeout", default=f"{DEFAULT_WAIT_S:g}s", help="How long to wait for the commit")
 @json_option
 @_with_dry_run_options
 def tx_submit(source, node_url, no_wait, timeout, as_json, dry_run, force):
@@ -155,7 +157,8 @@ def tx_submit(source, node_url, no_wait, timeout, as_json, dry_run, force):
 
 @tx_group.command("decode")
 @click.argument("source", metavar="FILE|-")
-def tx_decode(source):
+@click.option("--json", "as_json", is_flag=True, help="Accepted for uniformity: the output is always JSON.")
+def tx_decode(source, as_json):
     """Show what a signed transaction says, offline (always JSON)."""
     stx = _decode(source)
     print_json({"hash": stx.hash.hex(), "signature_valid": stx.verify_signature(), **describe_tx(stx)})
@@ -164,8 +167,8 @@ def tx_decode(source):
 @tx_group.command("show")
 @click.argument("tx_hash", metavar="HASH")
 @node_option
-@click.option("--wait", type=click.IntRange(0, 600), default=0, metavar="SECONDS",
-              help="Wait up to this long for the transaction to commit.")
+@seconds_option("--wait", default="0s", min_s=0, max_s=600,
+                help="Wait up to this long for the transaction to commit")
 @click.option("--receipt", "receipt_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               help="Also write an offline-verifiable receipt (header, certificate, Merkle proofs, result) "
                    "here; check it with `cxl audit verify-receipt FILE --genesis GENESIS`.")
@@ -180,7 +183,7 @@ def tx_show(tx_hash, node_url, wait, receipt_path, genesis_path, as_json):
         raise click.BadParameter("a transaction hash is 64 hex digits", param_hint="HASH")
     client = client_for(node_url)
     try:
-        record = client.tx(tx_hash, wait=wait or None)
+        record = client.tx(tx_hash, wait=math.ceil(wait) or None)  # the API takes whole seconds
     except NodeError as exc:
         if exc.status == 404:
             raise CliError(f"the node at {client.url} knows no transaction {tx_hash}") from None

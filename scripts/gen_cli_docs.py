@@ -28,7 +28,21 @@ def walk(cmd: click.Command, path: list[str]):
 def render() -> str:
     out = ["# `cxl` command reference", "",
            "Generated from the commands' own `--help` by `scripts/gen_cli_docs.py`; every",
-           "command answers `--help` with the same text.", ""]
+           "command answers `--help` with the same text.", "",
+           "**Times and durations.** Every option that takes a time (`TIME`) accepts ISO-8601 with a zone",
+           "(`2026-12-01T10:00Z`, `2026-12-01T11:00+01:00`; a bare date is midnight UTC), `now`, a duration",
+           "from now (`2h`, `+3d`, `-10m`) or, for scripts, epoch milliseconds. A `DURATION` is `500ms`, `30s`,",
+           "`90m`, `2h`, `3d`, `1w`, `1d12h` or ISO-8601 `PT2H`; timeouts and waits are durations too (a bare number there is",
+           "seconds, as before). `--expires-in` is a duration wherever it",
+           "appears; proposals, which expire at a block height, take `--expires-in-blocks` (their old",
+           "`--expires-in N` still works, with a deprecation warning). Tables print times as ISO-8601 UTC;",
+           "`--json` output keeps the node's integer `*_ms` fields unchanged (nothing added, nothing renamed),",
+           "so scripts that read it keep working (see `cli/timeparse.py`).", "",
+           "**Parallel sends with one key.** A transaction command without `--nonce` reserves its nonce",
+           "under a per-address lock file in `$CXL_NONCE_DIR` (default `~/.cxl/nonces/`), held from asking",
+           "the node until the node accepted the transaction, and records the next nonce there for a minute",
+           "(so calls sent to different nodes do not collide either). Parallel `cxl` processes with one key",
+           "on one machine therefore all succeed; see `cli/nonces.py`.", ""]
     for path, cmd in walk(cli, ["cxl"]):
         ctx = click.Context(cmd, info_name=" ".join(path), help_option_names=["-h", "--help"], max_content_width=100)
         out += [f"## `{' '.join(path)}`", "", "```", cmd.get_help(ctx).rstrip(), "```", ""]

@@ -1,6 +1,15 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(autouse=True)
+def _private_nonce_dir(tmp_path_factory, monkeypatch):
+    """Each test gets its own local nonce cache (cli/nonces.py): test networks share keys and
+    chain ids, so a shared ~/.cxl/nonces would carry nonces from one test (or worktree) to another."""
+    monkeypatch.setenv("CXL_NONCE_DIR", str(tmp_path_factory.mktemp("nonces")))

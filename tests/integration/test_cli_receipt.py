@@ -4,6 +4,7 @@ checks offline with the genesis file alone, and refuses a tampered one."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from genesis.testnet import make_testnet
@@ -66,3 +67,13 @@ def _flip_result(receipt: dict) -> None:
 def test_receipt_for_an_unknown_tx_is_a_clear_error(node):
     out = cxl("tx", "show", "ab" * 32, "--receipt", node / "r.json", code=1)
     assert "knows no transaction" in out
+
+
+def test_audit_receipt_json_names_the_file_it_wrote(node):
+    to = NET.operators["org2"].address
+    tx_hash = json.loads(cxl("tx", "transfer", "--key", node / "admin.json", "--to", to, "--amount", 7, "--json"))["hash"]
+    out_file = node / "r2.json"
+    summary = json.loads(cxl("audit", "receipt", tx_hash, "--genesis", node / "genesis.json", "--node",
+                             os.environ["CXL_NODE"], "-o", out_file, "--json"))
+    receipt = json.loads(out_file.read_text())
+    assert summary == {"file": str(out_file), "tx_hash": tx_hash, "height": receipt["height"]}

@@ -67,8 +67,11 @@ class StubNode:
                     if stub.simulation is None:
                         return self._send(404, {"error": {"code": "not_found", "message": "no such endpoint"}})
                     stub.simulated.append(base64.b64decode(body["tx"]))
+                    answer = stub.simulation
+                    if callable(answer):  # an answer that depends on the transaction
+                        answer = answer(decode_tx(stub.simulated[-1]))
                     return self._send(200, {"hash": "ab" * 32, "height": 12, "time_ms": 1, "stage": "execution",
-                                            **stub.simulation})
+                                            **answer})
                 if stub.refuse:
                     status, code, message = stub.refuse
                     return self._send(status, {"error": {"code": code, "message": message}})
@@ -295,3 +298,44 @@ def test_submit_a_presigned_file_dry_run(key, node, tmp_path):
     assert r.exit_code == 1 and "would fail" in r.stdout
     r = run("tx", "submit", path, "--node", node.url, "--force")
     assert r.exit_code == 0 and len(node.txs) == 1
+
+
+# -- local nonce reservation (cli/nonces.py) --------------------------------------------------
+
+def _sent_nonces(node) -> list[int]:
+    return sorted(decode_tx(raw).tx.nonce for raw in node.txs.values())
+
+
+def test_sends_record_the_next_nonce_so_a_lagging_node_is_not_trusted(key, node):
+    for amount in (1, 2):  # the stub node keeps saying 7, as a node gossip has not reached yet would
+        r = run("tx", "transfer", "--key", key[0], "--to", TO, "--amount", amount, "--node", node.url, "--no-wait")
+        assert r.exit_code == 0, r.output
+    assert _sent_nonces(node) == [7, 8]
+
+
+def test_a_refused_send_uses_no_nonce(key, node):
+    node.refuse = (409, "nonce_conflict", "taken")
+    assert run("tx", "transfer", "--key", key[0], "--to", TO, "--amount", 1, "--node", node.url).exit_code == 1
+    node.refuse = None
+    assert run("tx", "transfer", "--key", key[0], "--to", TO, "--amount", 1, "--node", node.url).exit_code == 0
+    assert _sent_nonces(node) == [7]
+
+
+def test_a_recorded_nonce_ahead_of_the_chain_is_dropped_and_the_node_trusted(key, node):
+    assert run("tx", "transfer", "--key", key[0], "--to", TO, "--amount", 1, "--node", node.url).exit_code == 0
+    node.txs.clear()  # as if that transaction (nonce 7) had been dropped from every mempool
+    node.simulation = lambda stx: ({"ok": True, "code": "ok", "message": "", "result": {}} if stx.tx.nonce == 7 else
+                                   {"ok": False, "code": "nonce_gap", "message": "held until 7 arrives", "result": {}})
+    r = run("tx", "transfer", "--key", key[0], "--to", TO, "--amount", 2, "--node", node.url)
+    assert r.exit_code == 0, r.output
+    assert [decode_tx(raw).tx.nonce for raw in node.simulated] == [8, 7]  # tried the record, then the node's
+    assert _sent_nonces(node) == [7]
+
+
+def test_explicit_nonce_and_sign_only_leave_the_record_alone(key, node, tmp_path, monkeypatch):
+    monkeypatch.setenv("CXL_NONCE_DIR", str(tmp_path / "nonces"))
+    assert run("tx", "transfer", "--key", key[0], "--to", TO, "--amount", 1, "--node", node.url, "--nonce", 7,
+               "--no-wait").exit_code == 0
+    assert run("tx", "transfer", "--key", key[0], "--to", TO, "--amount", 1, "--node", node.url,
+               "--sign-only").exit_code == 0
+    assert not (tmp_path / "nonces").exists()
