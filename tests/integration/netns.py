@@ -172,11 +172,14 @@ class NetnsNet(LocalNet):
         try:
             # listen on every address of the node's own namespace (it has only eth0 and lo)
             super().__init__(root, n, params=params, config={"p2p_host": "0.0.0.0",
-                                                                         "api_host": "0.0.0.0"}, **kwargs)
+                                                                         "api_host": "0.0.0.0",
+                                                                         "metrics_host": "0.0.0.0"}, **kwargs)
         except BaseException:
             self.fabric.destroy()
             raise
         self.apis = [node["api"] for node in self.nodes]
+        # the metrics listener's default port: the API port + 100, on the node's own address
+        self.metrics_bases = [f"http://{Fabric.addr(i)}:{node['api_port'] + 100}" for i, node in enumerate(self.nodes)]
 
     def _edit_genesis(self, params: dict, extra_members: list, balance: int) -> None:
         from genesis.schema import load as load_genesis, save as save_genesis
@@ -215,7 +218,8 @@ class NetnsNet(LocalNet):
             return http("POST", self.apis[i] + path, body, timeout=timeout)
 
     def metric(self, i: int, name: str) -> float:
-        text = self.get(i, "/metrics")
+        with entered(self.fabric.hub):
+            text = http("GET", self.metrics_bases[i] + "/metrics", timeout=5.0)
         m = re.search(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$", text, re.M)
         if m is None:
             raise AssertionError(f"metric {name} not found on node{i + 1}")

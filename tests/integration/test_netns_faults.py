@@ -104,10 +104,10 @@ def test_five_percent_loss_and_100_ms_delay_keep_80_percent_of_200_tx_s(make_net
     try:
         time.sleep(warmup_s)
         c0, t0 = net.metric(0, "cxl_txs_committed_total"), time.monotonic()
-        v0 = net.metric(0, "cxl_view_changes")
+        v0 = net.metric(0, "cxl_view_changes_total")
         time.sleep(window_s)
         c1, t1 = net.metric(0, "cxl_txs_committed_total"), time.monotonic()
-        v1 = net.metric(0, "cxl_view_changes")
+        v1 = net.metric(0, "cxl_view_changes_total")
     finally:
         load.stop()
     rate = (c1 - c0) / (t1 - t0)
@@ -126,7 +126,7 @@ def test_a_node_with_a_skewed_clock_is_reported(make_net):
     try:
         net.wait_height(3, nodes=[0, 1], timeout=40)
         deadline = time.monotonic() + 20
-        while net.metric(3, "cxl_blocks_refused_for_time") < 1:
+        while net.metric(3, "cxl_blocks_refused_for_time_total") < 1:
             assert time.monotonic() < deadline, "the slow node never refused a block for its time"
             time.sleep(0.2)
     finally:

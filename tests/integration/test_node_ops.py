@@ -83,6 +83,13 @@ async def test_health_is_degraded_without_quorum(tmp_path):
         async with aiohttp.ClientSession() as s:
             status, st = await get(s, node.api_url + "/v1/status")
             assert st["stalled_reason"] == "no_quorum" and st["peers_connected"] == 0
+            # while its start-up sync still asks for peers the node also says it is behind
+            if st["catching_up"]:
+                status, verdict = await get(s, node.api_url + "/health")
+                assert "behind" in [r["code"] for r in verdict["reasons"]]
+            from tests.integration.test_node_multi import until
+            await until(lambda: not node.status()["catching_up"], timeout=20,
+                        what="the start-up sync gave up on absent peers")
             status, verdict = await get(s, node.api_url + "/health")
             assert status == 503 and verdict["status"] == "degraded"
             assert [r["code"] for r in verdict["reasons"]] == ["no_peers", "no_quorum"]
@@ -312,7 +319,9 @@ async def test_four_nodes_report_connected_peers_and_lose_quorum_when_two_stop(t
                     what="every node connected to the three others")
         st = nodes[0].status()
         assert set(st["connected_peers"]) == {n.signer.public_key.hex() for n in nodes[1:]}
-        assert all(n.health()["status"] == "ready" for n in nodes)
+        # ready once each node's start-up sync has heard from f+1 peers
+        await until(lambda: all(n.health()["status"] == "ready" for n in nodes), timeout=30,
+                    what="every node ready")
         for n in nodes[2:]:
             await n.stop()
         await until(lambda: nodes[0].status()["peers_connected"] == 1, timeout=30,
