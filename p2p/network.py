@@ -360,7 +360,8 @@ class PeerNetwork:
             return ws
         except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
             log.debug("p2p: handshake from %s broke off: %s", request.remote, exc)
-            return ws
+            # an unprepared WebSocketResponse makes aiohttp log "Call .prepare() first"
+            return ws if ws.prepared else web.Response(status=400, text="websocket upgrade broke off")
         finally:
             self._handshaking -= 1
         self.gate.authenticated(request.protocol)
