@@ -284,7 +284,8 @@ OPENAPI_PATHS = {
         "parameters": [
             {"name": "status", "in": "query", "required": False,
              "schema": {"type": "string", "enum": list(gq.PROPOSAL_STATUSES)}},
-            {"name": "cursor", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1},
+            {"name": "cursor", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "maximum": 2**62},
              "description": "next_cursor of the previous page (older proposals follow)"},
             {"name": "limit", "in": "query", "required": False,
              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}}],
@@ -294,7 +295,8 @@ OPENAPI_PATHS = {
             **_err(400)}}},
     "/v1/proposals/{id}": {"get": {
         "summary": "One proposal: actions, status, votes by organisation, threshold, expiry",
-        "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}],
+        "parameters": [{"name": "id", "in": "path", "required": True,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}],
         "responses": {"200": _ok(_ref("Proposal"), "Proposal"), **_err(400, 404)}}},
     "/v1/orgs": {"get": {
         "summary": "Organisations with member counts by role and validator count",
@@ -302,7 +304,8 @@ OPENAPI_PATHS = {
             "items": {"type": "array", "items": _ref("OrgSummary")}, "height": _INT}}, "Organisations")}}},
     "/v1/orgs/{id}": {"get": {
         "summary": "One organisation: members (address, role, key) and validators",
-        "parameters": [{"name": "id", "in": "path", "required": True, "schema": _STR}],
+        "parameters": [{"name": "id", "in": "path", "required": True,
+                        "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,31}$"}}],
         "responses": {"200": _ok(_ref("Org"), "Organisation"), **_err(400, 404)}}},
     "/v1/params": {"get": {
         "summary": "Chain parameters: current value, default, range governance may set",

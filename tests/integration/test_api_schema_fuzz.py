@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from genesis.schema import save as save_genesis
 from genesis.testnet import make_testnet
 from ledger.keystore import write_key
-from node import market_api, openapi as core_openapi
+from node import gov_api, market_api, openapi as core_openapi
 from node.config import init_home
 
 from nodethread import NodeThread
@@ -108,7 +108,7 @@ def conforms(doc: dict, schema: dict, value, where: str = "$") -> list[str]:
 
 # the core and market paths; an extension's paths join this list once its document
 # states its real constraints
-FUZZED_PATHS = set(core_openapi.PATHS) | set(market_api.OPENAPI_PATHS)
+FUZZED_PATHS = set(core_openapi.PATHS) | set(market_api.OPENAPI_PATHS) | set(gov_api.OPENAPI_PATHS)
 
 
 def get_operations(doc) -> list[tuple[str, dict]]:
