@@ -111,15 +111,41 @@ class RateLimitedLog:
             self._dropped += 1
 
 
-class ConnectionGuard:
+class AddressSlots:
+    """Slots counted in total and per client address (connections, long polls)."""
+
+    def __init__(self, total: int, per_ip: int):
+        self.total_limit, self.per_ip_limit = total, per_ip
+        self.total = 0
+        self.per_ip: dict[str, int] = {}
+
+    def ip_full(self, ip: str) -> bool:
+        return self.per_ip.get(ip, 0) >= self.per_ip_limit
+
+    def total_full(self) -> bool:
+        return self.total >= self.total_limit
+
+    def take(self, ip: str) -> None:
+        self.total += 1
+        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+
+    def give_back(self, ip: str) -> None:
+        self.total -= 1
+        left = self.per_ip.get(ip, 1) - 1
+        if left > 0:
+            self.per_ip[ip] = left
+        else:
+            self.per_ip.pop(ip, None)
+
+
+class ConnectionGuard(AddressSlots):
     """Counts open connections, in total and per IP, for one API server, and knows which
     of them are idle (no request in flight), oldest first."""
 
     def __init__(self, limits: ApiLimits, log: logging.Logger):
+        super().__init__(limits.max_connections, limits.max_connections_per_ip)
         self.limits = limits
         self.log = RateLimitedLog(log)
-        self.total = 0
-        self.per_ip: dict[str, int] = {}
         self.idle: dict["GuardedHandler", None] = {}  # insertion order: idle the longest first
         self.evicted = 0
 
@@ -129,26 +155,20 @@ class ConnectionGuard:
         At the total limit, the connection idle the longest is closed to make room: idle
         and half-sent connections can never lock real clients out, only requests in
         flight (whose number long polls cannot fill: `LongPollBudget`) hold slots."""
-        if self.per_ip.get(ip, 0) >= self.limits.max_connections_per_ip:
+        if self.ip_full(ip):
             return f"at most {self.limits.max_connections_per_ip} API connections from one address ({ip})"
-        if self.total >= self.limits.max_connections:
+        if self.total_full():
             victim = next(iter(self.idle), None)
             if victim is None:
                 return f"the node serves at most {self.limits.max_connections} API connections at once"
             victim.evict()
             self.evicted += 1
-        self.total += 1
-        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+        self.take(ip)
         return None
 
     def release(self, handler: "GuardedHandler", ip: str) -> None:
         self.idle.pop(handler, None)
-        self.total -= 1
-        left = self.per_ip.get(ip, 1) - 1
-        if left > 0:
-            self.per_ip[ip] = left
-        else:
-            self.per_ip.pop(ip, None)
+        self.give_back(ip)
 
 
 def _describe_bad_http(status: int, exc: BaseException | None, message: str | None) -> tuple[int, str, str]:
@@ -344,25 +364,14 @@ async def serve(app: web.Application, host: str, port: int, limits: ApiLimits,
     return runner, sock.getsockname()[1]
 
 
-class LongPollBudget:
+class LongPollBudget(AddressSlots):
     """How many `?wait=` long polls are held at once, in total and per client address."""
 
-    def __init__(self, total: int, per_ip: int):
-        self.total_limit, self.per_ip_limit = total, per_ip
-        self.total = 0
-        self.per_ip: dict[str, int] = {}
-
     def acquire(self, ip: str) -> bool:
-        if self.total >= self.total_limit or self.per_ip.get(ip, 0) >= self.per_ip_limit:
+        if self.total_full() or self.ip_full(ip):
             return False
-        self.total += 1
-        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+        self.take(ip)
         return True
 
     def release(self, ip: str) -> None:
-        self.total -= 1
-        left = self.per_ip.get(ip, 1) - 1
-        if left > 0:
-            self.per_ip[ip] = left
-        else:
-            self.per_ip.pop(ip, None)
+        self.give_back(ip)
