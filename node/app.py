@@ -38,9 +38,9 @@ from ledger.tx import SignedTx
 from node import config as cfgmod
 from node import views
 from node.config import NodeConfig, NodeHome
-from node.errors import ConfigError, NodeError, TxAdmissionError
+from node.errors import ConfigError, NodeError
 from node.logutil import limit_repeats
-from node.mempool import Mempool, check_raw
+from node.mempool import Mempool, check_raws
 from node import health as healthmod
 from node.logs import JsonLines, file_handler, has_file_handler, level_number, setup_stderr_logging  # noqa: F401
 from node.metrics import NodeMetrics, start_metrics_listener
@@ -101,16 +101,6 @@ class Admission:
     status: str                  # "pending" | "committed" | "rejected"
     error: NodeError | None = None
     height: int | None = None
-
-
-def _check_batch(raws: list[bytes], chain_id: str, max_tx_bytes: int) -> list:
-    out = []
-    for raw in raws:
-        try:
-            out.append(check_raw(raw, chain_id, max_tx_bytes))
-        except TxAdmissionError as exc:
-            out.append(exc)
-    return out
 
 
 # -- the node -------------------------------------------------------------------------------
@@ -338,7 +328,7 @@ class Node:
         parts = max(1, min(self.config.sig_check_threads, len(raws) // 64))
         step = -(-len(raws) // parts) if raws else 1
         chunks = [raws[i:i + step] for i in range(0, len(raws), step)]
-        done = await asyncio.gather(*(loop.run_in_executor(self._executor, _check_batch, c, self.chain_id, max_tx)
+        done = await asyncio.gather(*(loop.run_in_executor(self._executor, check_raws, c, self.chain_id, max_tx)
                                       for c in chunks))
         checked = [item for part in done for item in part]
         out: list[Admission] = []

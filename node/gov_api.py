@@ -35,7 +35,7 @@ from ledger.governance import ORG_ID
 from ledger.simulate import Simulated, SimulationTooLarge, simulate
 from node import api, views
 from node.errors import BadRequest, NodeError, NotFound, TxAdmissionError
-from node.mempool import check_raw
+from node.mempool import check_raws
 from node.openapi import add_openapi_paths
 
 MAX_PAGE = 200
@@ -162,13 +162,8 @@ def _raw_items(body) -> tuple[list[bytes], bool]:
 
 def _check_all(raws: list[bytes], chain_id: str, max_tx_bytes: int) -> list:
     """Stateless admission (size, decoding, chain id, signature) as POST /v1/txs does it."""
-    out = []
-    for raw in raws:
-        try:
-            out.append(check_raw(raw, chain_id, max_tx_bytes))
-        except TxAdmissionError as exc:
-            out.append(Simulated(sha256(raw), exc.code, exc.message, {}, "admission"))
-    return out
+    return [Simulated(sha256(raw), r.code, r.message, {}, "admission") if isinstance(r, TxAdmissionError) else r
+            for raw, r in zip(raws, check_raws(raws, chain_id, max_tx_bytes))]
 
 
 def _result_json(r: Simulated) -> dict:

@@ -99,6 +99,18 @@ def check_raw(raw: bytes, chain_id: str, max_tx_bytes: int) -> SignedTx:
     return stx
 
 
+def check_raws(raws: list[bytes], chain_id: str, max_tx_bytes: int) -> list:
+    """`check_raw` for a batch (run in a worker thread): each item its SignedTx, or the
+    TxAdmissionError that refused it, so one bad transaction does not sink the others."""
+    out: list = []
+    for raw in raws:
+        try:
+            out.append(check_raw(raw, chain_id, max_tx_bytes))
+        except TxAdmissionError as exc:
+            out.append(exc)
+    return out
+
+
 @dataclass(slots=True)
 class _Entry:
     stx: SignedTx
