@@ -17,6 +17,7 @@ from cli.common import CliError, client_for, json_option, node_option, print_fie
 from cli.keys import key_summary, resolve_key_path
 from cli.submit import (DEFAULT_WAIT_S, TxOptions, describe_tx, dry_run_options, landed, receipt_ok, send_signed,
                         submit_tx, tx_options)
+from cli.gov import gov_vote
 from cli.timeparse import seconds_option
 from ledger.crypto import is_address
 from ledger.errors import EncodingError, TxRejected
@@ -124,15 +125,8 @@ def tx_propose(action, pairs, expires_in_blocks, txopts: TxOptions):
     submit_tx(txopts, None, "propose", payload)
 
 
-@tx_group.command("vote")
-@click.argument("proposal", type=click.IntRange(1))
-@click.option("--yes/--no", "approve", default=None, help="Approve or reject (one is required).")
-@tx_options
-def tx_vote(proposal, approve, txopts: TxOptions):
-    """Cast your organisation's vote on PROPOSAL (admins only)."""
-    if approve is None:
-        raise click.UsageError("say --yes or --no")
-    submit_tx(txopts, None, "vote", {"proposal": proposal, "approve": approve})
+# `cxl tx vote` is `cxl gov vote`: one command object serves both groups
+tx_group.add_command(gov_vote)
 
 
 def _with_dry_run_options(fn):
