@@ -23,7 +23,6 @@ import asyncio
 import base64
 import binascii
 import json
-import re
 import time
 
 from aiohttp import web
@@ -37,14 +36,12 @@ from node import api, views
 from node.errors import BadRequest, NodeError, NotFound, TxAdmissionError
 from node.mempool import check_raws
 from node.openapi import add_openapi_paths
+from node.query import DEFAULT_PAGE, MAX_PAGE, Query, path_id
 
-MAX_PAGE = 200
-DEFAULT_PAGE = 50
 MAX_SIMULATE_TXS = 100
 MAX_STEPS = 500   # ~30 ms of execution on the event loop at most (scripts/bench_simulate.py)
 MAX_INFLIGHT = 8
 _INFLIGHT: web.AppKey = web.AppKey("cxl_simulate_inflight", list)
-_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 def _now_ms() -> int:
@@ -53,37 +50,6 @@ def _now_ms() -> int:
 
 def _node(request: web.Request):
     return request.app[api.NODE]
-
-
-class Query:
-    """A request's query string, checked: unknown, repeated or bad values are 400 `bad_query`."""
-
-    def __init__(self, request: web.Request, allowed: set[str]):
-        self.q = request.query
-        unknown = sorted(set(self.q) - allowed)
-        if unknown:
-            known = ", ".join(sorted(allowed)) or "none"
-            raise BadRequest(f"unknown query parameter(s) {', '.join(unknown)}; known: {known}", "bad_query")
-
-    def _one(self, name: str) -> str | None:
-        values = self.q.getall(name, [])
-        if len(values) > 1:
-            raise BadRequest(f"{name}: give it once", "bad_query")
-        return values[0] if values else None
-
-    def int(self, name: str, default: int | None, lo: int, hi: int = 2**62) -> int | None:
-        text = self._one(name)
-        if text is None:
-            return default
-        if not _DIGITS.fullmatch(text) or not lo <= int(text) <= hi:
-            raise BadRequest(f"{name}: expected a whole number from {lo} to {hi}, got {text!r}", "bad_query")
-        return int(text)
-
-    def choice(self, name: str, choices: tuple[str, ...]) -> str | None:
-        text = self._one(name)
-        if text is not None and text not in choices:
-            raise BadRequest(f"{name}: expected one of {', '.join(choices)}, got {text!r}", "bad_query")
-        return text
 
 
 # -- governance reads ------------------------------------------------------------------------
@@ -100,14 +66,13 @@ async def get_proposals(request: web.Request) -> web.Response:
 
 
 async def get_proposal(request: web.Request) -> web.Response:
-    text = request.match_info["id"]
-    if not _DIGITS.fullmatch(text) or not 1 <= int(text) < 2**63:
-        raise BadRequest(f"proposal id must be a positive whole number, got {text!r}", "bad_proposal_id")
+    pid = path_id(request, "proposal")
     node = _node(request)
     state = node.chain.state()
-    proposal = governance.get_proposal(state, int(text))
+    proposal = governance.get_proposal(state, pid)
     if proposal is None:
-        raise NotFound(f"no proposal {text}; list proposals with GET /v1/proposals", "unknown_proposal")
+        raise NotFound(f"no proposal {request.match_info['id']}; list proposals with GET /v1/proposals",
+                       "unknown_proposal")
     view = gq.proposal_view(state, proposal, node.chain.height)
     return api.json_response({**views.jsonable(view), "height": node.chain.height})
 

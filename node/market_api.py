@@ -20,7 +20,6 @@ best guess of the next block's time (block time is what the chain decides with).
 
 from __future__ import annotations
 
-import re
 import time
 
 from aiohttp import web
@@ -29,14 +28,10 @@ from ledger.market import queries
 from node import api, views
 from node.errors import BadRequest, NotFound
 from node.openapi import ADDRESS, ADDRESS_PARAM, add_openapi_paths
+from node.query import DEFAULT_PAGE, MAX_INT as _MAX_INT, MAX_PAGE, Query, path_id, positive_id
 
-MAX_PAGE = 200
-DEFAULT_PAGE = 50
 LISTING_STATUSES = ("active", "paused", "withdrawn", "any")
 LEASE_STATUSES = ("pending", "active", "ended", "closed", "settled", "rejected", "cancelled", "expired")
-_TEXT = re.compile(r"[^\x00-\x1f]{1,64}")
-_DIGITS = re.compile(r"[0-9]{1,19}")
-_MAX_INT = 2**62
 
 
 def _now_ms() -> int:
@@ -45,71 +40,11 @@ def _now_ms() -> int:
 
 # -- query parameters ---------------------------------------------------------------------
 
-class Query:
-    """Validated access to a request's query string; every problem is a 400 `bad_query`."""
-
-    def __init__(self, request: web.Request, allowed: set[str]):
-        self.q = request.query
-        unknown = sorted(set(self.q) - allowed)
-        if unknown:
-            raise BadRequest(f"unknown query parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}",
-                             "bad_query")
-
-    def text(self, name: str) -> str | None:
-        values = self.q.getall(name, [])
-        if len(values) > 1:
-            raise BadRequest(f"{name}: give it once", "bad_query")
-        if not values:
-            return None
-        if not _TEXT.fullmatch(values[0]):
-            raise BadRequest(f"{name}: expected 1-64 printable characters", "bad_query")
-        return values[0]
-
-    def texts(self, name: str) -> list[str]:
-        """Repeatable, and comma-separated values are split: feature=a&feature=b or feature=a,b."""
-        out = []
-        for value in self.q.getall(name, []):
-            for part in value.split(","):
-                if not _TEXT.fullmatch(part):
-                    raise BadRequest(f"{name}: expected 1-64 printable characters per value", "bad_query")
-                out.append(part)
-        return out
-
-    def int(self, name: str, default: int | None = None, lo: int = 0, hi: int = _MAX_INT) -> int | None:
-        text = self.text(name)
-        if text is None:
-            return default
-        if not _DIGITS.fullmatch(text) or not lo <= int(text) <= hi:
-            raise BadRequest(f"{name}: expected a whole number from {lo} to {hi}, got {text!r}", "bad_query")
-        return int(text)
-
-    def choice(self, name: str, choices: tuple[str, ...], default: str | None) -> str | None:
-        text = self.text(name)
-        if text is None:
-            return default
-        if text not in choices:
-            raise BadRequest(f"{name}: expected one of {', '.join(choices)}, got {text!r}", "bad_query")
-        return text
-
-    def flag(self, name: str) -> bool:
-        return self.choice(name, ("true", "false", "1", "0"), "false") in ("true", "1")
-
-    def page(self) -> tuple[int | None, int]:
-        return self.int("cursor", None, 0), self.int("limit", DEFAULT_PAGE, 1, MAX_PAGE)
-
-
 def _address(text: str, name: str) -> str:
     try:
         return api.parse_address(text, name)
     except BadRequest as exc:
         raise BadRequest(exc.message, "bad_query") from None
-
-
-def _path_id(request: web.Request, what: str) -> int:
-    text = request.match_info["id"]
-    if not _DIGITS.fullmatch(text) or not 1 <= int(text) < 2**63:
-        raise BadRequest(f"{what} id must be a positive whole number, got {text!r}", f"bad_{what}_id")
-    return int(text)
 
 
 def _state(request: web.Request):
@@ -151,7 +86,7 @@ async def get_listings(request: web.Request) -> web.Response:
 
 
 async def get_listing(request: web.Request) -> web.Response:
-    lid = _path_id(request, "listing")
+    lid = path_id(request, "listing")
     node, state = _state(request)
     listing = queries.get_listing(state, lid, now_ms=_now_ms())
     if listing is None:
@@ -173,7 +108,7 @@ async def get_leases(request: web.Request) -> web.Response:
 
 
 async def get_lease(request: web.Request) -> web.Response:
-    lid = _path_id(request, "lease")
+    lid = path_id(request, "lease")
     node, state = _state(request)
     lease = queries.get_lease(state, lid)
     if lease is None:
@@ -188,9 +123,10 @@ async def get_attestations(request: web.Request) -> web.Response:
     if subject_type is None or subject is None:
         raise BadRequest("give subject_type=org|listing and subject=ORG_ID or LISTING_ID", "bad_query")
     if subject_type == "listing":
-        if not _DIGITS.fullmatch(subject) or not 1 <= int(subject) < 2**63:
+        listing = positive_id(subject)
+        if listing is None:
             raise BadRequest(f"subject: a listing id is a positive whole number, got {subject!r}", "bad_query")
-        subject = int(subject)
+        subject = listing
     live_only = q.flag("live")
     node, state = _state(request)
     items = queries.list_attestations(state, subject_type, subject, now_ms=_now_ms(), include_inactive=not live_only)
@@ -198,7 +134,7 @@ async def get_attestations(request: web.Request) -> web.Response:
 
 
 async def get_attestation(request: web.Request) -> web.Response:
-    aid = _path_id(request, "attestation")
+    aid = path_id(request, "attestation")
     node, state = _state(request)
     att = queries.get_attestation(state, aid)
     if att is None:
