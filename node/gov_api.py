@@ -23,7 +23,6 @@ import asyncio
 import base64
 import binascii
 import json
-import time
 
 from aiohttp import web
 
@@ -37,15 +36,12 @@ from node.errors import BadRequest, NodeError, NotFound, TxAdmissionError
 from node.mempool import check_raws
 from node.openapi import add_openapi_paths
 from node.query import DEFAULT_PAGE, MAX_PAGE, Query, path_id
+from node.runner import now_ms  # the node's one clock, as the proposer uses it
 
 MAX_SIMULATE_TXS = 100
 MAX_STEPS = 500   # ~30 ms of execution on the event loop at most (scripts/bench_simulate.py)
 MAX_INFLIGHT = 8
 _INFLIGHT: web.AppKey = web.AppKey("cxl_simulate_inflight", list)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _node(request: web.Request):
@@ -154,7 +150,7 @@ async def post_simulate(request: web.Request) -> web.Response:
         inflight[0] -= 1
     # from here to the response nothing awaits: the committed state cannot move underneath
     chain = node.chain
-    height, time_ms = chain.height + 1, max(_now_ms(), chain.head.time_ms + 1)
+    height, time_ms = chain.height + 1, max(now_ms(), chain.head.time_ms + 1)
     ctx = chain.block_context(height, time_ms)
     signed = [c for c in checked if not isinstance(c, Simulated)]
     try:
