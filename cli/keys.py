@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from cli.common import CliError, json_option, print_fields, print_json, print_table, read_secret_file
-from ledger.crypto import Signer
+from ledger.crypto import Signer, address_of, address_problem, convert_old_address
 from ledger.errors import KeystoreError
 from ledger.keystore import UNENCRYPTED_WARNING, check_private_mode, load_key, read_key_document, write_key
 
@@ -41,6 +41,23 @@ def resolve_key_path(name_or_path: str, keys_dir: str | Path | None = None) -> P
             "create one with `cxl keys new NAME` or give the key file's path"
         )
     raise CliError(f"key file {name_or_path} does not exist")
+
+
+def address_or_key(value: str, opt: str | None = None) -> str:
+    """An address typed on the command line, checked before anything is signed (a typo fails
+    the checksum), or the address of a key given by name or path."""
+    problem = address_problem(value)
+    if problem is None:
+        return value
+    if problem[0] == "old_address_form" or value.startswith("cx1"):
+        hint = " (`cxl keys convert-address` shows the new form)" if problem[0] == "old_address_form" else ""
+        raise click.BadParameter(problem[1] + hint, param_hint=opt)
+    try:
+        path = resolve_key_path(value)
+    except CliError:
+        raise click.BadParameter(f"{value!r} is neither an address ({problem[1]}) nor a key name or key file",
+                                 param_hint=opt) from None
+    return key_summary(path)["address"]
 
 
 def read_passphrase(passphrase_file: str | None, *, prompt: str, confirm: bool = False) -> str:
@@ -88,7 +105,9 @@ def key_summary(path: Path) -> dict:
     out = {
         "name": doc.get("name") or path.stem,
         "path": str(path),
-        "address": doc.get("address"),
+        # derived from the public key, never taken from the file: a key file written
+        # before checksummed addresses records the old form
+        "address": address_of(bytes.fromhex(keyfile_public_key(path))),
         "public_key": doc.get("public_key"),
         "encrypted": bool(doc.get("encrypted")),
     }
@@ -188,3 +207,25 @@ def keys_show(key, keys_dir, as_json):
     print_fields([("name", summary["name"]), ("path", summary["path"]), ("address", summary["address"]),
                   ("public key", summary["public_key"]), ("encrypted", summary["encrypted"]),
                   ("warning", summary.get("warning"))])
+
+
+@keys_group.command("convert-address")
+@click.argument("old_address", metavar="OLD_ADDRESS")
+@json_option
+def keys_convert_address(old_address, as_json):
+    """The checksummed form (cx1...) of an address written before checksums (cx + 40 hex).
+
+    The old form has no checksum, so a typo in it cannot be detected: confirm the result with
+    the account's owner (they can run `cxl keys show` on their key) before sending to it."""
+    try:
+        new = convert_old_address(old_address)
+    except ValueError:
+        problem = address_problem(old_address)
+        if problem is None:
+            raise CliError(f"{old_address} is already a checksummed address; nothing to convert") from None
+        raise CliError(f"{old_address!r} is not an old-form address (cx + 40 lower-case hex digits)") from None
+    if as_json:
+        print_json({"old": old_address, "address": new, "checked": False})
+        return
+    print(new)
+    click.echo("warning: the old form has no checksum; confirm this address with its owner", err=True)

@@ -21,10 +21,9 @@ import click
 
 from cli.client import NodeClient, NodeError
 from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json, print_table
-from cli.keys import key_summary, load_signer, resolve_key_path
+from cli.keys import address_or_key, load_signer
 from cli.submit import TxOptions, submit_tx, tx_options
 from cli.timeparse import DURATION_HELP, DurationType, format_time, time_option
-from ledger.crypto import is_address
 from ledger.market.leases import CLOSE_REASONS, REJECT_REASONS
 from ledger.market.sealing import SealingError, open_access, seal_access
 from ledger.market.usage import resolution_bytes
@@ -68,13 +67,6 @@ def _digest(hex_value: str | None, file: str | None, hex_opt: str, file_opt: str
     if file is not None:
         return hashlib.sha256(Path(file).read_bytes()).digest()
     return _hex_bytes(hex_value, 32, hex_opt)
-
-
-def _address_of(value: str) -> str:
-    """An address as given, or the address of a key (name or key file)."""
-    if is_address(value):
-        return value
-    return key_summary(resolve_key_path(value))["address"]
 
 
 _FIND = {"unknown_listing": "find listings with `cxl listing list`",
@@ -636,7 +628,7 @@ def lease_list(tenant, provider, status, limit, cursor, node_url, as_json):
     """Leases of a tenant or of a provider organisation (give one)."""
     if (tenant is None) == (provider is None):
         raise click.UsageError("give --tenant ADDR|KEY or --provider ORG")
-    params = {"tenant": None if tenant is None else _address_of(tenant), "provider": provider, "status": status,
+    params = {"tenant": None if tenant is None else address_or_key(tenant, "--tenant"), "provider": provider, "status": status,
               "limit": limit, "cursor": cursor}
     page = _get(client_for(node_url), "/v1/leases", "leases", params)
     if as_json:
@@ -657,7 +649,7 @@ def lease_list(tenant, provider, status, limit, cursor, node_url, as_json):
 @json_option
 def lease_account(account, node_url, as_json):
     """Balance of an account and the escrow it holds in open leases."""
-    address = _address_of(account)
+    address = address_or_key(account, "ADDR|KEY")
     info = _get(client_for(node_url), f"/v1/accounts/{address}/market", "account")
     if as_json:
         print_json(info)

@@ -14,24 +14,17 @@ import click
 
 from cli.client import NodeError
 from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json, proposal_blocks_option
-from cli.keys import key_summary, resolve_key_path
+from cli.keys import address_or_key
 from cli.submit import (DEFAULT_WAIT_S, TxOptions, describe_tx, dry_run_options, landed, receipt_ok, send_signed,
                         submit_tx, tx_options)
 from cli.gov import gov_vote
 from cli.timeparse import seconds_option
-from ledger.crypto import is_address
 from ledger.errors import EncodingError, TxRejected
 from ledger.governance import normalise_action
 from ledger.tx import decode_tx
 
 # Governance arguments that are integers on chain; everything else is text (hex keys included).
 _INT_ARGS = {"value", "amount"}
-
-
-def _address(value: str, opt: str) -> str:
-    if not is_address(value):
-        raise click.BadParameter("not an address (cx + 40 lower-case hex digits)", param_hint=opt)
-    return value
 
 
 def _read_signed(source: str) -> bytes:
@@ -71,7 +64,7 @@ def tx_group() -> None:
 @tx_options
 def tx_transfer(to, amount, memo, txopts: TxOptions):
     """Move credits from the --key account to another address."""
-    payload = {"to": _address(to, "--to"), "amount": amount}
+    payload = {"to": address_or_key(to, "--to"), "amount": amount}
     if memo:
         if len(memo) > 256:
             raise click.BadParameter("at most 256 characters", param_hint="--memo")
@@ -225,7 +218,7 @@ def account_group() -> None:
 @json_option
 def account_show(account, node_url, as_json):
     """Balance, nonce and membership of an address (or of a key, by name or path)."""
-    address = account if is_address(account) else key_summary(resolve_key_path(account))["address"]
+    address = address_or_key(account, "ADDR|KEY")
     info = client_for(node_url).account(address)
     if as_json:
         print_json(info)

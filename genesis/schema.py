@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 from ledger.accounts import MAX_AMOUNT
-from ledger.crypto import address_of, is_address, parse_hex
+from ledger.crypto import address_of, address_problem, parse_hex
 from ledger.encoding import encode, sha256
 from ledger.errors import GenesisError
 from ledger.genesis_state import DEFAULT_PARAMS
@@ -146,8 +146,9 @@ def validate(doc) -> dict:
         where = f"balances[{i}]"
         if not isinstance(b, dict):
             _fail(where, "must be an object")
-        if not is_address(b.get("address")):
-            _fail(f"{where}.address", "must be an address: exactly cx + 40 lower-case hex digits")
+        problem = address_problem(b.get("address"))
+        if problem is not None:
+            _fail(f"{where}.address", f"must be a checksummed address (cx1...): {problem[1]}")
         if b["address"] in seen_addr:
             _fail(f"{where}.address", "duplicate address")
         seen_addr.add(b["address"])

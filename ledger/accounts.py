@@ -15,7 +15,7 @@ State keys (all under the store's ``s/`` prefix):
 
 from __future__ import annotations
 
-from ledger.crypto import is_address
+from ledger.crypto import address_problem
 from ledger.errors import TxRejected
 from ledger.state import StateView
 
@@ -121,8 +121,9 @@ def require_amount(value, what: str = "amount") -> int:
 
 
 def require_address(value, what: str = "address") -> str:
-    if not is_address(value):
-        raise TxRejected(f"{what} is not an address (exactly cx + 40 lower-case hex digits)", "bad_address")
+    problem = address_problem(value)
+    if problem is not None:  # an old-form address is refused here too, under bad_address
+        raise TxRejected(f"{what} is not an address: {problem[1]}", "bad_address")
     return value
 
 

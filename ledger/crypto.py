@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
+
+import bech32
 
 import nacl.exceptions
 import nacl.signing
@@ -12,25 +15,91 @@ from ledger.errors import SignatureError
 
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
-ADDRESS_PREFIX = "cx"
-# Exactly "cx" + 40 lower-case ASCII hex digits. A regular expression and never
-# `bytes.fromhex`, which skips whitespace ("cx" + 40 spaces decoded to b"" and passed),
-# and never `str.isdigit`/`int`, which take Unicode digits. `[0-9a-f]` is ASCII only.
-_ADDRESS = re.compile(ADDRESS_PREFIX + r"[0-9a-f]{40}")
+# An address is bech32 (BIP-173) with the human-readable part "cx": "cx1" + 32 data
+# characters (the 20-byte account id) + 6 checksum characters, 41 in all, lower case only.
+# The checksum catches any single mistyped character and any swap of two neighbours, so a
+# typo is refused instead of crediting a dead account. docs/protocol.md §2 has the exact rule.
+ADDRESS_HRP = "cx"
+ADDRESS_LENGTH = 41
+ADDRESS_PAYLOAD_SIZE = 20
+# The form used before checksums: "cx" + 40 lower-case hex digits. Refused everywhere with
+# the checksummed form in the message (never converted silently: it has no checksum).
+_OLD_ADDRESS = re.compile(r"cx[0-9a-f]{40}")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
 
 
+def address_from_payload(payload: bytes) -> str:
+    """The bech32 address of a 20-byte account id."""
+    if len(payload) != ADDRESS_PAYLOAD_SIZE:
+        raise ValueError(f"an account id is {ADDRESS_PAYLOAD_SIZE} bytes")
+    return bech32.bech32_encode(ADDRESS_HRP, bech32.convertbits(payload, 8, 5, True))
+
+
 def address_of(public_key: bytes) -> str:
-    """An account address: ``cx`` + hex of the first 20 bytes of a domain-tagged hash."""
+    """An account address: bech32 ``cx1…`` of the first 20 bytes of a domain-tagged hash."""
     if len(public_key) != PUBLIC_KEY_SIZE:
         raise SignatureError("public key must be 32 bytes")
-    return ADDRESS_PREFIX + sha256(b"cxl/address/v1" + public_key)[:20].hex()
+    return address_from_payload(sha256(b"cxl/address/v1" + public_key)[:ADDRESS_PAYLOAD_SIZE])
 
 
-def is_address(text: str) -> bool:
-    """True only for ``cx`` + 40 lower-case hex digits: no whitespace, upper case or other digits.
-    Every address check (ledger, market payloads, genesis, API, CLI) goes through this."""
-    return isinstance(text, str) and _ADDRESS.fullmatch(text) is not None
+def convert_old_address(text: str) -> str:
+    """The checksummed form of an old ``cx`` + 40 hex address (ValueError for anything else)."""
+    if not isinstance(text, str) or _OLD_ADDRESS.fullmatch(text) is None:
+        raise ValueError("not an old-form address (cx + 40 lower-case hex digits)")
+    return address_from_payload(bytes.fromhex(text[2:]))
+
+
+@functools.lru_cache(maxsize=65536)
+def _problem(text: str) -> tuple[str, str] | None:
+    if _OLD_ADDRESS.fullmatch(text):
+        return ("old_address_form",
+                f"{text} is an old-form address without a checksum; its checksummed form is "
+                f"{convert_old_address(text)} (confirm it with the account's owner: the old form "
+                f"could not catch typos)")
+    if any(c.isspace() for c in text):
+        return ("bad_address", "an address has no spaces or line breaks")
+    if text.lower() != text:
+        return ("bad_address", "an address is lower case (cx1...)")
+    if not text.startswith(ADDRESS_HRP + "1"):
+        return ("bad_address", f"an address starts with {ADDRESS_HRP}1")
+    if len(text) != ADDRESS_LENGTH:
+        return ("bad_address", f"an address has {ADDRESS_LENGTH} characters, this one has {len(text)}")
+    for i, c in enumerate(text[3:], start=4):
+        if c not in bech32.CHARSET:
+            return ("bad_address", f"character {i} ({c!r}) cannot appear in an address "
+                                   f"(the alphabet has no 1, b, i, o)")
+    hrp, data = bech32.bech32_decode(text)
+    if hrp != ADDRESS_HRP:
+        return ("bad_address", "the address checksum does not match: a character is mistyped")
+    payload = bech32.convertbits(data, 5, 8, False)
+    if payload is None or len(payload) != ADDRESS_PAYLOAD_SIZE \
+            or address_from_payload(bytes(payload)) != text:
+        return ("bad_address", "the address does not encode a 20-byte account id")
+    return None
+
+
+def address_problem(text) -> tuple[str, str] | None:
+    """Why `text` is not an address, as (code, message), or None when it is one. Codes:
+    ``old_address_form`` (the message gives the checksummed form) and ``bad_address``."""
+    if not isinstance(text, str):
+        return ("bad_address", "an address is text (cx1...)")
+    if len(text) > 2 * ADDRESS_LENGTH:  # never cache arbitrarily long input
+        return ("bad_address", f"an address has {ADDRESS_LENGTH} characters, this one has {len(text)}")
+    return _problem(text)
+
+
+def is_address(text) -> bool:
+    """True only for a checksummed, lower-case ``cx1…`` address. Every address check
+    (ledger, market payloads, genesis, API, CLI) goes through this or `address_problem`."""
+    return address_problem(text) is None
+
+
+def address_payload(text: str) -> bytes:
+    """The 20-byte account id inside an address (ValueError if it is not one)."""
+    problem = address_problem(text)
+    if problem is not None:
+        raise ValueError(problem[1])
+    return bytes(bech32.convertbits(bech32.bech32_decode(text)[1], 5, 8, False))
 
 
 def parse_hex(text: str, size: int | None = None) -> bytes:

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from ledger.market import queries as market_queries
 from ledger.block import quorum
-from ledger.crypto import account_address
+from ledger.crypto import account_address, address_problem
 
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
@@ -176,11 +176,13 @@ async def read_json(request: web.Request):
 
 
 def parse_address(text: str, what: str = "address") -> str:
-    """`cx` + 40 lower-case hex digits, or a 64-hex-digit public key (answered as its address):
-    ledger.crypto.account_address, the one check every address goes through."""
+    """A checksummed ``cx1…`` address, or a 64-hex-digit public key (answered as its address).
+    Errors: ``bad_address`` (with what is wrong: a typo fails the checksum) or
+    ``old_address_form`` (the message gives the checksummed form)."""
     address = account_address(text)
     if address is None:
-        raise BadRequest(f"{what}: expected cx + 40 lower-case hex digits, or a 64-hex-digit public key", "bad_address")
+        code, message = address_problem(text) or ("bad_address", "not an address")
+        raise BadRequest(f"{what}: {message} (or give a 64-hex-digit public key)", code)
     return address
 
 

@@ -15,9 +15,11 @@ OPENAPI_PATHS: web.AppKey = web.AppKey("cxl_openapi_paths", dict)
 HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 HEX = {"type": "string", "pattern": "^[0-9a-f]*$"}
 B64 = {"type": "string", "format": "byte"}
-ADDRESS = {"type": "string", "pattern": "^cx[0-9a-f]{40}$"}
+# bech32 with HRP "cx" (the pattern checks the shape; the node also checks the checksum)
+ADDRESS = {"type": "string", "format": "cxl-address", "pattern": "^cx1[02-9ac-hj-np-z]{38}$"}
 # what a path or query parameter naming an account accepts: an address or a public key
-ADDRESS_OR_KEY = {"type": "string", "pattern": "^(cx[0-9a-f]{40}|[0-9a-fA-F]{64})$"}
+ADDRESS_OR_KEY = {"type": "string", "pattern": "^(cx1[02-9ac-hj-np-z]{38}|[0-9a-fA-F]{64})$",
+                  "format": "cxl-address-or-key"}
 MAX_HEIGHT = 2**63 - 1
 
 
@@ -126,7 +128,7 @@ SCHEMAS = {
 
 HASH_PARAM = {"name": "hash", "in": "path", "required": True, "schema": HEX32}
 ADDRESS_PARAM = {"name": "address", "in": "path", "required": True, "schema": ADDRESS_OR_KEY,
-                 "description": "an address (cx + 40 lower-case hex digits) or a 64-hex-digit public key"}
+                 "description": "a checksummed address (cx1..., 41 characters) or a 64-hex-digit public key"}
 
 PATHS = {
     "/v1/status": {"get": {"summary": "Node and chain status",

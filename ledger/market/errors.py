@@ -14,7 +14,7 @@ CODES: dict[str, str] = {
     # shape of the payload
     "bad_payload": "a field is missing, of the wrong type, out of range, or unknown",
     "bad_amount": "a price or amount is not a positive integer in minor units, or too large",
-    "bad_address": "an address field is not exactly cx + 40 lower-case hex digits (no spaces, no other characters)",
+    "bad_address": "an address field is not a checksummed cx1... address (41 lower-case bech32 characters; an old cx + 40 hex form is refused with its checksummed form in the message)",
     "bad_sealed_access": "sealed_access is not bytes, or its size is outside 49..4096 bytes",
     "bad_reason": "a close or reject reason is not one of the listed reason codes",
     # listings

@@ -186,6 +186,26 @@ async def test_transfer_to_a_whitespace_address_burns_nothing(node, client):
         assert (status, body["error"]["code"]) == (400, "bad_query"), text
 
 
+async def test_a_typo_or_old_form_address_is_refused_and_burns_nothing(node, client):
+    """One mistyped character fails the bech32 checksum: the transfer fails, credits stay."""
+    from ledger.crypto import address_payload
+    good = ADMIN.address
+    typo = good[:10] + ("q" if good[10] != "q" else "p") + good[11:]
+    old = "cx" + address_payload(good).hex()
+    before = await balance(client, ADMIN.address)
+    t = transfer(ADMIN, 0, amount=9, to=typo)
+    assert (await client.submit(t))[0] == 202
+    done = await client.wait(t)
+    assert done["receipt"]["code"] == "bad_address" and "checksum" in done["receipt"]["message"]
+    assert await balance(client, ADMIN.address) == before
+    status, body = await client.get(f"/v1/accounts/{typo}")
+    assert (status, body["error"]["code"]) == (400, "bad_address") and "checksum" in body["error"]["message"]
+    status, body = await client.get(f"/v1/accounts/{old}")
+    assert (status, body["error"]["code"]) == (400, "old_address_form") and good in body["error"]["message"]
+    status, body = await client.get(f"/v1/accounts/{good}")
+    assert status == 200 and body["address"] == good
+
+
 async def test_nonce_gap_waits_then_commits(node, client):
     t0, t1 = transfer(ADMIN, 0), transfer(ADMIN, 1)
     assert (await client.submit(t1))[0] == 202

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from cli.main import cli
 from genesis.schema import load
 from ledger.crypto import Signer
+from ledger.crypto import address_from_payload
 
 
 def invoke(*args):
@@ -116,7 +117,7 @@ VALID = {
     "chain_id": "c", "genesis_time_ms": 1, "params": {},
     "orgs": [{"id": "a", "name": "A", "members": [{"key": "11" * 32, "role": "admin"}]}],
     "validators": [{"org": "a", "key": "22" * 32, "p2p": "http://h:1", "api": "http://h:2"}],
-    "balances": [{"address": "cx" + "33" * 20, "amount": 5}],
+    "balances": [{"address": address_from_payload(b"\x33" * 20), "amount": 5}],
 }
 
 

@@ -12,6 +12,7 @@ from cli.main import cli
 from ledger.crypto import Signer
 from ledger.keystore import write_key
 from ledger.market.sealing import seal_access
+from ledger.crypto import address_from_payload
 
 # Commands without --json, each with the reason. Anything else that lacks it fails the test.
 NO_JSON = {
@@ -53,7 +54,7 @@ def test_lease_credentials_json(tmp_path, monkeypatch):
 def test_tx_decode_json_is_the_same_json(tmp_path):
     key = tmp_path / "k.json"
     write_key(key, Signer(b"\x05" * 32), name="k")
-    r = CliRunner().invoke(cli, ["tx", "transfer", "--key", str(key), "--to", "cx" + "0" * 40, "--amount", "1",
+    r = CliRunner().invoke(cli, ["tx", "transfer", "--key", str(key), "--to", address_from_payload(bytes(20)), "--amount", "1",
                                  "--sign-only", "--nonce", "0", "--chain-id", "c"], catch_exceptions=False)
     signed = tmp_path / "tx.b64"
     signed.write_text(r.stdout)

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from cli.keys import load_signer
 from cli.main import cli
 from ledger.errors import KeystoreError
+from ledger.crypto import address_from_payload
 
 
 @pytest.fixture
@@ -84,7 +85,7 @@ def test_encrypted_key_without_passphrase_input_is_a_clean_error(run, tmp_path):
     pf = tmp_path / "pass.txt"
     pf.write_text("right\n")
     run("keys", "new", "erin", "--passphrase-file", str(pf))
-    r = run("tx", "transfer", "--key", "erin", "--to", "cx" + "00" * 20, "--amount", "1",
+    r = run("tx", "transfer", "--key", "erin", "--to", address_from_payload(bytes(20)), "--amount", "1",
             "--sign-only", "--nonce", "0", "--chain-id", "c", input="")
     assert r.exit_code == 1
     assert "--passphrase-file" in r.stderr and "CXL_PASSPHRASE" in r.stderr
@@ -96,7 +97,7 @@ def test_wrong_passphrase_in_a_command_is_a_clean_error(run, tmp_path):
     run("keys", "new", "dave", "--passphrase-file", str(pf))
     bad = tmp_path / "bad.txt"
     bad.write_text("nope\n")
-    r = run("tx", "transfer", "--key", "dave", "--passphrase-file", str(bad), "--to", "cx" + "00" * 20,
+    r = run("tx", "transfer", "--key", "dave", "--passphrase-file", str(bad), "--to", address_from_payload(bytes(20)),
             "--amount", "1", "--sign-only", "--nonce", "0", "--chain-id", "c")
     assert r.exit_code == 1
     assert "wrong passphrase" in r.stderr and "Traceback" not in r.output

@@ -8,8 +8,9 @@ import pytest
 
 from cli.common import CliError
 from cli.nonces import CACHE_TTL_MS, NonceReservation
+from ledger.crypto import address_from_payload
 
-ADDR = "cx" + "ab" * 20
+ADDR = address_from_payload(b"\xab" * 20)
 T0 = 1_796_119_200_000
 
 
@@ -65,7 +66,7 @@ def test_lock_excludes_another_process_and_times_out_with_a_clear_error(tmp_path
         with pytest.raises(CliError, match="held the nonce lock"):
             with NonceReservation(ADDR, "c", tmp_path, wait_s=0.3):
                 pass
-        with NonceReservation("cx" + "cd" * 20, "c", tmp_path, wait_s=0.3):
+        with NonceReservation(address_from_payload(b"\xcd" * 20), "c", tmp_path, wait_s=0.3):
             pass  # another address is not blocked
     finally:
         release.set()

@@ -14,8 +14,9 @@ from cli.main import cli
 from ledger.keystore import write_key
 from ledger.crypto import Signer
 from ledger.tx import decode_tx
+from ledger.crypto import address_from_payload
 
-TO = "cx" + "ab" * 20
+TO = address_from_payload(b"\xab" * 20)
 
 
 class StubNode:

@@ -42,10 +42,11 @@ def test_address_format():
     s = Signer(SEED)
     addr = s.address
     assert addr == address_of(s.public_key)
-    assert addr.startswith("cx") and len(addr) == 42
-    assert all(c in "0123456789abcdef" for c in addr[2:])
+    assert addr.startswith("cx1") and len(addr) == 41
+    assert all(c in "qpzry9x8gf2tvdw0s3jn54khce6mua7l" for c in addr[3:])  # the bech32 alphabet
     assert is_address(addr)
-    assert not is_address(addr.upper().replace("CX", "cx"))
+    assert not is_address(addr.upper())
+    assert not is_address("cx1" + addr[3:].upper())
     assert not is_address(addr[:-1])
     assert not is_address("cy" + addr[2:])
     assert not is_address("cx" + "g" * 40)

@@ -48,25 +48,27 @@ def old_form_history(g: Net) -> list[bytes]:
 
 # Results roots recorded with the code before multi-action proposals existed (commit
 # 2e76811): what every single-action proposal did, byte for byte. State roots re-recorded
-# when the state root became the state tree's root (ledger/statetree.py), which changed
-# every state root of every chain; the results roots did not move.
+# when the state root became the state tree's root (ledger/statetree.py), and again, with
+# the fourth results root, when addresses became bech32 (cx1...): accounts and members are
+# keyed by address and the add_member result names the member's address. The other six
+# results roots did not move.
 OLD_FORM_RESULTS_ROOTS: list[str] = [
     "8ed647de2e0bc925cc7bca328b92848c38da5fc542263835618ab8d5e34c52cc",
     "3ef02a1dbe09eb57cf2b185a27de34d9030eade6ab9d44e57d0d21594e5bf591",
     "6306d0bfb6c3df8efd9b07d4947bea397d60258a1f9de5eed43188766f6a55b0",
-    "5bd19f74c3cc4246a56a4143da6c3439bc7c89183e965832936a4dcc3eea79cc",
+    "813a720b82ae9bc8444d883dec29c464f56c45e6e4479d985f1dc8030a1c2a84",
     "855ad85d58dfa767d6862aa6ce373578f1bf39f06f42a14d4827c994ca2f7435",
     "1edf14310073a0a67a31420b47230c0efbbae560a28f229499365fc89189fa0a",
     "63b36db9f26560950eaf6e42be18ced14197ac864e98b7de46fcabd11cb70606",
 ]
 OLD_FORM_STATE_ROOTS: list[str] = [
-    "834c352bd9d9448dbc3d6cd2d8758616103520a31151da975cf3d6e155a253be",
-    "f0a7bd360bb71c8ec0fa350cdbaa5addeafe48bd176c9fefc5a8cba4719db8ba",
-    "b5209c3b04c4111f59ef5dcf598da061dcfb0a0d8082d69b17d72e7892ee3e5a",
-    "26d4d92a9e6b6c7443045a3534fa26685b97cf55e45370554bd717551c77448e",
-    "c0709305e41d90f26ce4f4e22160b84ee2cb137d132d30dd7a4a54e40bfe0e39",
-    "ed368de9eb7f73f4f6eb33abd682a157f7842e4892d5debbef10dfc63332e95c",
-    "f9d77a1f1fa3d23d65dedb81969b731f58aad0ffc876ee1b2fc5070439cabda2",
+    "45564fa3c5b327312e2c482691cf6eb044e23538470b3cdbe50975b305c7f71d",
+    "a740e331aed43eb7ea46ee4938e52980b648c56afc758236551d532fed60fa80",
+    "939322d80676bb3a4bad9fde9dc51b37e1b37a1a7f51a1eabd35435a607dd6d6",
+    "8f12cfb737231d9a0890e60992178c908da3e43e703bb8e0d467baa6770dfb6f",
+    "50831798e79cbdd37c94b539dc959560f1da0ef42cce12f68ac21349caceca15",
+    "eaa5804f97b41f82c7b50d42d39097243d9989bcd7136ecabc05089b2300b682",
+    "37344eac6cb2b66aa4ebd4e6ac848c7bfa99730e8cc6123af0623e7a382ca040",
 ]
 
 

@@ -21,6 +21,7 @@ from ledger.errors import KeystoreError
 from ledger.keystore import load_key, write_key
 from node.config import init_home, load_node_key
 from node.errors import ConfigError
+from ledger.crypto import address_from_payload
 
 SIGNER = Signer(sha256(b"keyfile-safety"))
 A = nacl.pwhash.argon2id
@@ -75,7 +76,7 @@ def test_the_cli_refuses_to_sign_with_a_world_readable_key_and_says_how_to_fix_i
     path = tmp_path / "k.json"
     write_key(path, SIGNER)
     os.chmod(path, 0o644)
-    r = CliRunner().invoke(cli, ["tx", "transfer", "--key", str(path), "--to", "cx" + "ab" * 20, "--amount", "5",
+    r = CliRunner().invoke(cli, ["tx", "transfer", "--key", str(path), "--to", address_from_payload(b"\xab" * 20), "--amount", "5",
                                  "--sign-only", "--chain-id", "c", "--nonce", "0"], catch_exceptions=False)
     assert r.exit_code == 1, r.output
     assert "UNPROTECTED" in r.stderr and f"chmod 600 {path}" in r.stderr and r.stdout == ""

@@ -75,7 +75,7 @@ async function search(text) {
   const q = text.trim();
   if (!q) return;
   if (/^\d+$/.test(q)) return (location.hash = `#/blocks/${q}`);
-  if (/^cx[0-9a-f]{40}$/.test(q)) return (location.hash = `#/accounts/${q}`);
+  if (/^cx1[02-9ac-hj-np-z]{38}$/.test(q)) return (location.hash = `#/accounts/${q}`);
   if (/^[0-9a-fA-F]{64}$/.test(q)) {
     const hex = q.toLowerCase();
     if (await find(`/v1/txs/${hex}`)) return (location.hash = `#/tx/${hex}`);

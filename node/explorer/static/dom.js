@@ -102,7 +102,7 @@ export function table(headers, rows, attrs = {}) {
 
 export const section = (title, ...children) => h("section", {}, h("h2", {}, title), ...children);
 
-const ADDRESS = /^cx[0-9a-f]{40}$/;
+const ADDRESS = /^cx1[02-9ac-hj-np-z]{38}$/;
 const HASH = /^[0-9a-f]{64}$/;
 const ID_LINKS = { listing: listingLink, lease: leaseLink, attestation: attestationLink, proposal: proposalLink };
 
