@@ -31,6 +31,10 @@ from ledger.governance import ORG_ID, PARAM_RANGES
 
 ROLES = ("admin", "operator", "auditor")
 TOP_FIELDS = {"chain_id", "genesis_time_ms", "params", "orgs", "validators", "balances"}
+ORG_FIELDS = {"id", "name", "members"}
+MEMBER_FIELDS = {"key", "role"}
+VALIDATOR_FIELDS = {"org", "key", "p2p", "api"}
+BALANCE_FIELDS = {"address", "amount"}
 
 
 def _fail(field: str, problem: str):
@@ -55,13 +59,21 @@ def _url(value, field: str) -> str:
     return value.rstrip("/")
 
 
+def _only(obj: dict, allowed: set[str], where: str) -> None:
+    """Refuse fields the schema does not know: they would be dropped by normalisation, so two
+    different files would get one genesis hash."""
+    unknown = set(obj) - allowed
+    if unknown:
+        name = sorted(map(str, unknown))[0]
+        field = f"{where}.{name}" if where else name
+        _fail(field, f"unknown field (allowed: {', '.join(sorted(allowed))})")
+
+
 def validate(doc) -> dict:
     """Check a parsed genesis document; return it normalised. Raises GenesisError."""
     if not isinstance(doc, dict):
         _fail("genesis", "must be a JSON object")
-    unknown = set(doc) - TOP_FIELDS
-    if unknown:
-        _fail(sorted(unknown)[0], f"unknown field (allowed: {', '.join(sorted(TOP_FIELDS))})")
+    _only(doc, TOP_FIELDS, "")
     chain_id = doc.get("chain_id")
     if not isinstance(chain_id, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", chain_id):
         _fail("chain_id", "must be 1-64 characters of letters, digits, '.', '_' or '-'")
@@ -90,6 +102,7 @@ def validate(doc) -> dict:
         where = f"orgs[{i}]"
         if not isinstance(org, dict):
             _fail(where, "must be an object")
+        _only(org, ORG_FIELDS, where)
         oid = org.get("id")
         if not isinstance(oid, str) or not ORG_ID.match(oid):
             _fail(f"{where}.id", "must be 1-32 characters of a-z, 0-9 and '-'")
@@ -107,6 +120,7 @@ def validate(doc) -> dict:
             mw = f"{where}.members[{j}]"
             if not isinstance(m, dict):
                 _fail(mw, "must be an object")
+            _only(m, MEMBER_FIELDS, mw)
             key = _hexkey(m.get("key"), f"{mw}.key")
             if key in member_keys:
                 _fail(f"{mw}.key", "this key is already a member (of this or another organisation)")
@@ -127,6 +141,7 @@ def validate(doc) -> dict:
         where = f"validators[{i}]"
         if not isinstance(v, dict):
             _fail(where, "must be an object")
+        _only(v, VALIDATOR_FIELDS, where)
         if not isinstance(v.get("org"), str) or v["org"] not in org_ids:
             _fail(f"{where}.org", f"names no organisation in orgs ({v.get('org')!r})")
         key = _hexkey(v.get("key"), f"{where}.key")
@@ -146,6 +161,7 @@ def validate(doc) -> dict:
         where = f"balances[{i}]"
         if not isinstance(b, dict):
             _fail(where, "must be an object")
+        _only(b, BALANCE_FIELDS, where)
         problem = address_problem(b.get("address"))
         if problem is not None:
             _fail(f"{where}.address", f"must be a checksummed address (cx1...): {problem[1]}")

@@ -384,3 +384,28 @@ async def test_slow_bodies_make_room_for_a_real_client(tmp_path, caplog):
         for _, w in slow:
             w.close()
         await node.stop()
+
+
+# -- issue 11 item 5: an unregistered transaction type is refused at admission, never committed ---
+
+async def test_an_unregistered_tx_type_is_422_and_never_committed(node, session):
+    import base64
+
+    from ledger.tx import make_tx
+
+    signer = NET.admins[sorted(NET.admins)[0]]
+    t = make_tx(signer, NET.doc["chain_id"], 0, "teleport", {})
+    status, out = await answer(session, node, "POST", "/v1/txs", json={"tx": base64.b64encode(t.raw).decode()})
+    assert_error(status, out, 422, "unknown_type")
+    status, out = await answer(session, node, "POST", "/v1/txs", json={"txs": [base64.b64encode(t.raw).decode()]})
+    assert status == 200 and out["results"][0]["error"]["code"] == "unknown_type", out
+    assert len(node.mempool) == 0
+    # a real transaction after it commits; the refused one never does
+    ok = make_tx(signer, NET.doc["chain_id"], 0, "transfer", {"to": signer.address, "amount": 1})
+    status, out = await answer(session, node, "POST", "/v1/txs", json={"tx": base64.b64encode(ok.raw).decode()})
+    assert status == 202, out
+    status, out = await answer(session, node, "GET", f"/v1/txs/{ok.hash.hex()}?wait=10")
+    assert status == 200 and out["status"] == "committed", out
+    assert node.chain.get_tx(t.hash) is None
+    status, out = await answer(session, node, "GET", f"/v1/txs/{t.hash.hex()}")
+    assert_error(status, out, 404, "unknown_tx")

@@ -113,6 +113,11 @@ CASES = [
     ("balance amount zero", setter(["balances", 0, "amount"], 0), "balances[0].amount"),
     ("balance amount huge", setter(["balances", 0, "amount"], 2**70), "balances[0].amount"),
     ("balance amount str", setter(["balances", 0, "amount"], "5"), "balances[0].amount"),
+    # fields the schema does not know would be dropped by normalisation: two files, one hash
+    ("org unknown field", setter(["orgs", 1, "website"], "x"), "orgs[1].website"),
+    ("member unknown field", setter(["orgs", 0, "members", 1, "weight"], 2), "orgs[0].members[1].weight"),
+    ("validator unknown field", setter(["validators", 0, "power"], 10), "validators[0].power"),
+    ("balance unknown field", setter(["balances", 0, "memo"], "hi"), "balances[0].memo"),
 ]
 
 
@@ -221,3 +226,13 @@ def test_genesis_state(tmp_path):
 def test_testnet_genesis_is_valid():
     net = make_testnet()
     assert schema.validate(net.doc) == net.doc
+
+
+def test_unknown_nested_field_cannot_share_a_hash():
+    """A file with an extra nested field is refused, never normalised to the plain file's hash."""
+    plain = base()
+    for path in (["orgs", 0, "x"], ["orgs", 0, "members", 0, "x"], ["validators", 0, "x"], ["balances", 0, "x"]):
+        doc = copy.deepcopy(plain)
+        setter(path, 1)(doc)
+        with pytest.raises(GenesisError, match="unknown field"):
+            schema.validate(doc)
