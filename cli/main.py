@@ -20,6 +20,7 @@ from cli.keys import keys_group
 from cli.localnet import localnet_group
 from cli.market import attest_group, lease_group, listing_group
 from cli.node import block_group, node_group, status_cmd
+from cli.testnet import testnet_group
 from cli.tx import account_group, tx_group
 from ledger.errors import LedgerError
 
@@ -70,7 +71,7 @@ def cli() -> None:
 # Market and audit commands live in modules their owners write (cli/market.py, cli/audit.py);
 # they are part of the CLI, so their imports are not optional: a broken module fails loudly.
 for command in (keys_group, genesis_group, node_group, status_cmd, tx_group, account_group, block_group,
-                localnet_group, audit_group, listing_group, lease_group, attest_group, gov_group, completion_cmd):
+                localnet_group, testnet_group, audit_group, listing_group, lease_group, attest_group, gov_group, completion_cmd):
     cli.add_command(command)
 
 

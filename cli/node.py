@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
-from urllib.parse import urlparse
 
 import click
 
@@ -12,6 +11,7 @@ from cli.client import NodeError
 from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json, print_table
 from genesis.schema import load as load_genesis
 from cli.keys import read_passphrase
+from cli.node_init import NotInGenesis, init_settings
 from cli.timeparse import format_time
 from ledger.keystore import is_encrypted, read_key_document
 
@@ -21,18 +21,6 @@ def _node_errors():
     from node.errors import NodeError
 
     return NodeError
-
-
-def _ports_from_genesis(genesis_path: str, node_key_path: str | None) -> tuple[int | None, int | None]:
-    """The API/P2P ports the genesis lists for this node key, if it is a validator there."""
-    if not node_key_path:
-        return None, None
-    doc, _ = load_genesis(genesis_path)
-    key = read_key_document(node_key_path).get("public_key")
-    for v in doc["validators"]:
-        if v["key"] == key:
-            return urlparse(v["api"]).port, urlparse(v["p2p"]).port
-    return None, None
 
 
 @click.group("node")
@@ -50,31 +38,42 @@ def node_group() -> None:
               help="Client API port [default: the genesis entry of --node-key, else 26701].")
 @click.option("--p2p-port", type=click.IntRange(1, 65535),
               help="Peer port [default: the genesis entry of --node-key, else 26601].")
+@click.option("--api-host", metavar="ADDR",
+              help="Client API listen address [default: --listen, else the genesis entry's host, else 127.0.0.1].")
+@click.option("--p2p-host", metavar="ADDR",
+              help="Peer listen address [default: --listen, else the genesis entry's host, else 127.0.0.1].")
+@click.option("--listen", metavar="ADDR",
+              help="Listen address of both the API and the peer port, e.g. 0.0.0.0 behind NAT "
+                   "[default: the genesis entry's hosts].")
+@click.option("--allow-not-in-genesis", is_flag=True,
+              help="Accept a --node-key that is not a genesis validator (one governance will add later).")
 @click.option("--encrypt-key", is_flag=True,
               help="Encrypt the generated node key (passphrase from --passphrase-file, $CXL_PASSPHRASE or a prompt).")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False), help="Passphrase for --encrypt-key.")
 @click.option("--force", is_flag=True, help="Re-initialise an existing home (keeps its data directory).")
 @json_option
-def node_init(home, genesis_path, node_key, api_port, p2p_port, encrypt_key, passphrase_file, force, as_json):
+def node_init(home, genesis_path, node_key, api_port, p2p_port, api_host, p2p_host, listen, allow_not_in_genesis,
+              encrypt_key, passphrase_file, force, as_json):
     """Create a node home: genesis, node key and config.json."""
     from node.config import init_home, load_config
 
     if (Path(home) / "config.json").exists() and not force:
         raise CliError(f"{home} is already a node home; use another directory, or pass --force to re-initialise "
                        "it (its chain data and, without --node-key, its node key are kept)")
-    g_api, g_p2p = _ports_from_genesis(genesis_path, node_key)
-    settings = {}
-    if (api_port or g_api) is not None:
-        settings["api_port"] = api_port or g_api
-    if (p2p_port or g_p2p) is not None:
-        settings["p2p_port"] = p2p_port or g_p2p
+    genesis, _ = load_genesis(genesis_path)
+    try:
+        plan = init_settings(genesis, read_key_document(node_key).get("public_key") if node_key else None,
+                             api_port=api_port, p2p_port=p2p_port, api_host=api_host, p2p_host=p2p_host,
+                             listen=listen, allow_not_in_genesis=allow_not_in_genesis)
+    except NotInGenesis as exc:
+        raise CliError(f"{exc.message} (nothing written)") from None
     passphrase = None
     if encrypt_key:
         if node_key:
             raise click.UsageError("--encrypt-key applies to a generated key; --node-key files keep their own encryption")
         passphrase = read_passphrase(passphrase_file, prompt="Passphrase for the new node key", confirm=True)
     try:
-        nh = init_home(home, genesis_path, node_key, passphrase=passphrase, overwrite=force, **settings)
+        nh = init_home(home, genesis_path, node_key, passphrase=passphrase, overwrite=force, **plan.settings)
     except _node_errors() as exc:
         raise CliError(f"{exc.message}") from None
     key = read_key_document(nh.key_file)
@@ -84,14 +83,15 @@ def node_init(home, genesis_path, node_key, api_port, p2p_port, encrypt_key, pas
     if as_json:
         print_json({"home": str(nh.path), "chain_id": doc["chain_id"], "genesis_hash": h.hex(),
                     "node_key": key.get("public_key"), "node_key_encrypted": bool(key.get("encrypted")),
-                    "api_port": cfg.api_port, "p2p_port": cfg.p2p_port, "validator": is_validator})
+                    "api_host": cfg.api_host, "api_port": cfg.api_port, "p2p_host": cfg.p2p_host,
+                    "p2p_port": cfg.p2p_port, "validator": is_validator})
         return
     click.echo(f"initialised node home {nh.path}")
     print_fields([("chain id", doc["chain_id"]), ("genesis hash", h.hex()), ("node key", key.get("public_key")),
                   ("api", f"{cfg.api_host}:{cfg.api_port}"), ("p2p", f"{cfg.p2p_host}:{cfg.p2p_port}")])
     if not is_validator:
-        click.echo(f"note: this node key is not a validator in the genesis; add it with "
-                   f"`cxl genesis add-validator --node-keyfile {nh.key_file} …` or a governance proposal", err=True)
+        click.echo(f"note: this node key is not a validator in the genesis: it votes only once a governance "
+                   f"proposal adds it (public key {key.get('public_key')})", err=True)
     click.echo(f"start it with: cxl node start --home {home}")
 
 
