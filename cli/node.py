@@ -162,6 +162,9 @@ def status_rows(node_url: str, st: dict) -> list[tuple[str, object]]:
         verdict = assess(st)
         codes = ", ".join(r["code"] for r in verdict["reasons"])
         rows.append(("health", verdict["status"] + (f" ({codes})" if codes else "")))
+    if st.get("duplicate_key"):
+        rows.append(("duplicate key", "YES: another process runs with this node's key; this node stopped "
+                                      "signing (stop one, restart the other)"))
     return rows
 
 

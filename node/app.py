@@ -182,6 +182,7 @@ class Node:
             self.chain_id, lambda: self.chain.validator_keys, self._on_consensus, self._on_peer_txs,
             self.serve_blocks, node_key=self.signer.public_key, validators=lambda: self.chain.validators,
             on_peer_connected=lambda key: self.runner.on_peer_connected(key) if self.runner else None,
+            on_duplicate_key=lambda key: self.runner.on_duplicate_key(key) if self.runner else None,
         )
         validators = self.chain.validators
         if self.signer.public_key not in [v["key"] for v in validators]:
@@ -416,6 +417,7 @@ class Node:
         m.mempool_bytes.set(self.mempool.bytes)
         m.peers_connected.set(len(self._connected_peers()))
         m.catching_up.set(1 if getattr(self.runner, "catching_up", False) else 0)
+        m.duplicate_key.set(1 if getattr(self.runner, "duplicate_key", False) else 0)
         m.set_clock(self.clock_status(), self.transport.peer_status(), self.runner.clock_refusals)
 
     def clock_status(self) -> dict:
@@ -508,7 +510,14 @@ class Node:
             "last_commit_age_ms": None if head.height == 0 else max(0, now_ms - head.time_ms),
             "views_since_commit": self.runner.view_changes - self._view_changes_at_commit,
             "stalled_reason": self._stalled_reason(len(connected)),
+            # another process runs with this node's key (peers replaced our session with its):
+            # {"peer", "since_ms", "seen"} and this node has stopped signing; null otherwise
+            "duplicate_key": self._duplicate_key(),
         }
+
+    def _duplicate_key(self) -> dict | None:
+        seen = getattr(self.transport, "duplicate_key", None)
+        return dict(seen) if seen and getattr(self.runner, "duplicate_key", False) else None
 
 
 # -- running until a signal ------------------------------------------------------------------------

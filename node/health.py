@@ -11,8 +11,9 @@ Stalled reasons (status `stalled_reason`):
 
 Health reasons (`GET /health`): ``no_peers`` (a network of several validators and no
 live session), ``no_quorum``, ``behind`` (catching up with blocks fetched from peers),
-``stalled`` (``view_changes`` above). A duplicate node key (two processes signing with
-one key) is not detected by the node yet, so it is not a reason here.
+``stalled`` (``view_changes`` above), ``duplicate_key`` (a peer replaced our session with
+a newer one from our own node key: another process runs with it, and this node has stopped
+signing until restarted).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ _MESSAGES = {
     "no_quorum": "this node and its connected validators are fewer than a quorum: no block can commit",
     "behind": "catching up: applying blocks fetched from peers",
     "stalled": "views keep changing without a commit",
+    "duplicate_key": "another process runs with this node's key: this node has stopped signing; "
+                     "stop one of them and restart the other",
 }
 
 
@@ -66,7 +69,7 @@ def stalled_reason(*, validators: int, connected_validators: int, is_validator: 
 def assess(status: dict) -> dict:
     """The health verdict of a `/v1/status` document: ``{"status": "ready"|"degraded",
     "reasons": [{"code", "message"}]}``. Reads only `validators`, `peers_connected`,
-    `catching_up` and `stalled_reason`."""
+    `catching_up`, `stalled_reason` and `duplicate_key`."""
     codes: list[str] = []
     n = len(status.get("validators") or [])
     if n > 1 and not status.get("peers_connected"):
@@ -78,6 +81,8 @@ def assess(status: dict) -> dict:
         codes.append("behind")
     if reason == "view_changes":
         codes.append("stalled")
+    if status.get("duplicate_key"):
+        codes.append("duplicate_key")
     return {"status": DEGRADED if codes else READY,
             "reasons": [{"code": c, "message": _MESSAGES[c]} for c in codes]}
 

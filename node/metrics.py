@@ -51,6 +51,8 @@ class NodeMetrics:
         self.peers_connected = Gauge("cxl_peers_connected", "Validators with a live session to this node",
                                      registry=r)
         self.catching_up = Gauge("cxl_catching_up", "1 while applying blocks fetched from peers", registry=r)
+        self.duplicate_key = Gauge("cxl_duplicate_key", "1 when another process runs with this node's key "
+                                   "(this node has stopped signing)", registry=r)
         # exposed as cxl_evidence_total
         self.evidence = Counter("cxl_evidence", "Evidence records seen (conflicting signatures)", registry=r)
         self._evidence_counted = 0

@@ -185,6 +185,7 @@ class Runner:
         self.commit_listeners: list[Callable[[Block, BlockResult, Certificate, dict], None]] = []
         self.evidence: collections.deque = collections.deque(maxlen=MAX_EVIDENCE)
         self.evidence_count = 0
+        self.duplicate_key = False  # set by on_duplicate_key: this node then signs nothing
         self.view = 0
         self.view_changes = 0
         self.clock_refusals = 0  # blocks refused as too far ahead of this node's clock
@@ -323,6 +324,17 @@ class Runner:
             gate = self._gate = inbound.InboundGate(self.log)
         return gate
 
+    def on_duplicate_key(self, peer_key: bytes) -> None:
+        """Another process signs with our node key (a peer told us, p2p duplicate_session):
+        from now on this node feeds the consensus core nothing, so it signs no vote, no
+        proposal and no view change until it is restarted. It keeps serving reads."""
+        if self.duplicate_key:
+            return
+        self.duplicate_key = True  # at once: not one more event reaches the core
+        self.log.error("duplicate node key: another process uses this node's key (peer %s said so); this node "
+                       "has stopped signing (status duplicate_key, /health degraded). Stop one of them and "
+                       "restart the other", peer_key.hex()[:16])
+
     def on_peer_connected(self, peer_key: bytes) -> None:
         """A session to a peer (re)opened: the core sends it its current state again."""
         self.queue.put_nowait(ev.PeerConnected(bytes(peer_key)))
@@ -369,6 +381,8 @@ class Runner:
             self._feed(self._local.popleft())
 
     def _feed(self, event) -> None:
+        if self.duplicate_key:  # another process signs with our key: sign nothing (on_duplicate_key)
+            return
         effects = self._core(type(event).__name__, lambda: self.replica.on_event(event))
         if isinstance(event, ev.TimeoutFired) and event.kind in ("progress", "censor", "slow"):
             for e in effects:  # say why this node suspects the primary (kinds: docs/consensus.md §4)
@@ -454,7 +468,7 @@ class Runner:
     # proposals ------------------------------------------------------------------------------
     def _maybe_propose(self) -> None:
         req = self._proposal
-        if req is None or req.height != self.chain.height + 1:
+        if req is None or req.height != self.chain.height + 1 or self.duplicate_key:
             return
         ready = self.mempool.ready_count()
         if ready == 0:

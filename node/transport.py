@@ -73,6 +73,7 @@ class NodeInbox:
         node_key: bytes = b"",
         validators: Callable[[], list[dict]] | None = None,
         on_peer_connected: Callable[[bytes], None] | None = None,
+        on_duplicate_key: Callable[[bytes], None] | None = None,
     ):
         self.chain_id = chain_id
         self.node_key = node_key
@@ -82,6 +83,7 @@ class NodeInbox:
         self._serve_blocks = serve_blocks
         self._validators = validators or (lambda: [{"key": k} for k in validator_keys()])
         self._on_peer_connected = on_peer_connected
+        self._on_duplicate_key = on_duplicate_key
 
     def validator_keys(self) -> list[bytes]:
         """Public keys of the validator set deciding the next height (the peers to accept)."""
@@ -105,6 +107,12 @@ class NodeInbox:
         consensus state to it (what the old session carried may be lost)."""
         if self._on_peer_connected is not None:
             self._on_peer_connected(peer_key)
+
+    def on_duplicate_key(self, peer_key: bytes) -> None:
+        """Peer `peer_key` replaced our session with a newer one from our own key: another
+        process runs with this node's key. The node stops signing."""
+        if self._on_duplicate_key is not None:
+            self._on_duplicate_key(peer_key)
 
     def serve_blocks(self, from_height: int, limit: int) -> list[tuple[bytes, bytes]]:
         """Committed blocks from `from_height` on, at most `limit`, as (block_raw, cert_raw)."""

@@ -55,6 +55,10 @@ class Limits:
     user_timeout_s: float = 30.0
     heartbeat_s: float = 20.0
     close_timeout_s: float = 1.0
+    # A peer that closes our session as "replaced by a newer session" (4003) has a session
+    # from another process with OUR key (an HA mistake): redial it only this often, so the
+    # two processes do not take the session from each other hundreds of times a minute.
+    duplicate_backoff_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_batch_txs <= MAX_TXS_PER_FRAME:

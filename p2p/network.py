@@ -83,6 +83,9 @@ class PeerNetwork:
         self._links: dict[bytes, PeerLink] = {}
         self._inbound: dict[bytes, web.WebSocketResponse] = {}
         self._handshaking = 0
+        # another process with our node key, as peers tell us (see duplicate_session)
+        self.duplicate_key: dict | None = None
+        self._replaced_at: dict[bytes, float] = {}  # peer key -> when its inbound session was last replaced
         # The deadline runs from accept; the WebSocket handshake's own timeout (from upgrade)
         # closes politely first when the upgrade was quick, the gate aborts everything else.
         self.gate = ConnectionGate(self.limits.max_unauthenticated, self.limits.max_unauthenticated_per_host,
@@ -326,6 +329,25 @@ class PeerNetwork:
         except Exception:  # the node's bug, not the peer's: keep the session
             log.exception("p2p: inbox on_peer_connected raised")
 
+    def duplicate_session(self, link: PeerLink) -> None:
+        """A peer closed our session because a newer one with our key took over: another
+        process is running with this node's key. Say so loudly and tell the node, which
+        stops signing (two signers with one key can equivocate and get it slashed)."""
+        first = self.duplicate_key is None
+        self.duplicate_key = {"peer": link.key.hex(), "since_ms": (self.duplicate_key or {}).get("since_ms")
+                              or self.clock_ms(), "seen": (self.duplicate_key or {}).get("seen", 0) + 1}
+        log.error("p2p: validator %s replaced our session with a newer one from OUR node key %s: another "
+                  "process is running with this key. This node stops signing; stop the other process "
+                  "(or give it its own key) and restart this one", link.short, self.key.hex()[:16])
+        if not first:
+            return
+        callback = getattr(self.inbox, "on_duplicate_key", None)
+        if callback is not None:
+            try:
+                callback(link.key)
+            except Exception:
+                log.exception("p2p: inbox on_duplicate_key raised")
+
     def note_clock(self, link: PeerLink) -> None:
         """Say so when a peer's clock is far from ours: blocks from a clock more than the
         chain's time_skew_ms ahead are refused (2 s by default), so a node whose clock is
@@ -368,6 +390,11 @@ class PeerNetwork:
         old = self._inbound.get(peer_key)
         if old is not None:
             self._spawn(old.close(code=wire.CLOSE_REPLACED, message=b"replaced by a newer session"))
+            now, last = time.monotonic(), self._replaced_at.get(peer_key)
+            self._replaced_at[peer_key] = now
+            if last is not None and now - last < 60:
+                log.warning("p2p: sessions from validator %s keep replacing each other: two processes may be "
+                            "running with its node key", peer_key.hex()[:16])
         self._inbound[peer_key] = ws
         link = self._links.get(peer_key)
         if link is not None:

@@ -65,6 +65,7 @@ class PeerLink:
         self.sent = 0
         self.received = 0
         self.reconnects = 0
+        self.replaced_by_other = False  # the peer said a newer session with our key took over
         self.connects = 0
         self.last_seen: float | None = None  # time.monotonic() of the last frame from this peer
         self.last_error = ""
@@ -134,6 +135,9 @@ class PeerLink:
                 log.exception("p2p: unexpected error in session to %s", self.short)
             if established:
                 attempt = 0
+            if self.replaced_by_other:
+                self.replaced_by_other = False
+                await asyncio.sleep(limits.duplicate_backoff_s)
             # the backoff spaces the *starts* of attempts: a dial that already hung for the
             # connect timeout (a partition) is retried at once, so a healed path is found
             # within one connect timeout; a refused one waits the backoff
@@ -182,6 +186,11 @@ class PeerLink:
             if ws.closed and ws.close_code is not None:
                 self.last_error = f"closed by the peer or the network (code {ws.close_code})"
                 log.info("p2p: session to %s ended: %s", self.short, self.last_error)
+                if ws.close_code == wire.CLOSE_REPLACED:
+                    # we open one session at a time to a peer: a newer one with our key is
+                    # another process's
+                    self.replaced_by_other = True
+                    net.duplicate_session(self)
             return True
         finally:
             if self.connected:

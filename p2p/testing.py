@@ -32,6 +32,7 @@ class FakeInbox:
         self.txs: list[tuple[bytes, list[bytes]]] = []
         self.blocks = blocks or []
         self.connected: list[bytes] = []  # peer keys, one per (re)established outbound session
+        self.duplicates: list[bytes] = []  # peers that said another process has our key
 
     def on_consensus(self, sender_key: bytes, message: bytes) -> None:
         self.consensus.append((sender_key, message))
@@ -44,6 +45,9 @@ class FakeInbox:
 
     def on_peer_connected(self, peer_key: bytes) -> None:
         self.connected.append(peer_key)
+
+    def on_duplicate_key(self, peer_key: bytes) -> None:
+        self.duplicates.append(peer_key)
 
     def all_txs(self) -> list[bytes]:
         return [tx for _, batch in self.txs for tx in batch]

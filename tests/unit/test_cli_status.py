@@ -79,3 +79,13 @@ def test_status_json_is_the_node_document(monkeypatch):
     st = _status()
     res = _run(monkeypatch, st, "--json")
     assert res.exit_code == 0 and json.loads(res.output) == st
+
+
+def test_status_says_when_another_process_has_the_node_key(monkeypatch):
+    st = _status(peers_connected=3, connected_peers=KEYS[1:], stalled_reason=None,
+                 duplicate_key={"peer": KEYS[1], "since_ms": 1, "seen": 2})
+    f = _fields(_run(monkeypatch, st).output)
+    assert f["health"] == "degraded (duplicate_key)" and f["duplicate key"].startswith("YES")
+    healthy = _fields(_run(monkeypatch, _status(peers_connected=3, connected_peers=KEYS[1:], stalled_reason=None,
+                                                duplicate_key=None)).output)
+    assert healthy["health"] == "ready" and "duplicate key" not in healthy

@@ -84,3 +84,12 @@ def test_stall_notice_waits_out_the_grace_period():
     ]
     for reason, now, want in steps:
         assert notice.check(reason, now) == want, (reason, now)
+
+
+def test_a_duplicate_node_key_degrades_health_with_its_reason():
+    status = _status() | {"duplicate_key": {"peer": "ab" * 32, "since_ms": 1, "seen": 1}}
+    verdict = assess(status)
+    assert verdict["status"] == "degraded"
+    assert [r["code"] for r in verdict["reasons"]] == ["duplicate_key"]
+    assert "stopped signing" in verdict["reasons"][0]["message"]
+    assert assess(_status() | {"duplicate_key": None})["status"] == "ready"

@@ -416,3 +416,25 @@ async def test_the_reported_view_follows_the_core_down_after_a_moot_view_change(
         assert runner.view_changes == 1
     finally:
         await runner.stop()
+
+
+async def test_a_duplicate_node_key_stops_all_signing(caplog):
+    """Told that another process runs with its key, the runner feeds the core nothing more:
+    no proposal, no vote, no commit, however many transactions wait."""
+    runner, chain, mp, tr = make_runner(block_interval_ms=10)
+    runner.start()
+    try:
+        mp.add(transfer(0))
+        runner.notify_txs_added(1)
+        await until(lambda: chain.height == 1)  # signing works before
+        sent = len(tr.messages)
+        with caplog.at_level("ERROR"):
+            runner.on_duplicate_key(b"\x01" * 32)
+        assert runner.duplicate_key and any("stopped signing" in r.getMessage() for r in caplog.records)
+        for n in (1, 2):
+            mp.add(transfer(n))
+            runner.notify_txs_added(1)
+        await asyncio.sleep(0.5)
+        assert chain.height == 1 and len(tr.messages) == sent
+    finally:
+        await runner.stop()
