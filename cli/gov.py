@@ -27,7 +27,7 @@ from ledger.errors import TxRejected
 from ledger.governance import ACTIONS, MAX_ACTIONS, normalise_action
 
 # Governance arguments that are integers on chain; everything else is text (hex keys included).
-INT_ARGS = {"value", "amount"}
+INT_ARGS = {"value", "amount", "port"}
 STATUSES = ("open", "executed", "failed", "rejected", "expired")
 
 
@@ -161,6 +161,7 @@ def parse_actions(tokens: tuple[str, ...]) -> list[dict]:
     actions: list[dict] = []
     for token in tokens:
         if "=" not in token:
+            token = token.replace("-", "_")  # add-node is add_node
             if token not in ACTIONS:
                 raise click.BadParameter(f"{token!r} is neither an action ({', '.join(ACTIONS)}) nor KEY=VALUE",
                                          param_hint="ACTIONS")
@@ -235,6 +236,10 @@ def gov_propose(tokens, actions_file, expires_in_blocks, txopts: TxOptions):
       remove_validator key
       set_param        name, value        (see `cxl gov params`)
       mint             to, amount
+      add_node         org, key (hex node key), host and port (optional): a full node
+      remove_node      key
+
+    Action names may be written with '-' (add-node) or '_' (add_node).
     """
     if bool(tokens) == bool(actions_file):
         raise click.UsageError("give the actions as arguments (ACTION KEY=VALUE…) or with --file, one of the two")

@@ -24,7 +24,7 @@ from ledger.governance import normalise_action
 from ledger.tx import decode_tx
 
 # Governance arguments that are integers on chain; everything else is text (hex keys included).
-_INT_ARGS = {"value", "amount"}
+_INT_ARGS = {"value", "amount", "port"}
 
 
 def _read_signed(source: str) -> bytes:
@@ -93,7 +93,8 @@ def _parse_args(action: str, pairs: tuple[str, ...]) -> dict:
 
 @tx_group.command("propose")
 @click.argument("action", type=click.Choice(["add_org", "remove_org", "add_member", "remove_member", "add_validator",
-                                             "remove_validator", "set_param", "mint"]), metavar="ACTION")
+                                             "remove_validator", "set_param", "mint", "add_node",
+                                             "remove_node"]), metavar="ACTION")
 @click.option("--arg", "pairs", multiple=True, metavar="KEY=VALUE",
               help="An argument of the action (repeatable), e.g. --arg to=cx… --arg amount=100.")
 @proposal_blocks_option("chain default")
@@ -111,6 +112,8 @@ def tx_propose(action, pairs, expires_in_blocks, txopts: TxOptions):
       remove_validator key
       set_param        name, value
       mint             to, amount
+      add_node         org, key (hex node key), host, port (host/port optional)
+      remove_node      key
     """
     payload: dict = {"action": action, "args": _parse_args(action, pairs)}
     if expires_in_blocks is not None:

@@ -23,6 +23,9 @@ Actions:
     remove_member {address}
     add_validator {org, key, p2p, api}    effective `validator_delay` blocks later
     remove_validator {key}                likewise
+    add_node {org, key, host?, port?}     list a full (non-validator) node: its peers accept it
+    remove_node {key}                     (ledger/nodes.py; codes bad_key, unknown_org,
+                                          node_exists, unknown_node, node_is_validator)
     set_param {name, value}               integer chain parameters
     mint {to, amount}                     the only way credits come into being
 
@@ -34,7 +37,7 @@ from __future__ import annotations
 
 import re
 
-from ledger import accounts
+from ledger import accounts, nodes
 from ledger.accounts import ROLES, require_address, require_amount
 from ledger.crypto import PUBLIC_KEY_SIZE, address_of, parse_hex
 from ledger.errors import TxRejected
@@ -44,7 +47,8 @@ ORG_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")  # \Z: "$" would accept a tra
 DEFAULT_EXPIRY_BLOCKS = 100_000
 MAX_ACTIONS = 16
 ACTIONS = ("add_org", "remove_org", "add_member", "remove_member", "add_validator", "remove_validator",
-           "set_param", "mint")
+           "set_param", "mint", "add_node", "remove_node")
+HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252}[A-Za-z0-9])?\Z")  # a DNS name, IPv4 or IPv6 address
 
 # Parameters that governance may set, with their allowed ranges.
 PARAM_RANGES: dict[str, tuple[int, int]] = {
@@ -76,6 +80,34 @@ def _key_bytes(value, what: str) -> bytes:
     if not isinstance(value, bytes) or len(value) != PUBLIC_KEY_SIZE:
         raise TxRejected(f"{what} must be a 32-byte public key", "bad_payload")
     return value
+
+
+def _node_key(value) -> bytes:
+    """A full node's key: 32 bytes, or 64 hex characters (stable code bad_key)."""
+    if isinstance(value, str):
+        try:
+            value = parse_hex(value, PUBLIC_KEY_SIZE)
+        except ValueError:
+            raise TxRejected("key must be a 32-byte public key in hex (64 characters)", "bad_key") from None
+    if not isinstance(value, bytes) or len(value) != PUBLIC_KEY_SIZE:
+        raise TxRejected("key must be a 32-byte public key", "bad_key")
+    return value
+
+
+def _node_endpoint(args: dict) -> dict:
+    """The optional p2p endpoint of a listed node: host and port together, or neither."""
+    host, port = args.get("host"), args.get("port")
+    if host is None and port is None:
+        return {}
+    if host is None or port is None:
+        raise TxRejected("give host and port together, or neither", "bad_payload")
+    if not isinstance(host, str) or not HOST.match(host):
+        raise TxRejected("host must be a DNS name or an IP address", "bad_payload")
+    if isinstance(port, str) and port.isdigit():
+        port = int(port)
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise TxRejected("port must be an integer in [1, 65535]", "bad_payload")
+    return {"host": host, "port": port}
 
 
 def _url(value, what: str) -> str:
@@ -114,6 +146,13 @@ def normalise_action(action: str, args: dict) -> dict:
         }
     if action == "remove_validator":
         return {"key": _key_bytes(args.get("key"), "key")}
+    if action == "add_node":
+        if set(args) - {"org", "key", "host", "port"}:
+            raise TxRejected(f"add_node takes org, key, host, port; not {', '.join(sorted(set(args) - {'org', 'key', 'host', 'port'}))}",
+                             "bad_payload")
+        return {"org": _org_id(args), "key": _node_key(args.get("key")), **_node_endpoint(args)}
+    if action == "remove_node":
+        return {"key": _node_key(args.get("key"))}
     if action == "set_param":
         name, value = args.get("name"), args.get("value")
         if name not in PARAM_RANGES:
@@ -151,6 +190,9 @@ def _execute(state: StateView, height: int, action: str, args: dict) -> None:
             raise TxRejected("remove the organisation's validators first", "org_has_validators")
         for address, _ in accounts.members_of(state, args["org"]):
             state.delete(accounts.member_key(address))
+        for entry in nodes.listed_nodes(state):  # its full nodes go with it
+            if entry["org"] == args["org"]:
+                state.delete(nodes.node_key(entry["key"]))
         state.delete(accounts.org_key(args["org"]))
     elif action == "add_member":
         if not accounts.org(state, args["org"]):
@@ -184,6 +226,21 @@ def _execute(state: StateView, height: int, action: str, args: dict) -> None:
                 raise TxRejected("the last validator cannot be removed", "last_validator")
         delay = accounts.params(state).get("validator_delay", 2)
         state.put(b"validators_next", {"height": height + delay, "validators": new})
+    elif action == "add_node":
+        if not accounts.org(state, args["org"]):
+            raise TxRejected(f"no organisation {args['org']}", "unknown_org")
+        if nodes.listed_node(state, args["key"]) is not None:
+            raise TxRejected("that key is listed as a full node already", "node_exists")
+        # the set after pending changes: a validator being removed may be listed (in the same
+        # proposal, after its remove_validator) so its peers keep it as a full node
+        if any(v["key"] == args["key"] for v in _upcoming_validators(state)):
+            raise TxRejected("that key is a validator (or becomes one with a pending change); a validator "
+                             "follows the chain already", "node_is_validator")
+        state.put(nodes.node_key(args["key"]), dict(args))
+    elif action == "remove_node":
+        if nodes.listed_node(state, args["key"]) is None:
+            raise TxRejected("that key is not a listed full node", "unknown_node")
+        state.delete(nodes.node_key(args["key"]))
     elif action == "set_param":
         params = dict(accounts.params(state))
         params[args["name"]] = args["value"]
