@@ -310,12 +310,20 @@ def apply_writes(store: Store, version: int, writes: dict[bytes, bytes | None]) 
     Each touched node is hashed once, whatever the number of writes below it.
     """
     if version == 0:
-        base = None
-    else:
-        raw = store.get(PREFIX_ROOT + h8(version - 1))
-        if raw is None:
-            raise VersionUnavailable(f"the state tree holds no version {version - 1} to build {version} on")
-        base = _child(raw)
+        return build_version(store, 0, writes)
+    raw = store.get(PREFIX_ROOT + h8(version - 1))
+    if raw is None:
+        raise VersionUnavailable(f"the state tree holds no version {version - 1} to build {version} on")
+    return _apply(store, version, _child(raw), writes)
+
+
+def build_version(store: Store, version: int, writes: dict[bytes, bytes | None]) -> TreeUpdate:
+    """A tree of `version` holding exactly `writes` (no earlier version below it): genesis,
+    or a state-sync snapshot restored at its height. Reads `store` for nothing it needs."""
+    return _apply(store, version, None, writes)
+
+
+def _apply(store: Store, version: int, base, writes: dict[bytes, bytes | None]) -> TreeUpdate:
     ups = []
     for key, value in writes.items():
         kh = _sha(key).digest()

@@ -279,10 +279,11 @@ OPENAPI_PATHS = {
 
 def openapi_document() -> dict:
     """The node's OpenAPI document with market and governance paths (docs/openapi.json)."""
-    from node import market_api
+    from node import market_api, snapshot_api
 
     doc = market_api.openapi_document()
     doc["paths"].update(OPENAPI_PATHS)
+    doc["paths"].update(snapshot_api.OPENAPI_PATHS)
     doc["components"]["schemas"].update(OPENAPI_SCHEMAS)
     return doc
 
