@@ -196,3 +196,44 @@ async def test_validators_over_pinned_mutual_tls(net_homes):
     finally:
         for n in nodes:
             await n.stop()
+
+
+async def test_a_second_process_with_a_node_key_stops_signing_and_says_so(net_homes, tmp_path):
+    """An HA mistake: node0's key also runs in a twin. The peers keep the newest session from
+    the key, so node0 is told its session was replaced: it stops signing and reports
+    duplicate_key in status, /health and metrics; the other three keep the chain going."""
+    net, homes = net_homes
+    chain_id = net.doc["chain_id"]
+    admin, to = net.admins["org1"], net.operators["org2"].address
+    nodes = [await start(h) for h in homes]
+    twin = None
+    try:
+        await until(lambda: all(n.status()["peers_connected"] == 3 for n in nodes), what="full mesh")
+        assert nodes[0].status()["duplicate_key"] is None
+        assert "duplicate_key" not in [r["code"] for r in nodes[0].health()["reasons"]]
+        twin_home = init_home(tmp_path / "twin", tmp_path / "genesis.json", tmp_path / "v0.json",
+                              p2p_port=_free_ports(1)[0]).path
+        twin = await start(twin_home)
+        await until(lambda: nodes[0].status()["duplicate_key"] or twin.status()["duplicate_key"], timeout=30,
+                    what="duplicate key detected")
+        flagged = nodes[0] if nodes[0].status()["duplicate_key"] else twin
+        dup = flagged.status()["duplicate_key"]
+        assert dup["peer"] in {n.signer.public_key.hex() for n in nodes[1:]} and dup["seen"] >= 1
+        health = flagged.health()
+        assert health["status"] == "degraded" and "duplicate_key" in [r["code"] for r in health["reasons"]]
+        flagged.refresh_metrics()
+        assert flagged.metrics.duplicate_key._value.get() == 1
+        signed_before = flagged.runner.signed_state
+        async with aiohttp.ClientSession() as s:
+            txs = [make_tx(admin, chain_id, n, "transfer", {"to": to, "amount": 1}) for n in range(3)]
+            for t in txs:
+                await submit(s, nodes[1], t)
+            # three validators still certify blocks (f = 1) without the flagged one
+            await until(lambda: all(n.chain.get_tx(txs[-1].hash) for n in nodes[1:]), timeout=30,
+                        what="the other three commit")
+        # the flagged process signed nothing more (its signing record did not move); the
+        # other process with the key may still sign until it is told too
+        assert flagged.runner.signed_state == signed_before
+    finally:
+        for n in nodes + ([twin] if twin else []):
+            await n.stop()
