@@ -110,8 +110,11 @@ def validators(state: StateView) -> list[dict]:
     return state.get(b"validators", [])
 
 
+PARAMS_KEY = b"params"
+
+
 def params(state: StateView) -> dict:
-    return state.get(b"params", {})
+    return state.get(PARAMS_KEY, {})
 
 
 def require_amount(value, what: str = "amount") -> int:

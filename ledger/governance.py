@@ -67,7 +67,7 @@ PARAM_RANGES: dict[str, tuple[int, int]] = {
 }
 
 
-def _prop_key(pid: int) -> bytes:
+def proposal_key(pid: int) -> bytes:
     return b"gov/p/" + pid.to_bytes(8, "big")
 
 
@@ -345,7 +345,7 @@ def normalise_actions(items) -> list[dict]:
 
 
 def get_proposal(state: StateView, pid: int) -> dict | None:
-    return state.get(_prop_key(pid))
+    return state.get(proposal_key(pid))
 
 
 def _outcome(proposal: dict) -> dict:
@@ -377,7 +377,7 @@ def propose(state: StateView, ctx, payload: dict) -> dict:
         "created_height": ctx.height, "expires_height": ctx.height + expires_in,
     }
     _tally(state, ctx, proposal)
-    state.put(_prop_key(pid), proposal)
+    state.put(proposal_key(pid), proposal)
     return _outcome(proposal)
 
 
@@ -398,5 +398,5 @@ def vote(state: StateView, ctx, payload: dict) -> dict:
         raise TxRejected(f"organisation {org_id} has already voted on proposal {pid}", "already_voted")
     proposal["votes"][org_id] = approve
     _tally(state, ctx, proposal)
-    state.put(_prop_key(pid), proposal)
+    state.put(proposal_key(pid), proposal)
     return _outcome(proposal)

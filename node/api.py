@@ -29,7 +29,8 @@ from ledger.crypto import account_address, address_problem
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from node import views
+from ledger import accounts
+from node import proofs, views
 from node.api_limits import ApiLimits, LongPollBudget, serve
 from node.errors import BadRequest, NodeError, NotFound
 from node.openapi import openapi_document
@@ -324,7 +325,7 @@ async def get_account(request: web.Request) -> web.Response:
     if member is not None:
         pn = node.mempool.pending_nonce(member["key"])
         pending = nonce if pn is None else pn
-    return json_response({
+    doc = {
         "address": address,
         "balance": view["balance"],
         "escrow_as_tenant": view["escrow_as_tenant"],
@@ -333,7 +334,10 @@ async def get_account(request: web.Request) -> web.Response:
         "pending_nonce": pending,
         "member": None if member is None else views.jsonable(member),
         "height": node.chain.height,
-    })
+    }
+    return json_response(proofs.with_proof(
+        request, node.chain, doc, [accounts.bal_key(address), accounts.nonce_key(address), accounts.member_key(address)],
+        ["balance", "nonce", "member"]))
 
 
 async def get_validators(request: web.Request) -> web.Response:

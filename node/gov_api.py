@@ -27,14 +27,15 @@ import json
 from aiohttp import web
 
 from ledger import gov_queries as gq
-from ledger import governance
+from ledger import accounts, governance
+from ledger.accounts import PARAMS_KEY
 from ledger.encoding import sha256
 from ledger.governance import ORG_ID
 from ledger.simulate import Simulated, SimulationTooLarge, simulate
-from node import api, views
+from node import api, proofs, views
 from node.errors import BadRequest, NodeError, NotFound, TxAdmissionError
 from node.mempool import check_raws
-from node.openapi import add_openapi_paths
+from node.openapi import PROVE_PARAM, add_openapi_paths
 from node.query import DEFAULT_PAGE, MAX_PAGE, Query, path_id
 from node.runner import now_ms  # the node's one clock, as the proposer uses it
 
@@ -70,7 +71,9 @@ async def get_proposal(request: web.Request) -> web.Response:
         raise NotFound(f"no proposal {request.match_info['id']}; list proposals with GET /v1/proposals",
                        "unknown_proposal")
     view = gq.proposal_view(state, proposal, node.chain.height)
-    return api.json_response({**views.jsonable(view), "height": node.chain.height})
+    return api.json_response(proofs.with_proof(
+        request, node.chain, {**views.jsonable(view), "height": node.chain.height}, [governance.proposal_key(pid)],
+        ["the stored proposal (threshold and tallies by org are derived from it and the org list)"]))
 
 
 async def get_orgs(request: web.Request) -> web.Response:
@@ -87,13 +90,16 @@ async def get_org(request: web.Request) -> web.Response:
     view = gq.org_view(node.chain.state(), org_id)
     if view is None:
         raise NotFound(f"no organisation {org_id}; list them with GET /v1/orgs", "unknown_org")
-    return api.json_response({**views.jsonable(view), "height": node.chain.height})
+    return api.json_response(proofs.with_proof(
+        request, node.chain, {**views.jsonable(view), "height": node.chain.height}, [accounts.org_key(org_id)],
+        ["the organisation's id and name (its members and validators are listed from other entries)"]))
 
 
 async def get_params(request: web.Request) -> web.Response:
-    Query(request, set())
+    Query(request, {"prove"})
     node = _node(request)
-    return api.json_response({"params": gq.params_view(node.chain.state()), "height": node.chain.height})
+    doc = {"params": gq.params_view(node.chain.state()), "height": node.chain.height}
+    return api.json_response(proofs.with_proof(request, node.chain, doc, [PARAMS_KEY], ["params"]))
 
 
 # -- dry runs ---------------------------------------------------------------------------------
@@ -252,7 +258,7 @@ OPENAPI_PATHS = {
     "/v1/proposals/{id}": {"get": {
         "summary": "One proposal: actions, status, votes by organisation, threshold, expiry",
         "parameters": [{"name": "id", "in": "path", "required": True,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}],
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}, PROVE_PARAM],
         "responses": {"200": _ok(_ref("Proposal"), "Proposal"), **_err(400, 404)}}},
     "/v1/orgs": {"get": {
         "summary": "Organisations with member counts by role and validator count",
@@ -261,11 +267,12 @@ OPENAPI_PATHS = {
     "/v1/orgs/{id}": {"get": {
         "summary": "One organisation: members (address, role, key) and validators",
         "parameters": [{"name": "id", "in": "path", "required": True,
-                        "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,31}$"}}],
+                        "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,31}$"}}, PROVE_PARAM],
         "responses": {"200": _ok(_ref("Org"), "Organisation"), **_err(400, 404)}}},
     "/v1/params": {"get": {
         "summary": "Chain parameters: current value, default, range governance may set",
-        "responses": {"200": _ok(_ref("Params"), "Parameters")}}},
+        "parameters": [PROVE_PARAM],
+        "responses": {"200": _ok(_ref("Params"), "Parameters"), **_err(400)}}},
     "/v1/txs/simulate": {"post": {
         "summary": "Dry run: execute at the next height without committing; the receipt it would get",
         "requestBody": {"required": True, "content": {"application/json": {"schema": {

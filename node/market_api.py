@@ -25,9 +25,10 @@ import time
 from aiohttp import web
 
 from ledger.market import queries
-from node import api, views
+from ledger.market.common import attestation_key, lease_key, listing_key
+from node import api, proofs, views
 from node.errors import BadRequest, NotFound
-from node.openapi import ADDRESS, ADDRESS_PARAM, add_openapi_paths
+from node.openapi import ADDRESS, ADDRESS_PARAM, PROVE_PARAM, add_openapi_paths
 from node.query import DEFAULT_PAGE, MAX_INT as _MAX_INT, MAX_PAGE, Query, path_id, positive_id
 
 LISTING_STATUSES = ("active", "paused", "withdrawn", "any")
@@ -91,7 +92,8 @@ async def get_listing(request: web.Request) -> web.Response:
     listing = queries.get_listing(state, lid, now_ms=_now_ms())
     if listing is None:
         raise NotFound(f"no listing {lid}; find listings with GET /v1/listings", "unknown_listing")
-    return api.json_response(views.jsonable(listing))
+    return api.json_response(proofs.with_proof(request, node.chain, views.jsonable(listing), [listing_key(lid)],
+                                               ["the stored listing (status at the current time is derived)"]))
 
 
 async def get_leases(request: web.Request) -> web.Response:
@@ -113,7 +115,8 @@ async def get_lease(request: web.Request) -> web.Response:
     lease = queries.get_lease(state, lid)
     if lease is None:
         raise NotFound(f"no lease {lid}; list leases with GET /v1/leases?tenant=ADDRESS", "unknown_lease")
-    return api.json_response(views.jsonable(lease))
+    return api.json_response(proofs.with_proof(request, node.chain, views.jsonable(lease), [lease_key(lid)],
+                                               ["the stored lease"]))
 
 
 async def get_attestations(request: web.Request) -> web.Response:
@@ -141,7 +144,8 @@ async def get_attestation(request: web.Request) -> web.Response:
         raise NotFound(f"no attestation {aid}", "unknown_attestation")
     from ledger.market.attestations import is_live
 
-    return api.json_response(views.jsonable({**att, "live": is_live(att, _now_ms())}))
+    return api.json_response(proofs.with_proof(request, node.chain, views.jsonable({**att, "live": is_live(att, _now_ms())}),
+                                               [attestation_key(aid)], ["the stored attestation (live is derived)"]))
 
 
 async def get_account_market(request: web.Request) -> web.Response:
@@ -268,7 +272,7 @@ OPENAPI_PATHS = {
         "responses": {"200": _ok(_page_schema("Listing"), "A page of listings"), **_err(400)}}},
     "/v1/listings/{id}": {"get": {
         "summary": "A listing with available units and its live attestations",
-        "parameters": [_ID_PARAM],
+        "parameters": [_ID_PARAM, PROVE_PARAM],
         "responses": {"200": _ok(_ref("Listing"), "Listing"), **_err(400, 404)}}},
     "/v1/leases": {"get": {
         "summary": "Leases of a tenant (address or public key) or of a provider organisation",
@@ -281,7 +285,7 @@ OPENAPI_PATHS = {
         "responses": {"200": _ok(_page_schema("Lease"), "A page of leases"), **_err(400)}}},
     "/v1/leases/{id}": {"get": {
         "summary": "A lease with its usage reports and settlement records",
-        "parameters": [_ID_PARAM],
+        "parameters": [_ID_PARAM, PROVE_PARAM],
         "responses": {"200": _ok(_ref("Lease"), "Lease"), **_err(400, 404)}}},
     "/v1/attestations": {"get": {
         "summary": "Attestations about an organisation or a listing (each with `live`)",
@@ -294,7 +298,7 @@ OPENAPI_PATHS = {
             "Attestations"), **_err(400)}}},
     "/v1/attestations/{id}": {"get": {
         "summary": "One attestation",
-        "parameters": [_ID_PARAM],
+        "parameters": [_ID_PARAM, PROVE_PARAM],
         "responses": {"200": _ok(_ref("Attestation"), "Attestation"), **_err(400, 404)}}},
     "/v1/accounts/{address}/market": {"get": {
         "summary": "Balance, nonce, and the escrow held for the account's open leases",

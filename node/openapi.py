@@ -21,6 +21,11 @@ ADDRESS = {"type": "string", "format": "cxl-address", "pattern": "^cx1[02-9ac-hj
 ADDRESS_OR_KEY = {"type": "string", "pattern": "^(cx1[02-9ac-hj-np-z]{38}|[0-9a-fA-F]{64})$",
                   "format": "cxl-address-or-key"}
 MAX_HEIGHT = 2**63 - 1
+# ?prove=1 on state reads (node/proofs.py): the stored entries with Merkle proofs, header, certificate
+PROVE_PARAM = {"name": "prove", "in": "query", "required": False,
+               "schema": {"type": "string", "enum": ["1", "0", "true", "false"]},
+               "description": "1: add `proof` (state entries with Merkle proofs, the header and certificate "
+                              "of the height; docs/api.md Proofs)"}
 
 
 def _ref(name: str) -> dict:
@@ -160,7 +165,7 @@ PATHS = {
         "responses": {"200": _json(_ref("Block"), "Block"), **_errors(400, 404)}}},
     "/v1/accounts/{address}": {"get": {
         "summary": "Balance, next nonce and membership of an address (or public key)",
-        "parameters": [ADDRESS_PARAM],
+        "parameters": [ADDRESS_PARAM, PROVE_PARAM],
         "responses": {"200": _json(_ref("Account"), "Account"), **_errors(400)}}},
     "/v1/validators": {"get": {"summary": "The validator set deciding the next height",
                                "responses": {"200": _json(_ref("Validators"), "Validators")}}},

@@ -239,3 +239,69 @@ async def test_simulate_refuses_deep_json_and_huge_integers_with_400(client):
         async with client.s.post(client.url + "/v1/txs/simulate", data=body) as resp:
             assert resp.status == 400
             assert (await resp.json())["error"]["code"] == "bad_json"
+
+
+# -- ?prove=1: state reads a client can check against the genesis file alone -----------------
+
+def _checked(doc: dict) -> dict:
+    from ledger.lightclient import verify_state_proof
+    return verify_state_proof(doc["proof"], chain_id=CHAIN_ID, validators=[v.public_key for v in NET.validators])
+
+
+async def test_state_reads_prove_their_values_against_a_certified_root(client):
+    from ledger.accounts import bal_key, member_key, nonce_key, org_key
+    from ledger.encoding import decode
+    from ledger.governance import proposal_key
+
+    r = await client.commit(A1, "propose", {"action": "mint", "args": {"to": OP1.address, "amount": 5}})
+    pid = r["result"]["proposal"]
+    status, acct = await client.get(f"/v1/accounts/{A1.address}", prove="1")
+    assert status == 200 and acct["proof"]["height"] == acct["height"] >= 1
+    entries = _checked(acct)
+    assert decode(entries[bal_key(A1.address)]) == acct["balance"]
+    assert decode(entries[nonce_key(A1.address)]) == acct["nonce"] == 1
+    assert decode(entries[member_key(A1.address)])["org"] == acct["member"]["org"] == "org1"
+    nobody = Signer(sha256(b"gov-api/nobody")).address  # absent entries are proven absent
+    assert set(_checked((await client.get(f"/v1/accounts/{nobody}", prove="1"))[1]).values()) == {None}
+    status, prop = await client.get(f"/v1/proposals/{pid}", prove="true")
+    assert decode(_checked(prop)[proposal_key(pid)])["proposer"] == A1.address
+    status, org = await client.get("/v1/orgs/org2", prove="1")
+    assert decode(_checked(org)[org_key("org2")]) == {"id": "org2", "name": org["name"]}
+    status, params = await client.get("/v1/params", prove="1")
+    assert status == 200 and decode(_checked(params)[b"params"])["max_block_txs"] == params["params"]["max_block_txs"]["value"]
+    status, plain = await client.get(f"/v1/accounts/{A1.address}")
+    assert "proof" not in plain and "proof" not in (await client.get(f"/v1/accounts/{A1.address}", prove="0"))[1]
+
+
+async def test_a_tampered_proof_answer_is_caught_with_the_failing_check(client):
+    from ledger.lightclient import LightClientError
+
+    await client.commit(A1, "transfer", {"to": OP1.address, "amount": 1})
+    status, acct = await client.get(f"/v1/accounts/{A1.address}", prove="1")
+
+    def fails(mutate, code):
+        doc = json.loads(json.dumps(acct))
+        mutate(doc["proof"])
+        with pytest.raises(LightClientError) as exc:
+            _checked(doc)
+        assert exc.value.code == code, exc.value
+
+    def flip(text: str) -> str:
+        return text[:-1] + ("0" if text[-1] != "0" else "1")
+
+    fails(lambda p: p["entries"][0].update(value=flip(p["entries"][0]["value"])), "state_proof")  # a lied balance
+    fails(lambda p: p["entries"][0].update(proof=flip(p["entries"][0]["proof"])), "state_proof")
+    fails(lambda p: p.update(state_root=flip(p["state_root"])), "state_root")
+    cert = base64.b64decode(acct["proof"]["certificate_raw"])
+    bad_sig = base64.b64encode(cert[:-5] + bytes([cert[-5] ^ 1]) + cert[-4:]).decode()
+    fails(lambda p: p.update(certificate_raw=bad_sig), "cert_signature")
+    fails(lambda p: p.update(header_raw="!!"), "malformed")
+    with pytest.raises(LightClientError) as exc:  # a set the client does not trust
+        from ledger.lightclient import verify_state_proof
+        verify_state_proof(acct["proof"], chain_id=CHAIN_ID, validators=[NEW_OP.public_key])
+    assert exc.value.code == "validators_hash"
+    with pytest.raises(LightClientError) as exc:
+        verify_state_proof(acct["proof"], chain_id="cxl-other", validators=[v.public_key for v in NET.validators])
+    assert exc.value.code == "chain_id"
+    status, body = await client.get(f"/v1/accounts/{A1.address}", prove="yes")
+    assert (status, body["error"]["code"]) == (400, "bad_query")

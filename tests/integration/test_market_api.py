@@ -272,3 +272,20 @@ async def test_openapi_lists_market_paths(client):
     assert "Lease" in doc["components"]["schemas"]
     written = json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text())
     assert set(doc["paths"]) <= set(written["paths"]), "regenerate: python -m node.market_api > docs/openapi.json"
+
+
+async def test_listing_lease_and_attestation_prove_their_stored_values(market):
+    from ledger.encoding import decode
+    from ledger.lightclient import verify_state_proof
+    from ledger.market.common import attestation_key, lease_key, listing_key
+
+    keys = [v.public_key for v in NET.validators]
+    for path, key, check in [
+        ("/v1/listings/1", listing_key(1), lambda stored, doc: stored["units"] == doc["units"] == 4),
+        ("/v1/leases/1", lease_key(1), lambda stored, doc: stored["escrow"] == doc["escrow"] == 6_000_000),
+        ("/v1/attestations/1", attestation_key(1), lambda stored, doc: stored["claim"] == doc["claim"]),
+    ]:
+        status, doc = await market.get(path + "?prove=1")
+        assert status == 200 and doc["proof"]["covers"], (path, doc)
+        entries = verify_state_proof(doc["proof"], chain_id=NET.doc["chain_id"], validators=keys)
+        assert check(decode(entries[key]), doc), path
