@@ -236,7 +236,7 @@ class Node:
                 self.send_msg(eff.msg, None if isinstance(eff, Broadcast) else eff.to)
             elif isinstance(eff, ScheduleTimeout):
                 sim.schedule(eff.after_ms, self.id, ("timer", self.incarnation,
-                                                     TimeoutFired(eff.kind, eff.view, eff.height)))
+                                                     TimeoutFired(eff.kind, eff.view, eff.height, eff.gen)))
             elif isinstance(eff, ValidateBlock):
                 verdict = self.validate(eff.height, eff.block_hash, eff.block)
                 sim.schedule(sim.rng.randint(0, 2), self.id, ("local", self.incarnation,
