@@ -66,6 +66,9 @@ class Replica(PrimaryWatch):
         self.fetches = 0
         self.seen = SeenLog()  # equivocation detection
         self._init_watch()
+        # Generation of the progress timer, never reset: re-arming bumps it, and a progress
+        # timeout of an older generation at the current (view, height) is stale (ignored).
+        self.progress_gen = 0
         self._reset_height()
 
     # -- bookkeeping ----------------------------------------------------------------
@@ -90,6 +93,9 @@ class Replica(PrimaryWatch):
         self.commits = CommitTally()
         self.deciding: bytes | None = None
         self.armed: set[tuple[int, int]] = set()
+        # `rearmed` caps re-arming the progress timer to once per (view, height), so a
+        # flapping peer cannot postpone a view change for ever.
+        self.rearmed: set[tuple[int, int]] = set()
         self.requested: tuple[int, int] | None = None
         self.helped: dict[tuple[str, bytes], tuple[int, int]] = {}  # (kind, peer) -> (last view, times)
         self.behind: bytes | None = None  # a peer that showed us we are behind at this height
@@ -165,8 +171,19 @@ class Replica(PrimaryWatch):
         key = (self.view, self.height)
         if key not in self.armed:
             self.armed.add(key)
-            out.append(ScheduleTimeout("progress", self.view, self.height, self._timeout()))
+            out.append(ScheduleTimeout("progress", self.view, self.height, self._timeout(), self.progress_gen))
             self._arm_slow(out)
+
+    def _rearm_progress(self, out: list) -> None:
+        """Time progress at this (view, height) from now: after a partition heals the timer
+        armed before it is stale (it would fire a view change moments after the reconnect
+        resent everyone's state). Once per (view, height); only a running timer is re-armed."""
+        key = (self.view, self.height)
+        if key not in self.armed or key in self.rearmed or self.changing:
+            return
+        self.rearmed.add(key)
+        self.progress_gen += 1
+        out.append(ScheduleTimeout("progress", self.view, self.height, self._timeout(), self.progress_gen))
 
     def _maybe_propose(self, out: list) -> None:
         h, v = self.height, self.view
@@ -449,6 +466,8 @@ class Replica(PrimaryWatch):
 
     def _on_timeout(self, ev: TimeoutFired, out: list) -> None:
         if ev.kind == "progress":
+            if ev.gen != self.progress_gen and (ev.view, ev.height) == (self.view, self.height):
+                return  # re-armed since: a newer timer of this (view, height) is running
             self.armed.discard((ev.view, ev.height))
             if (ev.view, ev.height) == (self.view, self.height) and self._active():
                 if self.pending > 0 or self.pp is not None:
@@ -657,6 +676,7 @@ class Replica(PrimaryWatch):
         new signature, so nothing to persist."""
         if peer == self.me or peer not in self.vset:
             return
+        self._rearm_progress(out)
         cert = self.last_cert
         if cert is not None:
             for key, sig in cert.signatures:

@@ -39,6 +39,7 @@ class ScheduleTimeout:
     view: int
     height: int
     after_ms: int
+    gen: int = 0  # generation of a re-armable timer; fired back in TimeoutFired.gen
 
 
 @dataclass(frozen=True, slots=True)

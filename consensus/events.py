@@ -45,6 +45,7 @@ class TimeoutFired:
     kind: str
     view: int
     height: int
+    gen: int = 0  # ScheduleTimeout.gen: a "progress" timer of an older generation is stale
 
 
 @dataclass(frozen=True, slots=True)

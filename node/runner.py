@@ -454,7 +454,7 @@ class Runner:
 
     # timers -------------------------------------------------------------------------------
     def _schedule(self, e: fx.ScheduleTimeout) -> None:
-        self._later(max(0, e.after_ms) / 1000, ev.TimeoutFired(e.kind, e.view, e.height))
+        self._later(max(0, e.after_ms) / 1000, ev.TimeoutFired(e.kind, e.view, e.height, e.gen))
 
     def _later(self, delay_s: float, item) -> None:
         """Queue `item` after `delay_s`; cancelled by stop()."""

@@ -26,7 +26,7 @@ from consensus.effects import (
     Send, ValidateBlock,
 )
 from consensus.events import (
-    BlockVerdict, Committed, FetchedBlock, MessageReceived, PendingTxs, ProposalReady, TimeoutFired,
+    BlockVerdict, Committed, FetchedBlock, MessageReceived, PeerConnected, PendingTxs, ProposalReady, TimeoutFired,
 )
 from consensus.messages import (
     Commit, MessageRefused, NewView, Prepare, PreparedCert, PrePrepare, ViewChange, check_message,
@@ -150,6 +150,7 @@ class Scenario:
     check_certificates: bool = True  # off only to show other invariants catch a quorum bug too
     config: ConsensusConfig = ConsensusConfig(view_timeout_ms=300, rotation_blocks=3, max_timeout_ms=2400)
     faults: Faults = Faults()
+    reconnect: bool = False  # on: a link restored by a partition change or the heal feeds PeerConnected
 
 
 @dataclass
@@ -160,6 +161,7 @@ class Stats:
     blocks: int = 0
     events: int = 0
     refused: int = 0  # messages receivers refused (check_message)
+    heal_commit_ms: int | None = None  # sim time from the heal to the first honest commit after it
 
 
 BEHAVIOURS = {
@@ -236,7 +238,7 @@ class Node:
                 self.send_msg(eff.msg, None if isinstance(eff, Broadcast) else eff.to)
             elif isinstance(eff, ScheduleTimeout):
                 sim.schedule(eff.after_ms, self.id, ("timer", self.incarnation,
-                                                     TimeoutFired(eff.kind, eff.view, eff.height)))
+                                                     TimeoutFired(eff.kind, eff.view, eff.height, eff.gen)))
             elif isinstance(eff, ValidateBlock):
                 verdict = self.validate(eff.height, eff.block_hash, eff.block)
                 sim.schedule(sim.rng.randint(0, 2), self.id, ("local", self.incarnation,
@@ -632,6 +634,7 @@ class Sim:
             self.schedule(self.rng.randint(0, sc.chaos_ms), -1, ("submit", (VICTIM + b"-%d" if victim else b"tx-%d") % i))
         self.schedule(sc.chaos_ms, -1, ("heal",))
         self.healed = False
+        self.healed_at, self.heal_height = 0, 0
         deadline = sc.chaos_ms + sc.bound_ms
         while self.heap:
             at, _, dst, what = heapq.heappop(self.heap)
@@ -651,7 +654,9 @@ class Sim:
             elif kind == "submit":
                 self.submit(what[1])
             elif kind == "partition":
+                before = self.groups
                 self.groups = None if self.healed else what[1]
+                self.reconnected(before)
             elif kind == "crash":
                 if not self.healed:
                     node = self.nodes[dst]
@@ -660,9 +665,16 @@ class Sim:
                 self.restart(self.nodes[dst])
             elif kind == "heal":
                 self.healed = True
+                before = self.groups
                 self.groups, self.drop, self.dup, self.drop_commits, self.delay = None, 0.0, 0.0, 0.0, (1, 20)
                 for node in self.nodes:
                     self.restart(node)
+                self.healed_at = self.now
+                self.heal_height = max(len(x.chain) for x in self.nodes if x.honest)
+                self.reconnected(before)
+            if self.healed and self.stats.heal_commit_ms is None:
+                if max(len(x.chain) for x in self.nodes if x.honest) > self.heal_height:
+                    self.stats.heal_commit_ms = self.now - self.healed_at
             if self.healed and self.honest_done():
                 break
         if not self.honest_done():
@@ -671,6 +683,19 @@ class Sim:
                             f"{behind}, {sc.bound_ms}ms after healing", self.now)
         self.stats.blocks = max(len(x.chain) for x in self.nodes if x.honest)
         return self.stats
+
+    def linked(self, groups, a: int, b: int) -> bool:
+        return groups is None or any(a in g and b in g for g in groups)
+
+    def reconnected(self, before) -> None:
+        """Tell both ends of every link the new groups restore that `before` cut (a new
+        session, as node/runner.py reports it), if the scenario asks for it."""
+        if not self.sc.reconnect:
+            return
+        for a in self.nodes:
+            for b in self.nodes:
+                if a.key != b.key and not self.linked(before, a.id, b.id) and self.linked(self.groups, a.id, b.id):
+                    a.feed(PeerConnected(b.key))
 
     def restart(self, node: Node) -> None:
         if node.crashed:

@@ -70,7 +70,7 @@ class PartitionedNet:
             j, t = self.timers[k]
             if j == i and t.kind == kind:
                 del self.timers[k]
-                self.event(i, TimeoutFired(t.kind, t.view, t.height))
+                self.event(i, TimeoutFired(t.kind, t.view, t.height, t.gen))
                 return
         raise AssertionError(f"replica {i} has no {kind} timer")
 
@@ -159,6 +159,7 @@ def test_reconnect_resends_only_own_signatures_of_the_current_round():
     out = backup.on_event(PeerConnected(VALS[2]))
     sent = [e.msg for e in out if isinstance(e, Send)]
     assert [type(m) for m in sent] == [Prepare] and sent[0].sender == VALS[1]
+    net.deliver(1, out)  # keeps the re-armed progress timer (replica 2 is still cut off)
     # a view change in progress: its own ViewChange, nothing of the abandoned view
     net.fire(1, "progress")
     sent = [e.msg for e in backup.on_event(PeerConnected(VALS[3])) if isinstance(e, Send)]
