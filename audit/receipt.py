@@ -103,7 +103,8 @@ def header_json(h: Header) -> dict:
     return {"chain_id": h.chain_id, "height": h.height, "view": h.view, "time_ms": h.time_ms,
             "parent_hash": h.parent_hash.hex(), "txs_root": h.txs_root.hex(), "results_root": h.results_root.hex(),
             "state_root": h.state_root.hex(), "proposer": h.proposer.hex(),
-            "validator_set_hash": h.validator_set_hash.hex(), "last_cert_hash": h.last_cert_hash.hex()}
+            "validator_set_hash": h.validator_set_hash.hex(), "next_validators_hash": h.next_validators_hash.hex(),
+            "last_cert_hash": h.last_cert_hash.hex()}
 
 
 def cert_json(c: Certificate) -> dict:

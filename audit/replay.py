@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from ledger.block import Block, Certificate, quorum, validator_set_hash
+from ledger.block import Block, Certificate, next_validators_hash, quorum, validator_set_hash
 from ledger.chain import META_GENESIS, META_HEAD, META_HEAD_VALIDATORS, Chain
 from ledger.encoding import decode
 from ledger.errors import BlockInvalid, EncodingError, LedgerError
@@ -229,6 +229,14 @@ def _explain(chain: Chain, block: Block, exc: BlockInvalid, verified) -> tuple[A
         return [k.hex() for k in chain.validator_keys], hd.proposer
     if code == "bad_validator_set":
         return validator_set_hash(chain.validator_keys), hd.validator_set_hash
+    if code == "bad_next_validators":
+        max_tx = chain.params.get("max_tx_bytes", 64 * 1024)
+        try:
+            result = execute_block(chain.store, chain.block_context(hd.height, hd.time_ms),
+                                   [decode_tx(r, max_tx) for r in block.txs], head.state_root, verified=verified)
+        except LedgerError:  # pragma: no cover - validate_block just ran the same
+            return None, None
+        return next_validators_hash([v["key"] for v in result.validators]), hd.next_validators_hash
     if code == "too_many_txs":
         return chain.params.get("max_block_txs", 2000), len(block.txs)
     if code == "bad_txs_root":

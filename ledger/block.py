@@ -50,7 +50,20 @@ def commit_signing_bytes(chain_id: str, view: int, height: int, block_hash: byte
 
 
 def validator_set_hash(validator_keys: list[bytes]) -> bytes:
+    """`header.validator_set_hash`: the set deciding a height, keys in set order."""
     return sha256(encode(list(validator_keys)))
+
+
+def next_validators_hash(validator_keys: list[bytes]) -> bytes:
+    """`header.next_validators_hash`: H(encode(sorted keys)) of the set that will sign the
+    next height. Sorted, so a light client needs only the set's members, not its order."""
+    return sha256(encode(sorted(validator_keys)))
+
+
+# The header layout version, stored as meta key `m/header_format` in every data dir.
+# 2: headers carry next_validators_hash (12 fields). Dirs without the key are older.
+HEADER_FORMAT = 2
+HEADER_FIELDS = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,18 +78,19 @@ class Header:
     state_root: bytes
     proposer: bytes
     validator_set_hash: bytes
+    next_validators_hash: bytes
     last_cert_hash: bytes
 
     def to_wire(self) -> list:
         return [
             self.chain_id, self.height, self.view, self.time_ms, self.parent_hash,
             self.txs_root, self.results_root, self.state_root, self.proposer,
-            self.validator_set_hash, self.last_cert_hash,
+            self.validator_set_hash, self.next_validators_hash, self.last_cert_hash,
         ]
 
     @classmethod
     def from_wire(cls, w) -> "Header":
-        expect_array(w, 11, "header")
+        expect_array(w, HEADER_FIELDS, "header")
         proposer = expect(w[8], bytes, "header.proposer")
         if len(proposer) != PUBLIC_KEY_SIZE:
             raise EncodingError("header.proposer: expected a 32-byte public key")
@@ -91,7 +105,8 @@ class Header:
             state_root=_hash(w[7], "header.state_root"),
             proposer=proposer,
             validator_set_hash=_hash(w[9], "header.validator_set_hash"),
-            last_cert_hash=_hash(w[10], "header.last_cert_hash"),
+            next_validators_hash=_hash(w[10], "header.next_validators_hash"),
+            last_cert_hash=_hash(w[11], "header.last_cert_hash"),
         )
 
     def encode(self) -> bytes:

@@ -10,7 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ledger import accounts
-from ledger.block import ZERO_HASH, Block, Certificate, Header, validator_set_hash
+from ledger.block import (
+    HEADER_FORMAT,
+    ZERO_HASH,
+    Block,
+    Certificate,
+    Header,
+    next_validators_hash,
+    validator_set_hash,
+)
 from ledger.context import BlockContext
 from ledger.encoding import decode, encode
 from ledger.errors import BlockInvalid, EncodingError, StoreError
@@ -34,6 +42,10 @@ from ledger.tx import SignedTx, decode_tx
 META_GENESIS = PREFIX_META + b"genesis"
 META_HEAD = PREFIX_META + b"head"
 META_HEAD_VALIDATORS = PREFIX_META + b"head_validators"
+META_HEADER_FORMAT = PREFIX_META + b"header_format"
+# m/vset/<height 8B> -> encode(validators): block <height> changed the validator set; the
+# value is the set (state key `validators`) that decides height+1 onwards
+PREFIX_VSET = PREFIX_META + b"vset/"
 
 
 def h8(height: int) -> bytes:
@@ -77,6 +89,15 @@ class Chain:
                 "use the genesis file it was created with, or a fresh --home",
                 "wrong_genesis",
             )
+        fmt = store.get(META_HEADER_FORMAT)
+        if fmt is None or decode(fmt) != HEADER_FORMAT:
+            found = "no header format mark" if fmt is None else f"header format {decode(fmt)!r}"
+            raise StoreError(
+                f"old_header_format: this data directory was written with an older block header format ({found}; this cxl "
+                f"writes format {HEADER_FORMAT}, whose headers carry next_validators_hash): its blocks cannot "
+                "be served or extended; start from a fresh --home and let the node sync from its peers",
+                "old_header_format",
+            )
         h, block_hash, root, time_ms = decode(store.get(META_HEAD))
         if store.get(PREFIX_ROOT + h8(h)) is None:
             raise StoreError(
@@ -96,6 +117,7 @@ class Chain:
         puts[META_GENESIS] = self.genesis_hash
         puts[META_HEAD] = encode([0, ZERO_HASH, root, self.genesis_doc["genesis_time_ms"]])
         puts[META_HEAD_VALIDATORS] = encode([])
+        puts[META_HEADER_FORMAT] = encode(HEADER_FORMAT)
         self.store.write(puts, sync=True)
 
     # state reads -------------------------------------------------------------
@@ -155,6 +177,7 @@ class Chain:
             txs_root=merkle_root([t.raw for t in result.txs]),
             results_root=result.results_root, state_root=result.state_root,
             proposer=proposer, validator_set_hash=validator_set_hash(self.validator_keys),
+            next_validators_hash=next_validators_hash([v["key"] for v in result.validators]),
             last_cert_hash=ZERO_HASH if last_cert is None else last_cert.hash,
         )
         return Block(header, tuple(t.raw for t in result.txs), last_cert), result
@@ -200,6 +223,9 @@ class Chain:
             raise BlockInvalid(f"{where}: results root differs from re-execution", "bad_results_root")
         if result.state_root != hd.state_root:
             raise BlockInvalid(f"{where}: state root differs from re-execution", "bad_state_root")
+        if next_validators_hash([v["key"] for v in result.validators]) != hd.next_validators_hash:
+            raise BlockInvalid(f"{where}: next_validators_hash is not the hash of the validator set this block "
+                               "installs for the next height", "bad_next_validators")
         return result
 
     def _check_last_cert(self, block: Block) -> None:
@@ -237,6 +263,8 @@ class Chain:
             puts[PREFIX_RECEIPT + h8(height) + i.to_bytes(4, "big")] = receipt.encode()
         puts[META_HEAD] = encode([height, block.hash, hd.state_root, hd.time_ms])
         puts[META_HEAD_VALIDATORS] = encode(keys)
+        if [v["key"] for v in result.validators] != keys:
+            puts[PREFIX_VSET + h8(height)] = encode(result.validators)
         # the tree's new nodes, and the deletes of versions that fell out of the window
         puts.update(result.tree_puts)
         puts.update(prune_puts(self.store, height, self.state_versions_kept, pending=result.tree_puts))
@@ -254,6 +282,19 @@ class Chain:
         return result
 
     # reads ---------------------------------------------------------------------------
+    def validator_changes(self, from_height: int, limit: int) -> list[tuple[int, list[dict]]]:
+        """(height, new set) for each block at or above `from_height` that changed the
+        validator set, oldest first, at most `limit`: the set decides height+1 onwards."""
+        out = []
+        for key, value in self.store.iterate(PREFIX_VSET):
+            height = int.from_bytes(key[len(PREFIX_VSET):], "big")
+            if height < from_height:
+                continue
+            out.append((height, decode(value)))
+            if len(out) >= limit:
+                break
+        return out
+
     def get_block(self, height: int) -> Block | None:
         raw = self.store.get(PREFIX_BLOCK + h8(height))
         return None if raw is None else Block.decode(raw)

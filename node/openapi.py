@@ -104,8 +104,9 @@ SCHEMAS = {
     "Header": {"type": "object", "properties": {
         "chain_id": {"type": "string"}, "height": {"type": "integer"}, "view": {"type": "integer"},
         "time_ms": {"type": "integer"}, "parent_hash": HEX32, "txs_root": HEX32, "results_root": HEX32,
-        "state_root": HEX32, "proposer": HEX32, "validator_set_hash": HEX32, "last_cert_hash": HEX32,
-        "hash": HEX32, "bytes": {**HEX, "description": "canonical encoding; its SHA-256 is the block hash"}}},
+        "state_root": HEX32, "proposer": HEX32, "validator_set_hash": HEX32,
+        "next_validators_hash": {**HEX32, "description": "H(encode(sorted keys)) of the set signing the next height"},
+        "last_cert_hash": HEX32, "hash": HEX32, "bytes": {**HEX, "description": "canonical encoding; its SHA-256 is the block hash"}}},
     "Certificate": {"type": "object", "nullable": True, "properties": {
         "height": {"type": "integer"}, "view": {"type": "integer"}, "block_hash": HEX32, "hash": HEX32,
         "signatures": {"type": "array", "items": {"type": "object", "properties": {"key": HEX32, "signature": HEX}}}}},

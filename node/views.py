@@ -37,6 +37,7 @@ def header_view(h: Header) -> dict:
         "state_root": h.state_root.hex(),
         "proposer": h.proposer.hex(),
         "validator_set_hash": h.validator_set_hash.hex(),
+        "next_validators_hash": h.next_validators_hash.hex(),
         "last_cert_hash": h.last_cert_hash.hex(),
         "hash": h.hash.hex(),
         "bytes": h.encode().hex(),

@@ -8,10 +8,19 @@ import pytest
 
 from genesis.testnet import make_testnet
 from ledger import accounts
-from ledger.block import ZERO_HASH, Block, Certificate, commit_signing_bytes, validator_set_hash
-from ledger.chain import Chain
+from ledger.block import (
+    HEADER_FIELDS,
+    ZERO_HASH,
+    Block,
+    Certificate,
+    Header,
+    commit_signing_bytes,
+    next_validators_hash,
+    validator_set_hash,
+)
+from ledger.chain import META_HEADER_FORMAT, Chain
 from ledger.crypto import Signer, verify
-from ledger.encoding import encode, sha256
+from ledger.encoding import decode, encode, sha256
 from ledger.errors import BlockInvalid, StoreError
 from ledger.merkle import merkle_root, verify_inclusion
 from ledger.store.leveldb import LevelDBStore
@@ -86,6 +95,11 @@ HEADER_TAMPERS = {
     "proposer": (lambda c, b: {"proposer": OUTSIDER.public_key}, "bad_proposer"),
     "validator_set_hash": (lambda c, b: {"validator_set_hash": validator_set_hash(c.validator_keys[:3])},
                            "bad_validator_set"),
+    "next_validators_hash": (lambda c, b: {"next_validators_hash": next_validators_hash(c.validator_keys[:3])},
+                             "bad_next_validators"),
+    "next_validators_hash_unsorted": (
+        lambda c, b: {"next_validators_hash": sha256(encode(sorted(c.validator_keys, reverse=True)))},
+        "bad_next_validators"),
     "txs_root": (lambda c, b: {"txs_root": merkle_root([])}, "bad_txs_root"),
     "results_root": (lambda c, b: {"results_root": sha256(b"r")}, "bad_results_root"),
     "state_root": (lambda c, b: {"state_root": c.head.state_root}, "bad_state_root"),
@@ -479,3 +493,40 @@ def test_a_store_without_a_state_tree_is_refused(net):
     with pytest.raises(StoreError) as exc:
         Chain(mem, net.doc, net.genesis_hash)
     assert exc.value.code == "no_state_tree"
+
+
+def test_header_carries_the_hash_of_the_next_sorted_validator_set(chain):
+    hd = chain.get_block(2).header
+    assert len(hd.to_wire()) == HEADER_FIELDS == 12
+    # recomputed from docs/protocol.md §6: H(encode(sorted keys)) of the set deciding height 3
+    expected = sha256(encode(sorted(chain.validator_keys)))
+    assert hd.next_validators_hash == expected
+    assert hd.to_wire()[10] == expected
+    assert Header.from_wire(decode(hd.encode())) == hd
+
+
+def test_eleven_field_headers_do_not_decode(chain):
+    wire = chain.get_block(1).header.to_wire()
+    del wire[10]
+    with pytest.raises(Exception) as exc:
+        Header.from_wire(wire)
+    assert "header" in str(exc.value)
+
+
+def test_a_store_with_the_old_header_format_is_refused(net):
+    mem = MemoryStore()
+    net.chain(mem)
+    assert decode(mem.get(META_HEADER_FORMAT)) == 2
+    mem.write({META_HEADER_FORMAT: None})
+    with pytest.raises(StoreError) as exc:
+        Chain(mem, net.doc, net.genesis_hash)
+    assert exc.value.code == "old_header_format"
+    assert "fresh --home" in exc.value.message
+    mem.write({META_HEADER_FORMAT: encode(1)})
+    with pytest.raises(StoreError) as exc:
+        Chain(mem, net.doc, net.genesis_hash)
+    assert exc.value.code == "old_header_format"
+
+
+def test_no_validator_change_index_without_changes(chain):
+    assert chain.validator_changes(0, 10) == []

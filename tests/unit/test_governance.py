@@ -8,7 +8,7 @@ import pytest
 
 from genesis.testnet import make_testnet
 from ledger import accounts, governance
-from ledger.block import Certificate, commit_signing_bytes, validator_set_hash
+from ledger.block import Certificate, commit_signing_bytes, next_validators_hash, validator_set_hash
 from ledger.crypto import Signer
 from ledger.encoding import sha256
 from ledger.errors import BlockInvalid
@@ -232,6 +232,14 @@ def test_add_validator_takes_effect_after_delay(g):
     g.block(proposer=NEWKEY.public_key)
     assert c.get_block(h + 2).header.validator_set_hash == validator_set_hash(old + [NEWKEY.public_key])
     assert c.get_block(h + 1).header.validator_set_hash == validator_set_hash(old)
+    # block h+1 installs the new set: its header commits to it, and the index lists it
+    new = old + [NEWKEY.public_key]
+    assert c.get_block(h).header.next_validators_hash == next_validators_hash(old)
+    assert c.get_block(h + 1).header.next_validators_hash == next_validators_hash(new)
+    assert next_validators_hash(new) != next_validators_hash(old)
+    [(at, vset)] = c.validator_changes(0, 10)
+    assert at == h + 1 and [v["key"] for v in vset] == new
+    assert c.validator_changes(h + 2, 10) == []
 
 
 def test_remove_validator_takes_effect_after_delay():
