@@ -99,11 +99,21 @@ def node_init(home, genesis_path, node_key, api_port, p2p_port, api_host, p2p_ho
 @click.option("--home", required=True, type=click.Path(file_okay=False), help="The node's home directory.")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False),
               help="Passphrase of an encrypted node key [default: $CXL_PASSPHRASE or prompt].")
-def node_start(home, passphrase_file):
+@click.option("--state-sync", "state_sync", metavar="URL[,URL...]",
+              help="On an empty data directory, start from the latest snapshot of these nodes' client APIs "
+                   "(verified against the genesis validators) instead of replaying from genesis; ignored once "
+                   "the node holds a chain [default: config state_sync, else replay].")
+def node_start(home, passphrase_file, state_sync):
     """Run the node in the foreground until SIGINT/SIGTERM (logs to stderr and HOME/node.log)."""
     if not (Path(home) / "config.json").exists():
         raise CliError(f"{home} is not a node home (no config.json); create it with "
                        f"`cxl node init --home {home} --genesis FILE`")
+    if state_sync:
+        from node.statesync import StateSyncError, parse_urls
+        try:
+            parse_urls(state_sync)
+        except StateSyncError as exc:
+            raise CliError(f"--state-sync: {exc}") from None
     try:
         from node.app import run_node
     except ImportError as exc:
@@ -113,7 +123,7 @@ def node_start(home, passphrase_file):
     if key_file.exists() and is_encrypted(key_file):
         passphrase = read_passphrase(passphrase_file, prompt=f"Passphrase for {key_file}")
     try:
-        run_node(home, passphrase=passphrase)
+        run_node(home, passphrase=passphrase, state_sync=state_sync)
     except _node_errors() as exc:
         raise CliError(f"node did not start: {exc.message}") from None
     except OSError as exc:  # typically a port in use or a home it may not write

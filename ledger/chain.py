@@ -46,6 +46,9 @@ META_HEADER_FORMAT = PREFIX_META + b"header_format"
 # m/vset/<height 8B> -> encode(validators): block <height> changed the validator set; the
 # value is the set (state key `validators`) that decides height+1 onwards
 PREFIX_VSET = PREFIX_META + b"vset/"
+# m/base -> encode(height): a store installed from a state-sync snapshot at that height
+# holds no block below it (absent: the store replayed from genesis)
+META_BASE = PREFIX_META + b"base"
 
 
 def h8(height: int) -> bytes:
@@ -127,6 +130,14 @@ class Chain:
     @property
     def height(self) -> int:
         return self.head.height
+
+    @property
+    def base_height(self) -> int:
+        """The height of the state this store started from: 0 for a store replayed from
+        genesis (it holds blocks 1 onwards), H for one installed from a state-sync snapshot
+        at H (it holds block H and its certificate onwards, nothing below)."""
+        raw = self.store.get(META_BASE)
+        return 0 if raw is None else decode(raw)
 
     @property
     def params(self) -> dict:

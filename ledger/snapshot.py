@@ -101,3 +101,33 @@ def restore(store: Store, version: int, leaves: dict[bytes, bytes], expected_roo
         raise SnapshotError(f"the snapshot's leaves give state root {update.root.hex()}, the certified header at "
                             f"height {version} says {expected_root.hex()}: refusing it", "state_root_mismatch")
     return Restored(version, update.root, dict(leaves), update.puts)
+
+
+def install_puts(genesis_hash: bytes, block, cert, restored: Restored, validator_keys: list[bytes]) -> dict:
+    """The store writes that make an empty data directory a chain whose head is the
+    snapshot's certified block: the state and its tree at that height, the block and its
+    certificate, the head pointer, the keys that certified it (the next block's carried
+    certificate is checked against them) and ``m/base`` = the height (the first block this
+    store holds; earlier blocks, receipts and the validator-change index are not here).
+
+    Pure: the caller has checked the certificate against ``validator_keys`` and the tree's
+    root against the header (``restore``), and writes the result in one synced batch."""
+    from ledger.block import HEADER_FORMAT
+    from ledger.chain import (META_BASE, META_GENESIS, META_HEAD, META_HEAD_VALIDATORS,
+                              META_HEADER_FORMAT, h8)
+    from ledger.store.base import PREFIX_BLOCK, PREFIX_CERT, PREFIX_HASH, PREFIX_STATE
+
+    hd = block.header
+    if restored.version != hd.height or restored.root != hd.state_root:
+        raise SnapshotError("the restored tree is not the snapshot block's state", "state_root_mismatch")
+    puts: dict[bytes, bytes | None] = {PREFIX_STATE + k: v for k, v in restored.state.items()}
+    puts.update(restored.tree_puts)
+    puts[PREFIX_BLOCK + h8(hd.height)] = block.encode()
+    puts[PREFIX_CERT + h8(hd.height)] = cert.encode()
+    puts[PREFIX_HASH + block.hash] = h8(hd.height)
+    puts[META_GENESIS] = genesis_hash
+    puts[META_HEADER_FORMAT] = encode(HEADER_FORMAT)
+    puts[META_HEAD] = encode([hd.height, block.hash, hd.state_root, hd.time_ms])
+    puts[META_HEAD_VALIDATORS] = encode([bytes(k) for k in validator_keys])
+    puts[META_BASE] = encode(hd.height)
+    return puts

@@ -311,6 +311,11 @@ async def get_block(request: web.Request) -> web.Response:
         raise NotFound("height 0 is the genesis state; blocks start at 1 (see /v1/status)", "unknown_block")
     block = node.chain.get_block(height) if height <= node.chain.height else None
     if block is None:
+        base = node.chain.base_height
+        if base and height < base:
+            raise NotFound(f"no block at height {height}: this node started from a state-sync snapshot at height "
+                           f"{base} and holds blocks {base}-{node.chain.height} only; ask a node that replayed "
+                           "from genesis", "block_not_held")
         raise NotFound(f"no block at height {height}; the head is {node.chain.height}", "unknown_block")
     return json_response(views.block_view(block, node.chain.get_cert(height)))
 

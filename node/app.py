@@ -157,6 +157,10 @@ class Node:
         try:
             try:
                 self.store = LevelDBStore(self.home.data_dir)
+                if self.config.state_sync:  # an empty data dir starts from a verified snapshot
+                    from node import statesync
+                    await statesync.bootstrap(self.store, self.genesis_doc, self.genesis_hash,
+                                              statesync.parse_urls(self.config.state_sync), self.log)
                 self.chain = Chain(self.store, self.genesis_doc, self.genesis_hash,
                                    state_versions_kept=self.config.state_versions_kept)
             except LedgerError as exc:  # locked by another node, or another chain's data
@@ -494,6 +498,7 @@ class Node:
             "peers": self.transport.peer_status(),
             "evidence": self.runner.evidence_count,
             "clock": self.clock_status(),
+            "base_height": self.chain.base_height,  # >0: started from a state-sync snapshot there
         } | self._ops_status(head)
 
     def _ops_status(self, head) -> dict:
@@ -553,7 +558,7 @@ async def serve(home: str | Path, *, passphrase: str | None = None, config: Node
         raise NodeError(f"the node halted: {node.runner.failure}", "halted")
 
 
-def run_node(home: str | Path, *, passphrase: str | None = None) -> None:
+def run_node(home: str | Path, *, passphrase: str | None = None, state_sync: str | None = None) -> None:
     """Run a node until SIGTERM or SIGINT; logs JSON lines to stderr and HOME/node.log.
 
     HOME/node.log is opened before anything else, so a node that does not start (bad
@@ -563,6 +568,8 @@ def run_node(home: str | Path, *, passphrase: str | None = None) -> None:
     started: list[bool] = []
     try:
         cfg = cfgmod.load_config(home)
+        if state_sync:  # `cxl node start --state-sync` overrides config.json
+            cfg = dataclasses.replace(cfg, state_sync=state_sync)
     except ConfigError as exc:
         cfg, failure = NodeConfig(), exc  # log it with the defaults, then fail
     setup_stderr_logging(cfg.log_level)

@@ -75,6 +75,7 @@ class NodeConfig:
     mempool_max_sender_bytes: int | None = None  # None: 1/16 of mempool_max_bytes (429 sender_quota above)
     mempool_max_org_bytes: int | None = None     # None: 1/4 of mempool_max_bytes (429 org_quota above)
     mempool_gapped_ttl_s: int = 600              # a nonce-gapped tx waits at most this long
+    state_sync: str | None = None                # "URL[,URL...]": an empty data dir starts from a peer's snapshot
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -112,7 +113,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "mempool_gapped_ttl_s": (1, 7 * 86_400),
 }
 _OPTIONAL = {"block_interval_ms", "max_block_txs", "tls_cert", "tls_key", "tls_ca", "metrics_port",
-             "mempool_max_sender_bytes", "mempool_max_org_bytes"}
+             "mempool_max_sender_bytes", "mempool_max_org_bytes", "state_sync"}
 
 
 def _check_field(name: str, value, where: str):

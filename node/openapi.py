@@ -54,6 +54,8 @@ SCHEMAS = {
         "chain_id": {"type": "string"}, "genesis_hash": HEX32, "node_key": HEX32, "node_address": ADDRESS,
         "height": {"type": "integer"}, "head_hash": HEX32, "state_root": HEX32, "time_ms": {"type": "integer"},
         "now_ms": {"type": "integer"}, "view": {"type": "integer"}, "view_changes": {"type": "integer"},
+        "base_height": {"type": "integer", "description": "0, or the state-sync snapshot height this node "
+                        "started from (it holds no block below it)"},
         "primary": {**HEX32, "nullable": True}, "validators": {"type": "array", "items": _ref("Validator")},
         "mempool": {"type": "object", "properties": {"txs": {"type": "integer"}, "bytes": {"type": "integer"},
                                                      "ready": {"type": "integer"}}},

@@ -9,9 +9,11 @@ everything else: each chunk must hash to the manifest's chunk hash (so a lying p
 per chunk and another is asked), keep the key-hash order, and the rebuilt root must equal the
 certified state root, or the sync is refused with `state_root_mismatch`.
 
-Not yet wired into `cxl node start` (see the report of helper F): `sync_snapshot` returns
-the verified block, certificate and restored tree; writing them into a data directory is
-the remaining step.
+`bootstrap` wires it into node start-up (`cxl node start --state-sync URL[,URL...]`, or
+config `state_sync`): on an empty data directory only, it syncs, then writes the state,
+its tree, the certified block and the head in one synced batch (`ledger.snapshot.install_puts`);
+the node then opens the chain at that height and catches up from its peers as usual. A data
+directory that already holds a chain is never touched.
 """
 
 from __future__ import annotations
@@ -117,3 +119,49 @@ async def sync_snapshot(urls: list[str], chain_id: str, validators: list[bytes],
             restored = snapshot.restore(store, height, leaves, block.header.state_root)
             return Synced(block, cert, restored, source)
     raise StateSyncError("no peer offered a valid snapshot: " + "; ".join(problems))
+
+
+def parse_urls(text: str) -> list[str]:
+    """`URL[,URL...]` -> the API base URLs, each checked; a clear error otherwise."""
+    urls = [u.strip().rstrip("/") for u in str(text or "").split(",") if u.strip()]
+    if not urls:
+        raise StateSyncError("state_sync: give one or more node API URLs, e.g. http://10.0.0.2:26701",
+                             "bad_state_sync_urls")
+    for u in urls:
+        if not (u.startswith("http://") or u.startswith("https://")) or len(u) > 500:
+            raise StateSyncError(f"state_sync: {u!r} is not an http(s) URL of a node's client API",
+                                 "bad_state_sync_urls")
+    return urls
+
+
+def is_empty(store: Store) -> bool:
+    from ledger.chain import META_GENESIS
+    return store.get(META_GENESIS) is None
+
+
+async def bootstrap(store: Store, genesis_doc: dict, genesis_hash: bytes, urls: list[str], log) -> int | None:
+    """Install the latest verified snapshot of `urls` into an empty `store`; the height
+    installed, or None when the store already holds a chain (then nothing is fetched).
+
+    The snapshot's certificate is checked against the genesis validator set (see the
+    module docstring for what that trusts); a chain whose set has changed since genesis
+    is refused with `bad_snapshot_certificate` and a hint to replay instead."""
+    if not is_empty(store):
+        log.info("state sync skipped: the data directory already holds a chain (it catches up from its peers)")
+        return None
+    from ledger.chain import Chain
+    from ledger.store.memory import MemoryStore
+    keys = Chain(MemoryStore(), genesis_doc, genesis_hash).validator_keys  # the genesis set, as the chain reads it
+    log.info("state sync: fetching the latest snapshot from %s", ", ".join(urls))
+    try:
+        synced = await sync_snapshot(urls, genesis_doc["chain_id"], keys, store)
+    except StateSyncError as exc:
+        if "not certified by the trusted validator set" in str(exc):
+            raise StateSyncError(f"{exc}; the validator set may have changed since genesis, which state sync cannot "
+                                 "follow yet: start without --state-sync to replay from genesis",
+                                 "bad_snapshot_certificate") from exc
+        raise
+    store.write(snapshot.install_puts(genesis_hash, synced.block, synced.cert, synced.restored, keys), sync=True)
+    log.info("state sync: installed height %d (state root %s, %d state entries) from %s", synced.block.height,
+             synced.restored.root.hex(), len(synced.restored.state), synced.source)
+    return synced.block.height
