@@ -164,11 +164,13 @@ def test_bad_endpoints_are_refused_for_add_and_update_validator(url, which):
     add = {"org": "org2", "key": NEWKEY.public_key, **good, which: url}
     assert _propose_code(g, "add_validator", add) == "bad_payload"
     if url is not None:  # None means "no change" for update_validator
-        assert _propose_code(g, "update_validator", {"key": g.net.validators[0].public_key, which: url}) == "bad_payload"
+        update = {"key": g.net.validators[0].public_key, which: url}
+        assert _propose_code(g, "update_validator", update) == "bad_payload"
 
 
 @pytest.mark.parametrize("url", ["http://x", "http://x:1", "https://node-1.example.com:26601", "http://10.0.0.2:26601/",
-                                 "http://[::1]:26601", "http://[fd00::2]/base/path", "http://X.Y", "http://node_1:26601"])
+                                 "http://[::1]:26601", "http://[fd00::2]/base/path", "http://X.Y",
+                                 "http://node_1:26601"])
 def test_good_endpoints_are_accepted(url):
     assert governance.normalise_action("add_validator", {"org": "o", "key": NEWKEY.public_key, "p2p": url,
                                                          "api": url})["p2p"] == url
@@ -228,7 +230,8 @@ def test_cli_command_signs_an_update_validator_proposal(tmp_path):
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["type"] == "propose"
-    assert out["payload"] == {"action": "update_validator", "args": {"key": old, "new_key": new, "api": "http://h2:26701"}}
+    assert out["payload"] == {"action": "update_validator",
+                              "args": {"key": old, "new_key": new, "api": "http://h2:26701"}}
     bad = CliRunner().invoke(cli, ["gov", "propose", "update-validator", f"key={old}", "--key", str(key),
                                    "--sign-only", "--nonce", "0", "--chain-id", "c"])
     assert bad.exit_code == 2 and "at least one change" in bad.output

@@ -496,7 +496,8 @@ def test_consensus_config_from_chain_params():
     cfg = consensus_config({"view_timeout_ms": 120_000, "rotation_blocks": 0, "block_interval_ms": 40_000},
                            ConsensusConfig(max_future_heights=9))
     # a timeout above the default cap is not cut short; half the timeout beats 2 x interval here
-    assert (cfg.view_timeout_ms, cfg.rotation_blocks, cfg.max_timeout_ms, cfg.max_future_heights) == (120_000, 0, 120_000, 9)
+    assert (cfg.view_timeout_ms, cfg.rotation_blocks, cfg.max_timeout_ms, cfg.max_future_heights) == \
+        (120_000, 0, 120_000, 9)
     assert cfg.slow_proposal_ms == 80_000
     assert consensus_config({}) == consensus_config({"view_timeout_ms": 2000, "rotation_blocks": 30,
                                                      "block_interval_ms": 100})
