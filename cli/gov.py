@@ -234,10 +234,20 @@ def gov_propose(tokens, actions_file, expires_in_blocks, txopts: TxOptions):
       remove_member    address
       add_validator    org, key (hex node key), p2p, api
       remove_validator key
+      update_validator key (current), new_key, p2p, api: at least one of the
+                       last three; a new key and/or endpoints in one proposal
       set_param        name, value        (see `cxl gov params`)
       mint             to, amount
       add_node         org, key (hex node key), host and port (optional): a full node
       remove_node      key
+
+    Rotate a validator's node key, or move it to another address, in one proposal
+    (it takes effect validator_delay blocks after it passes, like add_validator):
+
+    \b
+      cxl gov propose update-validator key=OLD_HEX new_key=NEW_HEX --key ADMIN
+      cxl gov propose update-validator key=HEX p2p=http://10.1.2.4:26601 \\
+                      api=http://10.1.2.4:26701 --key ADMIN
 
     Action names may be written with '-' (add-node) or '_' (add_node).
     """

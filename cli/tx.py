@@ -93,8 +93,8 @@ def _parse_args(action: str, pairs: tuple[str, ...]) -> dict:
 
 @tx_group.command("propose")
 @click.argument("action", type=click.Choice(["add_org", "remove_org", "add_member", "remove_member", "add_validator",
-                                             "remove_validator", "set_param", "mint", "add_node",
-                                             "remove_node"]), metavar="ACTION")
+                                             "remove_validator", "update_validator", "set_param", "mint",
+                                             "add_node", "remove_node"]), metavar="ACTION")
 @click.option("--arg", "pairs", multiple=True, metavar="KEY=VALUE",
               help="An argument of the action (repeatable), e.g. --arg to=cx… --arg amount=100.")
 @proposal_blocks_option("chain default")
@@ -110,6 +110,7 @@ def tx_propose(action, pairs, expires_in_blocks, txopts: TxOptions):
       remove_member    address
       add_validator    org, key (hex node key), p2p, api
       remove_validator key
+      update_validator key (current), new_key, p2p, api (at least one of the three)
       set_param        name, value
       mint             to, amount
       add_node         org, key (hex node key), host, port (host/port optional)

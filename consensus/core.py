@@ -418,6 +418,10 @@ class Replica(PrimaryWatch):
             self.last_cert = None
         cert = self.last_cert
         self.height = ev.height + 1
+        if ev.config is not None:
+            # Parameters of the new height, from the committed state: the leader schedule
+            # (rotation_blocks) and timers switch at the same height on every replica.
+            self.config = ev.config
         self._set_validators(tuple(ev.validators))
         self.vc_latest = {k: v for k, v in self.vc_latest.items() if k in self.vset}
         self.prepared = None

@@ -9,6 +9,7 @@ from typing import Union
 from ledger.block import Certificate
 
 from consensus.messages import Message
+from consensus.state import ConsensusConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +52,17 @@ class TimeoutFired:
 @dataclass(frozen=True, slots=True)
 class Committed:
     """The node executed and stored block `height`; `validators` is the set for height+1.
-    `certificate` (optional) lets the replica hand the commit to peers that fall behind."""
+    `certificate` (optional) lets the replica hand the commit to peers that fall behind.
+    `config` (optional) is the configuration for height+1 when the committed state changed
+    it (governance `set_param` of view_timeout_ms, rotation_blocks, block_interval_ms):
+    derived from the state after block `height`, so every replica takes it at the same
+    height; None keeps the current one."""
 
     height: int
     block_hash: bytes
     validators: tuple[bytes, ...]
     certificate: Certificate | None = None
+    config: ConsensusConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)

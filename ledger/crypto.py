@@ -7,6 +7,7 @@ import re
 
 import bech32
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
@@ -132,6 +133,15 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
         return True
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
         return False
+
+
+def is_valid_point(public_key: bytes) -> bool:
+    """True when `public_key` is a canonical Ed25519 point of large order (libsodium's
+    crypto_core_ed25519_is_valid_point): a key some private key signs for. The all-zero
+    key and other small-order points are not."""
+    if not isinstance(public_key, bytes) or len(public_key) != PUBLIC_KEY_SIZE:
+        return False
+    return bool(nacl.bindings.crypto_core_ed25519_is_valid_point(public_key))
 
 
 class Signer:

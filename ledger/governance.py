@@ -23,6 +23,10 @@ Actions:
     remove_member {address}
     add_validator {org, key, p2p, api}    effective `validator_delay` blocks later
     remove_validator {key}                likewise
+    update_validator {key, new_key?, p2p?, api?}   a validator's new key and/or endpoints,
+                                          likewise; same org, same place in the set (codes
+                                          unknown_validator, validator_exists, node_exists,
+                                          no_change; bad_key, bad_payload when proposed)
     add_node {org, key, host?, port?}     list a full (non-validator) node: its peers accept it
     remove_node {key}                     (ledger/nodes.py; codes bad_key, unknown_org,
                                           node_exists, unknown_node, node_is_validator)
@@ -39,7 +43,7 @@ import re
 
 from ledger import accounts, nodes
 from ledger.accounts import ROLES, require_address, require_amount
-from ledger.crypto import PUBLIC_KEY_SIZE, address_of, parse_hex
+from ledger.crypto import PUBLIC_KEY_SIZE, address_of, is_valid_point, parse_hex
 from ledger.errors import TxRejected
 from ledger.state import StateView
 
@@ -47,7 +51,8 @@ ORG_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")  # \Z: "$" would accept a tra
 DEFAULT_EXPIRY_BLOCKS = 100_000
 MAX_ACTIONS = 16
 ACTIONS = ("add_org", "remove_org", "add_member", "remove_member", "add_validator", "remove_validator",
-           "set_param", "mint", "add_node", "remove_node")
+           "set_param", "mint", "add_node", "remove_node", "update_validator")
+UPDATE_VALIDATOR_ARGS = ("key", "new_key", "p2p", "api")
 HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252}[A-Za-z0-9])?\Z")  # a DNS name, IPv4 or IPv6 address
 
 # Parameters that governance may set, with their allowed ranges.
@@ -110,8 +115,18 @@ def _node_endpoint(args: dict) -> dict:
     return {"host": host, "port": port}
 
 
+# An endpoint URL: http(s)://host[:port][/path], the host a DNS name ("_" allowed, as in container
+# names), an IPv4 address or an [IPv6] address, the port 1-65535, no user info; at most 200
+# characters after the scheme.
+URL = re.compile(r"^https?://(?P<authority>[^/\s]+)(/[^\s]*)?\Z")
+URL_AUTHORITY = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])"
+                           r"(?::(?P<port>[0-9]{1,5}))?\Z")
+
+
 def _url(value, what: str) -> str:
-    if not isinstance(value, str) or not re.match(r"^https?://[^\s]{1,200}\Z", value):
+    m = URL.match(value) if isinstance(value, str) and len(value.split("://", 1)[-1]) <= 200 else None
+    authority = URL_AUTHORITY.match(m["authority"]) if m else None
+    if authority is None or not 1 <= int(authority["port"] or 80) <= 65535:
         raise TxRejected(f"{what} must be an http(s) URL", "bad_payload")
     return value
 
@@ -146,6 +161,8 @@ def normalise_action(action: str, args: dict) -> dict:
         }
     if action == "remove_validator":
         return {"key": _key_bytes(args.get("key"), "key")}
+    if action == "update_validator":
+        return _update_validator_args(args)
     if action == "add_node":
         if set(args) - {"org", "key", "host", "port"}:
             raise TxRejected(f"add_node takes org, key, host, port; not {', '.join(sorted(set(args) - {'org', 'key', 'host', 'port'}))}",
@@ -164,6 +181,28 @@ def normalise_action(action: str, args: dict) -> dict:
     if action == "mint":
         return {"to": require_address(args.get("to"), "to"), "amount": require_amount(args.get("amount"))}
     raise TxRejected(f"unknown governance action {action!r}", "bad_payload")
+
+
+def _update_validator_args(args: dict) -> dict:
+    """{key, new_key?, p2p?, api?}: the validator's current key and at least one change."""
+    extra = set(args) - set(UPDATE_VALIDATOR_ARGS)
+    if extra:
+        raise TxRejected(f"update_validator takes key, new_key, p2p, api; not {', '.join(sorted(extra))}",
+                         "bad_payload")
+    out = {"key": _node_key(args.get("key"))}
+    if args.get("new_key") is not None:
+        new_key = _node_key(args["new_key"])
+        if not is_valid_point(new_key):
+            raise TxRejected("new_key is not a valid Ed25519 public key", "bad_key")
+        if new_key == out["key"]:
+            raise TxRejected("new_key is the validator's current key; leave it out to keep the key", "bad_payload")
+        out["new_key"] = new_key
+    for name in ("p2p", "api"):
+        if args.get(name) is not None:
+            out[name] = _url(args[name], name)
+    if len(out) == 1:
+        raise TxRejected("update_validator needs at least one change: new_key, p2p or api", "bad_payload")
+    return out
 
 
 def _org_id(args: dict) -> str:
@@ -226,6 +265,8 @@ def _execute(state: StateView, height: int, action: str, args: dict) -> None:
                 raise TxRejected("the last validator cannot be removed", "last_validator")
         delay = accounts.params(state).get("validator_delay", 2)
         state.put(b"validators_next", {"height": height + delay, "validators": new})
+    elif action == "update_validator":
+        _update_validator(state, height, args)
     elif action == "add_node":
         if not accounts.org(state, args["org"]):
             raise TxRejected(f"no organisation {args['org']}", "unknown_org")
@@ -257,6 +298,32 @@ def _execute(state: StateView, height: int, action: str, args: dict) -> None:
         state.put(b"supply", accounts.supply(state) + args["amount"])
     else:  # normalise_action already refused anything else
         raise TxRejected(f"unknown governance action {action!r}", "bad_payload")
+
+
+def _update_validator(state: StateView, height: int, args: dict) -> None:
+    """Change one validator's key and/or endpoints, in place (its org and its position in
+    the set stay), through `validators_next` like any other validator change."""
+    current = _upcoming_validators(state)
+    index = next((i for i, v in enumerate(current) if v["key"] == args["key"]), None)
+    if index is None:
+        raise TxRejected("that key is not a validator (after pending changes)", "unknown_validator")
+    entry = dict(current[index])
+    new_key = args.get("new_key")
+    if new_key is not None:
+        if any(v["key"] == new_key for v in current):
+            raise TxRejected("new_key is a validator already", "validator_exists")
+        if nodes.listed_node(state, new_key) is not None:
+            raise TxRejected("new_key is listed as a full node; remove it first (remove_node in the same "
+                             "proposal, before this action)", "node_exists")
+        entry["key"] = new_key
+    for name in ("p2p", "api"):
+        if name in args:
+            entry[name] = args[name]
+    if entry == current[index]:
+        raise TxRejected("the validator has that key and those endpoints already", "no_change")
+    new = current[:index] + [entry] + current[index + 1:]
+    delay = accounts.params(state).get("validator_delay", 2)
+    state.put(b"validators_next", {"height": height + delay, "validators": new})
 
 
 def _upcoming_validators(state: StateView) -> list[dict]:

@@ -19,13 +19,17 @@ Ordering rules (conventions §7, cometbft `receiveRoutine` + `WriteSync`):
 
 Batching: when the core asks for a proposal, a block is cut as soon as `max_block_txs`
 transactions are ready, or `block_interval_ms` after the oldest ready transaction
-arrived, whichever comes first. No empty blocks.
+arrived, whichever comes first. No empty blocks. Both are read from the chain's parameters
+(unless config.json overrides them) at every proposal, so a governance change applies at
+once; view_timeout_ms and rotation_blocks reach the core in `Committed.config` (see
+`_config_change`), from the next height on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import functools
 import logging
 import os
@@ -88,13 +92,26 @@ def persist_signed_state(store, record: SignedState) -> None:
     store.write({WAL_SIGNED: record.encode()}, sync=True)
 
 
-def consensus_config(params: dict) -> ConsensusConfig:
-    timeout = params.get("view_timeout_ms", 2000)
-    return ConsensusConfig(
+# The chain parameters the consensus core's configuration is made of (with their defaults).
+CONSENSUS_PARAMS = (("view_timeout_ms", 2000), ("rotation_blocks", 30), ("block_interval_ms", 100))
+
+
+def consensus_params(params: dict) -> tuple[int, ...]:
+    return tuple(params.get(name, default) for name, default in CONSENSUS_PARAMS)
+
+
+def consensus_config(params: dict, base: ConsensusConfig | None = None) -> ConsensusConfig:
+    """The core's configuration for the height the state with `params` decides; fields that
+    are not chain parameters come from `base`."""
+    base = base if base is not None else ConsensusConfig()
+    timeout, rotation, interval = consensus_params(params)
+    return dataclasses.replace(
+        base,
         view_timeout_ms=timeout,
-        rotation_blocks=params.get("rotation_blocks", 30),
+        rotation_blocks=rotation,
         # an honest primary waits up to block_interval_ms before it cuts a block: never a strike
-        slow_proposal_ms=max(timeout // 2, 2 * params.get("block_interval_ms", 100)),
+        slow_proposal_ms=max(timeout // 2, 2 * interval),
+        max_timeout_ms=max(base.max_timeout_ms, timeout),  # a governed timeout is never cut short
     )
 
 
@@ -195,6 +212,7 @@ class Runner:
         factory = self._factory = replica_factory or default_replica_factory(chain, signer)
         self.signed_state = load_signed_state(self.store)
         self.replica = factory(self.signed_state, chain.height + 1)
+        self._params_seen = consensus_params(chain.params)  # what the replica's config was made from
         if self.signed_state is not None:
             self.view = self.signed_state.current_view
 
@@ -557,7 +575,8 @@ class Runner:
             self.log.info("commit of height %d skipped: already at %d", e.height, self.chain.height)
             self._local.append(ev.Committed(self.chain.height, self.chain.head.block_hash,
                                             tuple(self.chain.validator_keys),
-                                            certificate=self.chain.get_cert(self.chain.height)))
+                                            certificate=self.chain.get_cert(self.chain.height),
+                                            config=self._config_change()))
             return
         cached = self._results.pop(e.block_hash, None)  # a retry re-validates from scratch
         try:
@@ -612,10 +631,24 @@ class Runner:
                 if not fut.done():
                     fut.set_result(block.height)
         self._local.append(ev.Committed(block.height, block.hash, tuple(self.chain.validator_keys),
-                                        certificate=cert))
+                                        certificate=cert, config=self._config_change()))
         # always, even 0: the core's count predates this block, and a stale non-zero count
         # would make its progress timer start a view change in an idle network
         self._local.append(self._pending_event())
+
+    def _config_change(self) -> ConsensusConfig | None:
+        """The core's configuration for the next height if the committed state changed its
+        chain parameters (governance set_param), else None: the core switches in Committed,
+        at the same height on every node, without a restart."""
+        params = consensus_params(self.chain.params)
+        if params == self._params_seen:
+            return None
+        self._params_seen = params
+        base = getattr(self.replica, "config", None)
+        config = consensus_config(self.chain.params, base if isinstance(base, ConsensusConfig) else None)
+        self.log.info("consensus parameters for height %d: view_timeout_ms=%d rotation_blocks=%d "
+                      "block_interval_ms=%d", self.chain.height + 1, *params)
+        return config
 
     def _pending_event(self) -> ev.PendingTxs:
         limit = min(self.chain.params.get("max_tx_bytes", 64 * 1024), self.max_block_bytes)
@@ -697,6 +730,7 @@ class Runner:
         self.mempool.on_commit([], self.chain.height + 1)
         self.transport.set_validators(self.chain.validators)
         self.replica = self._factory(self.signed_state, self.chain.height + 1)
+        self._params_seen = consensus_params(self.chain.params)
 
     def _recover_single(self) -> None:
         """A lone validator that crashed after signing at height h but before committing
@@ -748,4 +782,4 @@ class Runner:
 
 
 __all__ = ["Runner", "WAL_SIGNED", "load_signed_state", "persist_signed_state", "consensus_config",
-           "default_replica_factory"]
+           "consensus_params", "default_replica_factory"]

@@ -5,7 +5,10 @@ The network drops, delays, duplicates and reorders messages and applies partitio
 nodes crash and restart from their persisted `SignedState`; byzantine validators
 equivocate, send garbage, censor, lie about their committed height, swap block bytes
 under a signed digest, or name another validator as a block's proposer; Twins run two
-honest replicas with one key.
+honest replicas with one key. Governance may change consensus parameters mid-run
+(`Scenario.param_changes`): a change is a transaction, and the block that commits it sets
+the configuration of every later height, handed to the core in `Committed.config` as the
+node does; each replica's configuration, timers and leader schedule are checked against it.
 Invariants are checked at every step that could break them (a commit, a send) and raise
 `Violation`. Messages travel as bytes through `encode_message`/`decode_message` and are
 checked with `check_message` (real Ed25519, results cached by message bytes), as the node
@@ -90,7 +93,7 @@ class _AnyDigest:
 
 
 def verified(data: bytes, msg, validators: tuple[bytes, ...], rotation_blocks: int, bind: bool = True) -> bool:
-    key = (b"b" if bind else b"u") + data + b"".join(validators)
+    key = (b"b" if bind else b"u") + b"%d:" % rotation_blocks + data + b"".join(validators)
     ok = _VERIFIED.get(key)
     if ok is None:
         if len(_VERIFIED) > 200_000:
@@ -151,6 +154,10 @@ class Scenario:
     config: ConsensusConfig = ConsensusConfig(view_timeout_ms=300, rotation_blocks=3, max_timeout_ms=2400)
     faults: Faults = Faults()
     reconnect: bool = False  # on: a link restored by a partition change or the heal feeds PeerConnected
+    # [(submit at ms, {ConsensusConfig field: value})]: governance changes of the consensus
+    # parameters, each a transaction; from the height after the block that commits it on
+    param_changes: list = field(default_factory=list)
+    stale_config: tuple = ()  # instance ids never handed a new config (a node without live params: a bug)
 
 
 @dataclass
@@ -194,17 +201,28 @@ class Node:
         self.incarnation = 0
         self.lied = 0  # "liar": highest view it has lied about
         self.flood_views = 0  # "flood": ViewChange views used so far
+        # configs[h-1]: the configuration deciding height h, from this node's chain
+        self.configs: list[ConsensusConfig] = [sim.sc.config]
         self.boot()
 
     def boot(self) -> None:
         sim = self.sim
         state = None if self.persisted is None else SignedState.decode(self.persisted)
-        self.replica = Replica(CHAIN_ID, self.signer, sim.validators, len(self.chain) + 1, sim.sc.config,
+        self.replica = Replica(CHAIN_ID, self.signer, sim.validators, len(self.chain) + 1, self.configs[-1],
                                state, sim.sc.faults, self.chain[-1][2] if self.chain else None)
         self.request = None
         self.reported_pending = None
         self.run(self.replica.start())
         self.report_pending()
+
+    def config_at(self, height: int) -> ConsensusConfig:
+        """The configuration deciding `height` (the current one for heights not reached)."""
+        return self.configs[min(max(height, 1), len(self.configs)) - 1]
+
+    @property
+    def rotation(self) -> int:
+        """R of the height this node decides: what its admission check uses, as the node's does."""
+        return self.configs[-1].rotation_blocks
 
     def peers(self) -> list[int]:
         """Every instance of every other validator (both twins of a twinned key)."""
@@ -237,6 +255,8 @@ class Node:
             elif isinstance(eff, (Broadcast, Send)):
                 self.send_msg(eff.msg, None if isinstance(eff, Broadcast) else eff.to)
             elif isinstance(eff, ScheduleTimeout):
+                if self.honest:
+                    sim.check_timer(self, eff)
                 sim.schedule(eff.after_ms, self.id, ("timer", self.incarnation,
                                                      TimeoutFired(eff.kind, eff.view, eff.height, eff.gen)))
             elif isinstance(eff, ValidateBlock):
@@ -303,7 +323,7 @@ class Node:
             fields.append(b"\x00" * self.sim.sc.block_pad)
         block = encode(fields)
         if self.behaviour == "slow":  # proposes just before the progress timer would fire
-            self.sim.schedule(self.sim.sc.config.view_timeout_ms - SLOW_MARGIN_MS, self.id,
+            self.sim.schedule(self.configs[-1].view_timeout_ms - SLOW_MARGIN_MS, self.id,
                               ("local", self.incarnation, ProposalReady(view, height, sha256(block), block)))
             return
         self.feed(ProposalReady(view, height, sha256(block), block))
@@ -330,7 +350,7 @@ class Node:
         if sha256(eff.block) != eff.block_hash or not self.validate(eff.height, eff.block_hash, eff.block):
             raise Violation("validity", f"{where}: block holds unsubmitted or repeated txs", sim.now)
         h, view, proposer, _t, txs = decode(eff.block)[:5]
-        if proposer != sim.validators[primary_index(view, h, sim.sc.n, sim.sc.config.rotation_blocks)]:
+        if proposer != sim.validators[primary_index(view, h, sim.sc.n, self.config_at(h).rotation_blocks)]:
             raise Violation("proposer", f"{where}: the block names a proposer that was not the primary of "
                             f"view {view}", sim.now)
         self.chain.append((eff.block_hash, eff.block, eff.certificate))
@@ -343,7 +363,18 @@ class Node:
             sim.schedule(0, self.id, ("crash",))
             sim.schedule(sim.rng.randint(100, 1500), self.id, ("restart",))
         self.reported_pending = None  # a node reports its mempool after every commit
-        self.feed(Committed(eff.height, eff.block_hash, sim.validators, eff.certificate))
+        config = self.configs[-1]
+        for tx in txs:
+            if tx in sim.changes:
+                config = replace(config, **sim.changes[tx])
+        changed = config != self.configs[-1]
+        self.configs.append(config)
+        if self.id in sim.sc.stale_config:
+            changed = False
+        self.feed(Committed(eff.height, eff.block_hash, sim.validators, eff.certificate,
+                            config if changed else None))
+        if self.honest and not self.crashed and self.replica.height == len(self.chain) + 1:
+            sim.check_config(self)
 
     # -- byzantine behaviours --------------------------------------------------------
 
@@ -396,7 +427,7 @@ class Node:
         sim, rng = self.sim, self.sim.rng
         dst = rng.choice(self.peers())
         h = len(self.chain) + 1
-        n, rot = sim.sc.n, sim.sc.config.rotation_blocks
+        n, rot = sim.sc.n, self.rotation
         base = getattr(msg, "view", 0) or 0
         junk = [make_commit(self.signer, CHAIN_ID, base + k, h, rng.randbytes(32)) for k in range(20)]
         self.flood_views += 5
@@ -449,7 +480,7 @@ class Node:
             except EncodingError:
                 return
             sim.stats.verifications += signature_count(msg)
-            if not verified(what[1], msg, sim.validators, sim.sc.config.rotation_blocks, sim.sc.bind_blocks):
+            if not verified(what[1], msg, sim.validators, self.rotation, sim.sc.bind_blocks):
                 sim.stats.refused += 1
                 return
             if self.behaviour == "equivocate":
@@ -499,6 +530,7 @@ class Sim:
         self.quorum = quorum(sc.n)
         self.honest_keys = {self.validators[i] for i in range(sc.n) if i not in sc.byzantine}
         self.submitted: dict[bytes, int] = {}
+        self.changes = {b"param-%d" % i: dict(change) for i, (_, change) in enumerate(sc.param_changes)}
         self.decided: dict[int, tuple[bytes, bytes]] = {}
         self.signed: dict[tuple, bytes] = {}
         self.evidence: list = []
@@ -559,7 +591,8 @@ class Sim:
             raise Violation("frame", f"node {node.id} sent a {type(msg).__name__} of {len(data)} bytes", self.now)
         if not isinstance(msg, (ViewChange, NewView, PrePrepare)):
             return
-        R = self.sc.config.rotation_blocks
+        height = msg.last_committed_height + 1 if isinstance(msg, ViewChange) else msg.height
+        R = node.config_at(height).rotation_blocks  # the schedule of the height the message is about
         try:
             if not verified(data, msg, self.validators, R):  # cached: the receivers ask the same
                 check_message(msg, CHAIN_ID, self.validators, block_id(self.validators, R))
@@ -576,6 +609,23 @@ class Sim:
         if not ok:
             raise Violation("bad-proof", f"node {node.id} sent a {type(msg).__name__} that fails its proof check",
                             self.now)
+
+    def check_config(self, node: Node) -> None:
+        """After a commit the replica runs with the configuration the committed chain sets
+        for its next height: every replica switches at the same height."""
+        if node.replica.config != node.configs[-1]:
+            raise Violation("config", f"node {node.id} at height {node.replica.height} runs with "
+                            f"{node.replica.config}, the chain says {node.configs[-1]}", self.now)
+
+    def check_timer(self, node: Node, eff: ScheduleTimeout) -> None:
+        """Progress and view-change timers at the replica's height last the view timeout of
+        that height, doubled per failed view and capped."""
+        if eff.kind not in ("progress", "viewchange") or eff.height != len(node.chain) + 1:
+            return
+        cfg = node.config_at(eff.height)
+        if eff.after_ms not in {min(cfg.view_timeout_ms << k, cfg.max_timeout_ms) for k in range(31)}:
+            raise Violation("timer", f"node {node.id} armed a {eff.kind} timer of {eff.after_ms}ms at height "
+                            f"{eff.height}, where the view timeout is {cfg.view_timeout_ms}ms", self.now)
 
     def check_persisted(self, node: Node, old: bytes | None, new: SignedState) -> None:
         """An honest signing record only moves forward: its position (height, view) never
@@ -632,6 +682,8 @@ class Sim:
         for i in range(sc.txs):
             victim = sc.profile == "censor-tx" and i % 2  # half of them, for a censoring primary to leave out
             self.schedule(self.rng.randint(0, sc.chaos_ms), -1, ("submit", (VICTIM + b"-%d" if victim else b"tx-%d") % i))
+        for i, (at, _) in enumerate(sc.param_changes):
+            self.schedule(at, -1, ("submit", b"param-%d" % i))
         self.schedule(sc.chaos_ms, -1, ("heal",))
         self.healed = False
         self.healed_at, self.heal_height = 0, 0

@@ -438,3 +438,66 @@ async def test_a_duplicate_node_key_stops_all_signing(caplog):
         assert chain.height == 1 and len(tr.messages) == sent
     finally:
         await runner.stop()
+
+
+async def test_governed_consensus_params_reach_the_core_at_the_next_height_without_restart():
+    """set_param of view_timeout_ms / rotation_blocks / block_interval_ms committed in block
+    h is handed to the core with Committed(h) (the config for h+1); other fields of the
+    core's config stay as the factory made them; a block without a change hands nothing."""
+    from consensus.core import Replica
+    from consensus.state import ConsensusConfig
+
+    net = make_testnet(n_orgs=1, n_validators=1)  # one organisation: a proposal passes at once
+    admin, signer = net.admins["org1"], net.validators[0]
+    store = MemoryStore()
+    chain = net.chain(store)
+    mp = Mempool(chain.chain_id, lambda a: (True, accounts.next_nonce(chain.state(), a)))
+    handed: list[tuple[int, object]] = []
+
+    class Recording(Replica):
+        def on_event(self, event):
+            if type(event).__name__ == "Committed":
+                handed.append((event.height, event.config))
+            return super().on_event(event)
+
+    base = ConsensusConfig(view_timeout_ms=50, max_buffered=7)
+    runner = Runner(chain, mp, signer, RecordingTransport(store),
+                    replica_factory=lambda rec, h: Recording(chain.chain_id, signer, tuple(chain.validator_keys), h,
+                                                             base, rec))
+
+    def send(nonce, kind, payload):
+        mp.add(make_tx(admin, chain.chain_id, nonce, kind, payload))
+        runner.notify_txs_added(1)
+
+    runner.start()
+    try:
+        send(0, "propose", {"actions": [{"action": "set_param", "args": {"name": "view_timeout_ms", "value": 700}},
+                                        {"action": "set_param", "args": {"name": "block_interval_ms", "value": 20}}]})
+        await until(lambda: chain.height == 1)
+        assert chain.params["view_timeout_ms"] == 700
+        cfg = runner.replica.config
+        assert (cfg.view_timeout_ms, cfg.rotation_blocks, cfg.slow_proposal_ms, cfg.max_buffered) == (700, 30, 350, 7)
+        assert runner.block_interval_ms == 20  # read from the chain at every proposal
+        send(1, "propose", {"action": "set_param", "args": {"name": "rotation_blocks", "value": 5}})
+        await until(lambda: chain.height == 2)
+        assert (runner.replica.config.view_timeout_ms, runner.replica.config.rotation_blocks) == (700, 5)
+        send(2, "transfer", {"to": OP2.address, "amount": 1})
+        await until(lambda: chain.height == 3)
+        assert [(h, c is not None) for h, c in handed] == [(1, True), (2, True), (3, False)]
+        assert runner.replica.config.rotation_blocks == 5
+    finally:
+        await runner.stop()
+
+
+def test_consensus_config_from_chain_params():
+    from consensus.state import ConsensusConfig
+    from node.runner import consensus_config
+
+    cfg = consensus_config({"view_timeout_ms": 120_000, "rotation_blocks": 0, "block_interval_ms": 40_000},
+                           ConsensusConfig(max_future_heights=9))
+    # a timeout above the default cap is not cut short; half the timeout beats 2 x interval here
+    assert (cfg.view_timeout_ms, cfg.rotation_blocks, cfg.max_timeout_ms, cfg.max_future_heights) == \
+        (120_000, 0, 120_000, 9)
+    assert cfg.slow_proposal_ms == 80_000
+    assert consensus_config({}) == consensus_config({"view_timeout_ms": 2000, "rotation_blocks": 30,
+                                                     "block_interval_ms": 100})
