@@ -22,6 +22,7 @@ import click
 from cli.client import NodeClient, NodeError
 from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json, print_table
 from cli.keys import address_or_key, load_signer
+from cli.light import emit, json_doc, light_options, list_note, verified_get
 from cli.submit import TxOptions, submit_tx, tx_options
 from cli.timeparse import DURATION_HELP, DurationType, format_time, time_option
 from ledger.market.leases import CLOSE_REASONS, REJECT_REASONS
@@ -299,15 +300,21 @@ def listing_list(node_url, as_json, **f):
     _page_hint(page)
 
 
+def _fetch(what: str):
+    return lambda client, path, params: _get(client, path, what, params)
+
+
 @listing_group.command("show")
 @click.argument("listing", type=click.IntRange(1))
 @node_option
+@light_options
 @json_option
 def listing_show(listing, node_url, as_json):
-    """One listing with its live attestations."""
-    item = _get(client_for(node_url), f"/v1/listings/{listing}", "listing")
+    """One listing with its live attestations (the stored listing verified with a genesis file)."""
+    item, verified = verified_get(client_for(node_url), f"/v1/listings/{listing}", "listing", listing,
+                                  fetch=_fetch("listing"))
     if as_json:
-        print_json(item)
+        print_json(json_doc(item, verified))
         return
     sla = item["sla"]
     print_fields([
@@ -321,6 +328,7 @@ def listing_show(listing, node_url, as_json):
     ])
     for a in item.get("attestations", []):
         click.echo(f"attested    #{a['id']} {a['claim']} by {a['issuer']} (until {format_time(a['expires_ms'])})")
+    emit(verified)
 
 
 # -- leases ----------------------------------------------------------------------------------
@@ -583,12 +591,13 @@ def lease_credentials(lease, key, passphrase_file, node_url, as_json):
 @lease_group.command("show")
 @click.argument("lease", type=click.IntRange(1))
 @node_option
+@light_options
 @json_option
 def lease_show(lease, node_url, as_json):
-    """One lease with its usage reports and settlement records."""
-    info = _lease(client_for(node_url), lease)
+    """One lease with its usage reports and settlement records (the stored lease verified with a genesis file)."""
+    info, verified = verified_get(client_for(node_url), f"/v1/leases/{lease}", "lease", lease, fetch=_fetch("lease"))
     if as_json:
-        print_json(info)
+        print_json(json_doc(info, verified))
         return
     print_fields([
         ("lease", info["id"]), ("status", info["status"]), ("listing", info["listing"]),
@@ -613,6 +622,7 @@ def lease_show(lease, node_url, as_json):
                      "ESCROW AFTER"],
                     [[s["seq"], s["kind"], s["height"], s["periods"], s["charge"], s["penalty"], s["provider_payout"],
                       s["tenant_refund"], s["escrow_after"]] for s in info["settlement_records"]])
+    emit(verified)
 
 
 @lease_group.command("list")

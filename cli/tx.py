@@ -15,6 +15,7 @@ import click
 from cli.client import NodeError
 from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json, proposal_blocks_option
 from cli.keys import address_or_key
+from cli.light import emit, json_doc, light_options, verified_get
 from cli.submit import (DEFAULT_WAIT_S, TxOptions, describe_tx, dry_run_options, landed, receipt_ok, send_signed,
                         submit_tx, tx_options)
 from cli.gov import gov_vote
@@ -218,13 +219,17 @@ def account_group() -> None:
 @account_group.command("show")
 @click.argument("account", metavar="ADDR|KEY")
 @node_option
+@light_options
 @json_option
 def account_show(account, node_url, as_json):
-    """Balance, nonce and membership of an address (or of a key, by name or path)."""
+    """Balance, nonce and membership of an address (or of a key, by name or path).
+
+    With a genesis file (--genesis, CXL_GENESIS or `cxl light trust`) the balance, nonce and
+    membership are verified against a certified header ("verified at height H")."""
     address = address_or_key(account, "ADDR|KEY")
-    info = client_for(node_url).account(address)
+    info, verified = verified_get(client_for(node_url), f"/v1/accounts/{address}", "account", address)
     if as_json:
-        print_json(info)
+        print_json(json_doc(info, verified))
         return
     member = info.get("member")
     if isinstance(member, dict):
@@ -234,3 +239,4 @@ def account_show(account, node_url, as_json):
                   ("nonce", info.get("nonce")),
                   ("pending nonce", pending if pending is not None and pending != info.get("nonce") else None),
                   ("member", member or "not a member"), ("at height", info.get("height"))])
+    emit(verified)
