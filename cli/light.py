@@ -422,7 +422,8 @@ def emit(verified: Verified | None) -> None:
 
 
 def json_doc(doc: dict, verified: Verified | None) -> dict:
-    return {**doc, "verified": None if verified is None else verified.to_json()}
+    """The node's answer, plus `verified` when it was (unverified answers are printed unchanged)."""
+    return doc if verified is None else {**doc, "verified": verified.to_json()}
 
 
 def list_note(what: str, how: str) -> None:
@@ -493,14 +494,20 @@ def light_status(as_json):
 
 
 @light_group.command("forget")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @light_options
-def light_forget():
+def light_forget(as_json):
     """Delete the cached validator sets of this genesis (they are followed again from genesis)."""
     light = from_context()
     if not isinstance(light, LightClient):
-        raise click.UsageError("give the genesis whose cache to delete: --genesis FILE (or CXL_GENESIS)")
+        raise click.UsageError("give the genesis whose cache to delete: --genesis FILE (or CXL_GENESIS, "
+                               "or `cxl light trust FILE`)")
     try:
         light.cache_path.unlink()
-        click.echo(f"deleted {light.cache_path}")
+        deleted = True
     except FileNotFoundError:
-        click.echo(f"no cache at {light.cache_path}")
+        deleted = False
+    if as_json:
+        click.echo(json.dumps({"cache": str(light.cache_path), "deleted": deleted}, indent=2, sort_keys=True))
+    else:
+        click.echo(f"deleted {light.cache_path}" if deleted else f"no cache at {light.cache_path}")

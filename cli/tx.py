@@ -138,6 +138,7 @@ def _with_dry_run_options(fn):
 @click.option("--no-wait", is_flag=True, help="Return once the node accepted it.")
 @seconds_option("--timeout", default=f"{DEFAULT_WAIT_S:g}s", help="How long to wait for the commit")
 @json_option
+@light_options
 @_with_dry_run_options
 def tx_submit(source, node_url, no_wait, timeout, as_json, dry_run, force):
     """Send a transaction signed earlier (e.g. with --sign-only); FILE may be - for stdin."""
