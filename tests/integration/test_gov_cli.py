@@ -30,6 +30,7 @@ def net(tmp_path, monkeypatch):
     write_key(keys["op1"], NET.operators["org1"], name="op1")
     node = start_single_validator(NET, tmp_path)
     monkeypatch.setenv("CXL_NODE", node.url)
+    monkeypatch.setenv("CXL_GENESIS", str(tmp_path / "genesis.json"))  # every read and commit verified
     try:
         yield keys
     finally:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sys
 import threading
 from pathlib import Path
 
@@ -287,3 +288,49 @@ def test_trust_node_accepts_the_lie_and_says_so(served, proxy):
 def test_list_commands_say_they_are_not_verified(served, proxy):
     code, out, err = run("listing", "list", "--all", "--node", proxy.url, "--genesis", served["genesis"])
     assert code == 0 and "eu-west" in out and "listings are not verified" in err and "cxl listing show ID" in err
+
+
+# -- wait-for-commit ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def validator(tmp_path_factory):
+    """A live single-validator chain (the built chain above stands still), behind its own proxy."""
+    from genesis.testnet import make_testnet
+    from ledger.keystore import write_key
+    from nodethread import start_single_validator
+
+    d = tmp_path_factory.mktemp("live")
+    net = make_testnet(n_orgs=4, n_validators=1, chain_id="cxl-light-live")
+    write_key(d / "admin.json", net.admins["org1"], name="admin")
+    node = start_single_validator(net, d)
+    p = Proxy(node.url)
+    try:
+        yield {"proxy": p, "genesis": str(d / "genesis.json"), "key": str(d / "admin.json"),
+               "to": net.operators["org2"].address}
+    finally:
+        p.close()
+        node.stop()
+
+
+def tamper_tx_proof(doc: dict) -> dict:
+    doc["receipt_bytes"] = encode(["ok", "", {"forged": 1}]).hex()
+    return doc
+
+
+def test_tx_wait_verifies_the_commit_when_a_genesis_is_known(validator, monkeypatch):
+    v = validator
+    p = v["proxy"]
+    p.mode = None
+    args = ("tx", "transfer", "--key", v["key"], "--to", v["to"], "--amount", 5, "--node", p.url)
+    out = ok(*args, "--genesis", v["genesis"])
+    assert "committed in block" in out and "verified at height" in out
+    record = json.loads(ok(*args, "--genesis", v["genesis"], "--json"))
+    assert record["verified"]["height"] == record["height"] and record["verified"]["block_hash"] == record["block_hash"]
+    # without a genesis the wait works as before, silently unverified
+    out = ok(*args)
+    assert "committed in block" in out and "verified" not in out
+    # a node that forges the receipt in the proof is caught
+    monkeypatch.setattr(sys.modules[__name__], "tamper",
+                        lambda mode, path, doc: tamper_tx_proof(doc) if path.endswith("/proof") else doc)
+    code, out, err = run(*args, "--genesis", v["genesis"])
+    assert code == 1 and "verification failed [tx_proof]" in err and "results_root" in err, out + err
