@@ -334,3 +334,33 @@ def test_tx_wait_verifies_the_commit_when_a_genesis_is_known(validator, monkeypa
                         lambda mode, path, doc: tamper_tx_proof(doc) if path.endswith("/proof") else doc)
     code, out, err = run(*args, "--genesis", v["genesis"])
     assert code == 1 and "verification failed [tx_proof]" in err and "results_root" in err, out + err
+
+
+# -- the endpoint ---------------------------------------------------------------------------------
+
+def _get(url: str) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_validator_changes_endpoint_pages_and_refuses_bad_parameters(served):
+    base = served["url"] + "/v1/light/validator_changes"
+    status, doc = _get(base)
+    assert status == 200 and [c["height"] for c in doc["changes"]] == [6, 16] and doc["more"] is False
+    assert doc["head"] == served["height"] and [len(c["validators"]) for c in doc["changes"]] == [5, 4]
+    status, first = _get(base + "?limit=1")
+    assert [c["height"] for c in first["changes"]] == [6] and first["more"] is True
+    status, rest = _get(base + "?from=6&limit=1")
+    assert [c["height"] for c in rest["changes"]] == [16]
+    assert _get(base + "?from=16")[1]["changes"] == []
+    for query, code in [("limit=0", "bad_limit"), ("limit=1001", "bad_limit"), ("limit=x", "bad_limit"),
+                        ("from=-1", "bad_from"), ("from=%D9%A1", "bad_from"), ("from=1&from=2", "bad_query"),
+                        ("height=3", "bad_query")]:
+        status, err = _get(f"{base}?{query}")
+        assert status == 400 and err["error"]["code"] == code and err["error"]["message"], (query, err)
