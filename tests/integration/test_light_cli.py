@@ -58,6 +58,9 @@ def served(tmp_path_factory):
         op1, op2 = bc.net.operators["org1"], bc.net.operators["org2"]
         bc.add_block([bc.tx(op1, "listing_create", _listing_terms())])
         bc.add_block([bc.tx(op2, "lease_open", {"listing": 1, "units": 1, "hours": 2, "max_price": 1_000_000})])
+        bc.add_block([bc.tx(bc.net.auditors["org3"], "attest", {
+            "subject_type": "listing", "subject": 1, "claim": "encrypted-at-rest", "evidence_digest": b"\x01" * 32,
+            "expires_ms": GENESIS_TIME + 30 * DAY})])
         chain_holder["bc"] = bc
         return bc
 
@@ -103,6 +106,10 @@ def tamper(mode: str | None, path: str, doc: dict) -> dict:
         entry["value"] = encode(decode(bytes.fromhex(entry["value"])) + 1).hex()
     elif mode == "lease_escrow" and path.startswith("/v1/leases/"):
         doc["escrow"] -= 1
+    elif mode == "claim" and path.startswith("/v1/attestations/"):
+        doc["claim"] = "confidential:sev-snp"
+    elif mode == "proposal_actions" and path.startswith("/v1/proposals/"):
+        doc["actions"][0]["args"]["org"] = "org1"
     elif mode == "sibling" and proof:
         entry = proof["entries"][0]
         sp = StateProof.decode(bytes.fromhex(entry["proof"]))
@@ -212,6 +219,16 @@ def test_account_lease_and_listing_verify_through_the_honest_path(served, proxy)
     assert doc["units"] == 4 and "proof" not in doc
 
 
+def test_attestation_proposal_org_and_params_verify_through_the_honest_path(served, proxy):
+    g, node, h = served["genesis"], proxy.url, served["height"]
+    out = ok("attest", "show", 1, "--node", node, "--genesis", g)
+    assert "encrypted-at-rest" in out and f"verified at height {h}" in out and "live" in out.split("not covered")[1]
+    out = ok("gov", "show", 1, "--node", node, "--genesis", g)  # the proposal that added validator 4
+    assert "add_validator" in out and f"verified at height {h}" in out
+    assert f"verified at height {h}" in ok("gov", "orgs", "org2", "--node", node, "--genesis", g)
+    assert f"verified at height {h}" in ok("gov", "params", "--node", node, "--genesis", g)
+
+
 def test_the_followed_sets_are_cached_and_reused(served, proxy, tmp_path, monkeypatch):
     monkeypatch.setenv("CXL_HOME", str(tmp_path / "cxlhome"))
     ok("account", "show", served["tenant"], "--node", proxy.url, "--genesis", served["genesis"])
@@ -252,6 +269,8 @@ LIES = [
     ("sibling", ("listing", "show", 1), "state_proof", "does not lead to the state root"),
     ("header_state_root", ("account", "show", "TENANT"), "certificate", "certificate is not for this header"),
     ("cert_signature", ("lease", "show", 1), "cert_signature", "bad signature"),
+    ("claim", ("attest", "show", 1), "answer", "'claim' the node shows is not the proven value"),
+    ("proposal_actions", ("gov", "show", 1), "answer", "'actions' the node shows is not the proven value"),
     ("vset_key", ("account", "show", "TENANT"), "vset_hash", "next_validators_hash"),
     ("vset_endpoint", ("listing", "show", 1), "vset_proof", "not the `validators` entry proven"),
     ("vset_gap", ("account", "show", "TENANT"), "vset_gap", "a validator-set change between them is missing"),
