@@ -60,10 +60,20 @@ def _remember(meta_key: str) -> Callable:
     return callback
 
 
+def trust_node_option(f: Callable) -> Callable:
+    return click.option("--trust-node", is_flag=True, expose_value=False, callback=_remember(_TRUST_META),
+                        help="Do not verify the answer: accept what the node says (said on stderr).")(f)
+
+
+def use_genesis(path: str | None) -> None:
+    """A command's own genesis option (e.g. `cxl tx show --genesis`) also picks the light client's."""
+    if path:
+        click.get_current_context().meta[_GENESIS_META] = path
+
+
 def light_options(f: Callable) -> Callable:
     """``--genesis FILE`` and ``--trust-node`` on a command (also accepted on `cxl` itself)."""
-    f = click.option("--trust-node", is_flag=True, expose_value=False, callback=_remember(_TRUST_META),
-                     help="Do not verify the answer: accept what the node says (said on stderr).")(f)
+    f = trust_node_option(f)
     return click.option("--genesis", type=click.Path(dir_okay=False), expose_value=False,
                         callback=_remember(_GENESIS_META), metavar="FILE",
                         help=f"The chain's genesis file: verify the answer against it [default: ${GENESIS_ENV}, "

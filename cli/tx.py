@@ -15,7 +15,7 @@ import click
 from cli.client import NodeError
 from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json, proposal_blocks_option
 from cli.keys import address_or_key
-from cli.light import emit, json_doc, light_options, verified_get
+from cli.light import emit, json_doc, light_options, trust_node_option, use_genesis, verified_get, verify_commit
 from cli.submit import (DEFAULT_WAIT_S, TxOptions, describe_tx, dry_run_options, landed, receipt_ok, send_signed,
                         submit_tx, tx_options)
 from cli.gov import gov_vote
@@ -165,11 +165,16 @@ def tx_decode(source, as_json):
               help="Also write an offline-verifiable receipt (header, certificate, Merkle proofs, result) "
                    "here; check it with `cxl audit verify-receipt FILE --genesis GENESIS`.")
 @click.option("--genesis", "genesis_path", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
-              help="The chain's genesis file, for --receipt: needed to prove validator-set changes "
-                   "when the set that certified the block is not the genesis set.")
+              help="The chain's genesis file: verify a committed transaction against it (default: $CXL_GENESIS, "
+                   "or `cxl light trust`); for --receipt, needed to prove validator-set changes when the set "
+                   "that certified the block is not the genesis set.")
+@trust_node_option
 @json_option
 def tx_show(tx_hash, node_url, wait, receipt_path, genesis_path, as_json):
-    """Look up a transaction by hash: where it landed and its receipt."""
+    """Look up a transaction by hash: where it landed and its receipt.
+
+    With a genesis file a committed transaction is verified: its inclusion and receipt against
+    a header certified by the validator set of its height ("verified at height H")."""
     tx_hash = tx_hash.lower()
     if not re.fullmatch(r"[0-9a-f]{64}", tx_hash):
         raise click.BadParameter("a transaction hash is 64 hex digits", param_hint="HASH")
@@ -182,14 +187,17 @@ def tx_show(tx_hash, node_url, wait, receipt_path, genesis_path, as_json):
         raise
     if receipt_path:
         _write_receipt(client.url, tx_hash, record, receipt_path, genesis_path)
+    use_genesis(genesis_path)
+    verified = verify_commit(client, record) if record.get("status") == "committed" else None
     if as_json:
-        print_json(record)
+        print_json(json_doc(record, verified))
         return
     tx = record.get("tx") or {}
     status = landed(record) if record.get("status") == "committed" else record.get("status")
     rows = [("hash", record.get("hash", tx_hash)), ("status", status), ("block hash", record.get("block_hash"))]
     rows += [(k, v) for k, v in tx.items() if k not in ("signature",)]
     print_fields(rows)
+    emit(verified)
     if record.get("status") == "committed" and not receipt_ok(record):
         raise click.exceptions.Exit(1)
 

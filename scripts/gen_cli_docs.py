@@ -37,8 +37,8 @@ against its state root, and checks that the fields it prints are the proven valu
 prints `verified at height H (block …)` and names the fields the proof does not cover
 (derived by the node, e.g. a lease's usage reports). `--json` adds
 `"verified": {"height", "block_hash", "state_root", "not_proven"}`. Every transaction
-command that waits for its commit verifies it too when a genesis is known: the
-transaction's inclusion and receipt against a certified header. A check that fails is
+command that waits for its commit, and `cxl tx show` of a committed transaction, verify it
+too when a genesis is known: the transaction's inclusion and receipt against a certified header. A check that fails is
 `Error: verification failed [CODE]: …` and exit 1, `CODE` naming the check (protocol.md
 §6.2: `cert_signature`, `state_proof`, `validators_hash`, `vset_gap`, `vset_hash`,
 `answer` …): the node is faulty or lying; ask another one. The validator sets verified so

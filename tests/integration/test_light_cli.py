@@ -345,6 +345,8 @@ def test_tx_wait_verifies_the_commit_when_a_genesis_is_known(validator, monkeypa
     assert "committed in block" in out and "verified at height" in out
     record = json.loads(ok(*args, "--genesis", v["genesis"], "--json"))
     assert record["verified"]["height"] == record["height"] and record["verified"]["block_hash"] == record["block_hash"]
+    shown = ok("tx", "show", record["hash"], "--node", p.url, "--genesis", v["genesis"])
+    assert f"verified at height {record['height']}" in shown
     # without a genesis the wait works as before, silently unverified
     out = ok(*args)
     assert "committed in block" in out and "verified" not in out
@@ -353,6 +355,8 @@ def test_tx_wait_verifies_the_commit_when_a_genesis_is_known(validator, monkeypa
                         lambda mode, path, doc: tamper_tx_proof(doc) if path.endswith("/proof") else doc)
     code, out, err = run(*args, "--genesis", v["genesis"])
     assert code == 1 and "verification failed [tx_proof]" in err and "results_root" in err, out + err
+    code, out, err = run("tx", "show", record["hash"], "--node", p.url, "--genesis", v["genesis"])
+    assert code == 1 and "verification failed [tx_proof]" in err, out + err
 
 
 # -- the endpoint ---------------------------------------------------------------------------------
