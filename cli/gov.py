@@ -22,6 +22,7 @@ import click
 from cli.client import NodeClient, NodeError
 from cli.common import (CliError, client_for, json_option, node_option, print_fields, print_json, print_table,
                         proposal_blocks_option)
+from cli.light import emit, json_doc, light_options, list_note, verified_get
 from cli.submit import TxOptions, submit_tx, tx_options
 from ledger.errors import TxRejected
 from ledger.governance import ACTIONS, MAX_ACTIONS, normalise_action
@@ -29,6 +30,10 @@ from ledger.governance import ACTIONS, MAX_ACTIONS, normalise_action
 # Governance arguments that are integers on chain; everything else is text (hex keys included).
 INT_ARGS = {"value", "amount", "port"}
 STATUSES = ("open", "executed", "failed", "rejected", "expired")
+
+
+def _fetch(what: str):
+    return lambda client, path, params: _get(client, path, what, params)
 
 
 def _get(client: NodeClient, path: str, what: str, params: dict | None = None) -> dict:
@@ -58,11 +63,13 @@ def _actions_text(actions: list[dict]) -> str:
 @click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True)
 @click.option("--cursor", type=click.IntRange(1), help="Continue with proposals older than this id.")
 @node_option
+@light_options
 @json_option
 def gov_list(status, limit, cursor, node_url, as_json):
-    """Proposals, newest first: status, actions, votes so far and what is needed."""
+    """Proposals, newest first: status, actions, votes so far and what is needed (not verified: see `gov show`)."""
     page = _get(client_for(node_url), "/v1/proposals", "proposals",
                 {"status": status, "limit": limit, "cursor": cursor})
+    list_note("proposal lists", "check one with `cxl gov show ID`")
     if as_json:
         print_json(page)
         return
@@ -80,12 +87,17 @@ def gov_list(status, limit, cursor, node_url, as_json):
 @gov_group.command("show")
 @click.argument("proposal", type=click.IntRange(1))
 @node_option
+@light_options
 @json_option
 def gov_show(proposal, node_url, as_json):
-    """One proposal: its actions, every organisation's vote, the threshold and expiry."""
-    p = _get(client_for(node_url), f"/v1/proposals/{proposal}", f"proposal {proposal}")
+    """One proposal: its actions, every organisation's vote, the threshold and expiry.
+
+    With a genesis file the stored proposal (actions, proposer, heights, status) is verified;
+    the tally by organisation is derived by the node and said to be."""
+    p, verified = verified_get(client_for(node_url), f"/v1/proposals/{proposal}", "proposal", proposal,
+                               fetch=_fetch(f"proposal {proposal}"))
     if as_json:
-        print_json(p)
+        print_json(json_doc(p, verified))
         return
     t = p["tally"]
     print_fields([
@@ -103,17 +115,23 @@ def gov_show(proposal, node_url, as_json):
                  for i, a in enumerate(p["actions"])])
     click.echo("\nvotes:")
     print_table(["ORG", "VOTE"], [[v["org"], v["vote"]] for v in p["votes"]])
+    emit(verified)
 
 
 @gov_group.command("orgs")
 @click.argument("org", required=False)
 @node_option
+@light_options
 @json_option
 def gov_orgs(org, node_url, as_json):
-    """Organisations; with ORG, its members (address, role, key) and validators."""
+    """Organisations; with ORG, its members (address, role, key) and validators.
+
+    With ORG and a genesis file, the organisation's id and name are verified (its members and
+    validators are listed by the node from other entries, and said to be); the list is not."""
     client = client_for(node_url)
     if org is None:
         page = _get(client, "/v1/orgs", "organisations")
+        list_note("organisation lists", "check one with `cxl gov orgs ORG`")
         if as_json:
             print_json(page)
             return
@@ -121,9 +139,9 @@ def gov_orgs(org, node_url, as_json):
                     [[o["id"], o["name"], o["members"]["admin"], o["members"]["operator"], o["members"]["auditor"],
                       o["validators"]] for o in page["items"]])
         return
-    info = _get(client, f"/v1/orgs/{org}", f"organisation {org}")
+    info, verified = verified_get(client, f"/v1/orgs/{org}", "org", org, fetch=_fetch(f"organisation {org}"))
     if as_json:
-        print_json(info)
+        print_json(json_doc(info, verified))
         return
     print_fields([("org", info["id"]), ("name", info["name"])])
     click.echo("\nmembers:")
@@ -137,20 +155,23 @@ def gov_orgs(org, node_url, as_json):
         nxt = info["validators_next"]
         click.echo(f"\nfrom height {nxt['height']}: " + (", ".join(v["key"][:16] + "…" for v in nxt["validators"])
                                                          or "no validators"))
+    emit(verified)
 
 
 @gov_group.command("params")
 @node_option
+@light_options
 @json_option
 def gov_params(node_url, as_json):
-    """Chain parameters: current value, default, and the range governance may set."""
-    body = _get(client_for(node_url), "/v1/params", "parameters")
+    """Chain parameters: current value, default, and the range governance may set (values verified with a genesis file)."""
+    body, verified = verified_get(client_for(node_url), "/v1/params", "params", fetch=_fetch("parameters"))
     if as_json:
-        print_json(body)
+        print_json(json_doc(body, verified))
         return
     print_table(["PARAMETER", "VALUE", "DEFAULT", "RANGE"],
                 [[name, p["value"], p["default"], "-" if p["range"] is None else f"{p['range'][0]}..{p['range'][1]}"]
                  for name, p in sorted(body["params"].items())])
+    emit(verified)
 
 
 # -- transactions -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from cli.completion import completion_cmd
 from cli.genesis import genesis_group
 from cli.gov import gov_group
 from cli.keys import keys_group
+from cli.light import light_group, light_options
 from cli.localnet import localnet_group
 from cli.market import attest_group, lease_group, listing_group
 from cli.node import block_group, node_group, status_cmd
@@ -57,6 +58,7 @@ class _Never(Exception):
 
 @click.group(cls=CxlGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="cxl", prog_name="cxl")
+@light_options
 def cli() -> None:
     """cxl: a permissioned BFT ledger for a market in spare data-centre capacity.
 
@@ -65,13 +67,18 @@ def cli() -> None:
       cxl localnet init --validators 1 --dir ./localnet
       cxl localnet start --dir ./localnet            # in another terminal
       cxl tx transfer --key ./localnet/keys/org1-admin.json --to cx… --amount 100
+      cxl --genesis ./localnet/genesis.json account show cx…   # verified at height H
+
+    State reads are verified against the genesis file given with --genesis (here or on the
+    command), $CXL_GENESIS or `cxl light trust FILE`; --trust-node skips that.
     """
 
 
 # Market and audit commands live in modules their owners write (cli/market.py, cli/audit.py);
 # they are part of the CLI, so their imports are not optional: a broken module fails loudly.
 for command in (keys_group, genesis_group, node_group, status_cmd, tx_group, account_group, block_group,
-                localnet_group, testnet_group, audit_group, listing_group, lease_group, attest_group, gov_group, completion_cmd):
+                localnet_group, testnet_group, audit_group, listing_group, lease_group, attest_group, gov_group, light_group,
+                completion_cmd):
     cli.add_command(command)
 
 

@@ -22,6 +22,7 @@ import click
 from cli.client import NodeClient, NodeError
 from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json, print_table
 from cli.keys import address_or_key, load_signer
+from cli.light import emit, json_doc, light_options, list_note, verified_get
 from cli.submit import TxOptions, submit_tx, tx_options
 from cli.timeparse import DURATION_HELP, DurationType, format_time, time_option
 from ledger.market.leases import CLOSE_REASONS, REJECT_REASONS
@@ -274,9 +275,10 @@ def _page_hint(page: dict, option: str = "--cursor") -> None:
 @click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True)
 @click.option("--cursor", type=click.IntRange(0), help="Continue after this listing id (from the previous page).")
 @node_option
+@light_options
 @json_option
 def listing_list(node_url, as_json, **f):
-    """Find listings: every filter given must match."""
+    """Find listings: every filter given must match (not verified: see `cxl listing show`)."""
     params = {
         "region": f["region"], "jurisdiction": f["jurisdiction"], "provider": f["provider"],
         "feature": ",".join(f["features"]) or None, "attested_by": ",".join(f["attested_by"]) or None,
@@ -288,6 +290,7 @@ def listing_list(node_url, as_json, **f):
         "limit": f["limit"], "cursor": f["cursor"],
     }
     page = _get(client_for(node_url), "/v1/listings", "listings", params)
+    list_note("listings", "check one with `cxl listing show ID`")
     if as_json:
         print_json(page)
         return
@@ -299,15 +302,21 @@ def listing_list(node_url, as_json, **f):
     _page_hint(page)
 
 
+def _fetch(what: str):
+    return lambda client, path, params: _get(client, path, what, params)
+
+
 @listing_group.command("show")
 @click.argument("listing", type=click.IntRange(1))
 @node_option
+@light_options
 @json_option
 def listing_show(listing, node_url, as_json):
-    """One listing with its live attestations."""
-    item = _get(client_for(node_url), f"/v1/listings/{listing}", "listing")
+    """One listing with its live attestations (the stored listing verified with a genesis file)."""
+    item, verified = verified_get(client_for(node_url), f"/v1/listings/{listing}", "listing", listing,
+                                  fetch=_fetch("listing"))
     if as_json:
-        print_json(item)
+        print_json(json_doc(item, verified))
         return
     sla = item["sla"]
     print_fields([
@@ -321,6 +330,7 @@ def listing_show(listing, node_url, as_json):
     ])
     for a in item.get("attestations", []):
         click.echo(f"attested    #{a['id']} {a['claim']} by {a['issuer']} (until {format_time(a['expires_ms'])})")
+    emit(verified)
 
 
 # -- leases ----------------------------------------------------------------------------------
@@ -583,12 +593,13 @@ def lease_credentials(lease, key, passphrase_file, node_url, as_json):
 @lease_group.command("show")
 @click.argument("lease", type=click.IntRange(1))
 @node_option
+@light_options
 @json_option
 def lease_show(lease, node_url, as_json):
-    """One lease with its usage reports and settlement records."""
-    info = _lease(client_for(node_url), lease)
+    """One lease with its usage reports and settlement records (the stored lease verified with a genesis file)."""
+    info, verified = verified_get(client_for(node_url), f"/v1/leases/{lease}", "lease", lease, fetch=_fetch("lease"))
     if as_json:
-        print_json(info)
+        print_json(json_doc(info, verified))
         return
     print_fields([
         ("lease", info["id"]), ("status", info["status"]), ("listing", info["listing"]),
@@ -613,6 +624,7 @@ def lease_show(lease, node_url, as_json):
                      "ESCROW AFTER"],
                     [[s["seq"], s["kind"], s["height"], s["periods"], s["charge"], s["penalty"], s["provider_payout"],
                       s["tenant_refund"], s["escrow_after"]] for s in info["settlement_records"]])
+    emit(verified)
 
 
 @lease_group.command("list")
@@ -623,14 +635,16 @@ def lease_show(lease, node_url, as_json):
 @click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True)
 @click.option("--cursor", type=click.IntRange(0))
 @node_option
+@light_options
 @json_option
 def lease_list(tenant, provider, status, limit, cursor, node_url, as_json):
-    """Leases of a tenant or of a provider organisation (give one)."""
+    """Leases of a tenant or of a provider organisation (give one; not verified: see `cxl lease show`)."""
     if (tenant is None) == (provider is None):
         raise click.UsageError("give --tenant ADDR|KEY or --provider ORG")
     params = {"tenant": None if tenant is None else address_or_key(tenant, "--tenant"), "provider": provider, "status": status,
               "limit": limit, "cursor": cursor}
     page = _get(client_for(node_url), "/v1/leases", "leases", params)
+    list_note("leases", "check one with `cxl lease show ID`")
     if as_json:
         print_json(page)
         return
@@ -646,11 +660,13 @@ def lease_list(tenant, provider, status, limit, cursor, node_url, as_json):
 @lease_group.command("account")
 @click.argument("account", metavar="ADDR|KEY")
 @node_option
+@light_options
 @json_option
 def lease_account(account, node_url, as_json):
-    """Balance of an account and the escrow it holds in open leases."""
+    """Balance of an account and the escrow it holds in open leases (not verified: see `cxl account show`)."""
     address = address_or_key(account, "ADDR|KEY")
     info = _get(client_for(node_url), f"/v1/accounts/{address}/market", "account")
+    list_note("escrow totals", "check the balance with `cxl account show ADDR` and each lease with `cxl lease show ID`")
     if as_json:
         print_json(info)
         return
@@ -701,14 +717,16 @@ def attest_revoke(attestation, txopts: TxOptions):
 @click.option("--listing", type=click.IntRange(1), help="Attestations about this listing.")
 @click.option("--live", is_flag=True, help="Only live ones (not revoked, not expired).")
 @node_option
+@light_options
 @json_option
 def attest_list(org, listing, live, node_url, as_json):
-    """Attestations about an organisation or a listing."""
+    """Attestations about an organisation or a listing (not verified: see `cxl attest show`)."""
     if (org is None) == (listing is None):
         raise click.UsageError("give the subject: --org ORG or --listing ID")
     params = {"subject_type": "org" if org is not None else "listing",
               "subject": org if org is not None else listing, "live": "true" if live else None}
     page = _get(client_for(node_url), "/v1/attestations", "attestations", params)
+    list_note("attestation lists", "check one with `cxl attest show ID`")
     if as_json:
         print_json(page)
         return
@@ -718,6 +736,26 @@ def attest_list(org, listing, live, node_url, as_json):
     print_table(["ID", "CLAIM", "ISSUER", "SUBJECT", "EXPIRES (UTC)", "LIVE", "EVIDENCE"],
                 [[a["id"], a["claim"], a["issuer"], f"{a['subject_type']} {a['subject']}", format_time(a["expires_ms"]),
                   a.get("live"), a["evidence_digest"][:16] + "…"] for a in page["items"]])
+
+
+@attest_group.command("show")
+@click.argument("attestation", type=click.IntRange(1))
+@node_option
+@light_options
+@json_option
+def attest_show(attestation, node_url, as_json):
+    """One attestation: claim, issuer, subject, evidence digest, expiry (verified with a genesis file)."""
+    a, verified = verified_get(client_for(node_url), f"/v1/attestations/{attestation}", "attestation", attestation,
+                               fetch=_fetch("attestation"))
+    if as_json:
+        print_json(json_doc(a, verified))
+        return
+    print_fields([("attestation", a["id"]), ("claim", a["claim"]), ("issuer", a["issuer"]),
+                  ("subject", f"{a['subject_type']} {a['subject']}"), ("evidence digest", a["evidence_digest"]),
+                  ("issued", format_time(a["issued_ms"])), ("expires", format_time(a["expires_ms"])),
+                  ("revoked", None if a.get("revoked_ms") is None else format_time(a["revoked_ms"])),
+                  ("live", a.get("live"))])
+    emit(verified)
 
 
 __all__ = ["listing_group", "lease_group", "attest_group"]

@@ -20,7 +20,10 @@ then either prints the signed transaction (``--sign-only``) or sends it with `se
    and the command exits 1 with the reason (``--force`` sends anyway, ``--dry-run`` stops
    after printing it). A node without the endpoint is sent to as before;
 2. the post, then, unless ``--no-wait``, a long-poll until it is committed, and where it
-   landed. A committed transaction whose receipt is not ``ok`` exits 1.
+   landed. A committed transaction whose receipt is not ``ok`` exits 1. With a genesis
+   file (``--genesis``, ``$CXL_GENESIS``, `cxl light trust`) the commit is verified: the
+   transaction's inclusion proof and receipt against a certified header (cli/light.py),
+   printed as ``verified at height H``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import click
 
 from cli.client import DEFAULT_NODE_URL, NODE_ENV, NodeClient, NodeError, NodeUnreachable
 from cli.common import CliError, format_value, print_json
+from cli.light import light_options, verify_commit
 from cli.nonces import NonceReservation
 from cli.timeparse import seconds_option
 from ledger.crypto import Signer
@@ -101,6 +105,7 @@ def tx_options(f: Callable | None = None, *, key_required: bool = True) -> Calla
             click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
             *dry_run_options(),
         ]
+        wrapper = light_options(wrapper)  # --genesis / --trust-node: verify the commit
         for opt in reversed(opts):
             wrapper = opt(wrapper)
         return wrapper
@@ -291,7 +296,12 @@ def send_signed(ctx_or_opts: Any, stx: SignedTx, reservation: NonceReservation |
             click.echo(f"submitted {tx_hash} ({record['status']}); follow it with `cxl tx show {tx_hash}`")
         return record
     record = wait_for_commit(client, tx_hash, opts.timeout)
+    verified = verify_commit(client, record)  # with a genesis file: inclusion and result, certified
+    if verified is not None:
+        record = {**record, "verified": verified.to_json()}
     report(record, opts.as_json)
+    if verified is not None and not opts.as_json:
+        click.echo(verified.line())
     return record
 
 

@@ -15,6 +15,7 @@ import click
 from cli.client import NodeError
 from cli.common import CliError, client_for, json_option, node_option, print_fields, print_json, proposal_blocks_option
 from cli.keys import address_or_key
+from cli.light import emit, json_doc, light_options, trust_node_option, use_genesis, verified_get, verify_commit
 from cli.submit import (DEFAULT_WAIT_S, TxOptions, describe_tx, dry_run_options, landed, receipt_ok, send_signed,
                         submit_tx, tx_options)
 from cli.gov import gov_vote
@@ -138,6 +139,7 @@ def _with_dry_run_options(fn):
 @click.option("--no-wait", is_flag=True, help="Return once the node accepted it.")
 @seconds_option("--timeout", default=f"{DEFAULT_WAIT_S:g}s", help="How long to wait for the commit")
 @json_option
+@light_options
 @_with_dry_run_options
 def tx_submit(source, node_url, no_wait, timeout, as_json, dry_run, force):
     """Send a transaction signed earlier (e.g. with --sign-only); FILE may be - for stdin."""
@@ -164,11 +166,16 @@ def tx_decode(source, as_json):
               help="Also write an offline-verifiable receipt (header, certificate, Merkle proofs, result) "
                    "here; check it with `cxl audit verify-receipt FILE --genesis GENESIS`.")
 @click.option("--genesis", "genesis_path", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
-              help="The chain's genesis file, for --receipt: needed to prove validator-set changes "
-                   "when the set that certified the block is not the genesis set.")
+              help="The chain's genesis file: verify a committed transaction against it (default: $CXL_GENESIS, "
+                   "or `cxl light trust`); for --receipt, needed to prove validator-set changes when the set "
+                   "that certified the block is not the genesis set.")
+@trust_node_option
 @json_option
 def tx_show(tx_hash, node_url, wait, receipt_path, genesis_path, as_json):
-    """Look up a transaction by hash: where it landed and its receipt."""
+    """Look up a transaction by hash: where it landed and its receipt.
+
+    With a genesis file a committed transaction is verified: its inclusion and receipt against
+    a header certified by the validator set of its height ("verified at height H")."""
     tx_hash = tx_hash.lower()
     if not re.fullmatch(r"[0-9a-f]{64}", tx_hash):
         raise click.BadParameter("a transaction hash is 64 hex digits", param_hint="HASH")
@@ -181,14 +188,17 @@ def tx_show(tx_hash, node_url, wait, receipt_path, genesis_path, as_json):
         raise
     if receipt_path:
         _write_receipt(client.url, tx_hash, record, receipt_path, genesis_path)
+    use_genesis(genesis_path)
+    verified = verify_commit(client, record) if record.get("status") == "committed" else None
     if as_json:
-        print_json(record)
+        print_json(json_doc(record, verified))
         return
     tx = record.get("tx") or {}
     status = landed(record) if record.get("status") == "committed" else record.get("status")
     rows = [("hash", record.get("hash", tx_hash)), ("status", status), ("block hash", record.get("block_hash"))]
     rows += [(k, v) for k, v in tx.items() if k not in ("signature",)]
     print_fields(rows)
+    emit(verified)
     if record.get("status") == "committed" and not receipt_ok(record):
         raise click.exceptions.Exit(1)
 
@@ -219,13 +229,17 @@ def account_group() -> None:
 @account_group.command("show")
 @click.argument("account", metavar="ADDR|KEY")
 @node_option
+@light_options
 @json_option
 def account_show(account, node_url, as_json):
-    """Balance, nonce and membership of an address (or of a key, by name or path)."""
+    """Balance, nonce and membership of an address (or of a key, by name or path).
+
+    With a genesis file (--genesis, CXL_GENESIS or `cxl light trust`) the balance, nonce and
+    membership are verified against a certified header ("verified at height H")."""
     address = address_or_key(account, "ADDR|KEY")
-    info = client_for(node_url).account(address)
+    info, verified = verified_get(client_for(node_url), f"/v1/accounts/{address}", "account", address)
     if as_json:
-        print_json(info)
+        print_json(json_doc(info, verified))
         return
     member = info.get("member")
     if isinstance(member, dict):
@@ -235,3 +249,4 @@ def account_show(account, node_url, as_json):
                   ("nonce", info.get("nonce")),
                   ("pending nonce", pending if pending is not None and pending != info.get("nonce") else None),
                   ("member", member or "not a member"), ("at height", info.get("height"))])
+    emit(verified)

@@ -3,8 +3,9 @@
 One block is in flight at a time and the sequence number is the block height. The view
 is carried across heights; the primary of view v at height h is
 validators[(v + (h-1)//R) mod n] (see `primary_index`). Normal case: PrePrepare ->
-validate -> Prepare; pre-prepare + 2f prepares = prepared -> Commit; 2f+1 matching
-commits (any view, this height) = a Certificate -> CommitBlock. See docs/consensus.md.
+validate -> Prepare; pre-prepare + q-1 prepares = prepared -> Commit; q matching
+commits (any view, this height) = a Certificate -> CommitBlock, q = ledger.block.quorum(n)
+= ceil((n+f+1)/2) (2f+1 when n = 3f+1). See docs/consensus.md.
 """
 
 from __future__ import annotations

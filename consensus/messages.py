@@ -3,7 +3,7 @@
 Every message is a msgpack array whose first element is a small integer tag. What a
 message signs is `ledger.encoding.signing_bytes(DOMAIN_*, chain_id, payload)`, so a
 signature is bound to its kind, the chain, the view and the height. Commit signs
-`ledger.block.commit_signing_bytes`, so 2f+1 Commit signatures are a `Certificate`.
+`ledger.block.commit_signing_bytes`, so a quorum (`ledger.block.quorum`) of Commit signatures is a `Certificate`.
 
 Wire forms (`encode_message` / `decode_message`):
 

@@ -119,7 +119,8 @@ class Header:
 
 @dataclass(frozen=True, slots=True)
 class Certificate:
-    """2f+1 Commit signatures on (view, height, block_hash), ordered by signer key."""
+    """A quorum (`quorum(n)` = ceil((n+f+1)/2), docs/protocol.md §9) of Commit signatures on
+    (view, height, block_hash), ordered by signer key."""
 
     height: int
     view: int
@@ -159,7 +160,9 @@ class Certificate:
         return cls(height, view, block_hash, tuple(sorted(votes.items())))
 
     def verify(self, chain_id: str, validators: list[bytes]) -> None:
-        """Raise BlockInvalid unless 2f+1 distinct current validators signed this commit."""
+        """Raise BlockInvalid unless `quorum(len(validators))` = ceil((n+f+1)/2) distinct
+        validators of the set deciding this height signed this commit (2f+1 only when
+        n = 3f+1: for n = 5 it is 4, not 3)."""
         allowed = set(validators)
         seen: set[bytes] = set()
         message = commit_signing_bytes(chain_id, self.view, self.height, self.block_hash)

@@ -383,7 +383,8 @@ ROUTES = [
 
 
 # Modules that, when installed, register API extensions on import (market endpoints …).
-EXTENSION_MODULES: list[str] = ["node.market_api", "node.gov_api", "node.explorer_api", "node.snapshot_api"]
+EXTENSION_MODULES: list[str] = ["node.market_api", "node.gov_api", "node.explorer_api", "node.snapshot_api",
+                                   "node.light_api"]
 
 
 def _load_extension_modules() -> None:

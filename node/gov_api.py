@@ -286,12 +286,14 @@ OPENAPI_PATHS = {
 
 def openapi_document() -> dict:
     """The node's OpenAPI document with market and governance paths (docs/openapi.json)."""
-    from node import market_api, snapshot_api
+    from node import light_api, market_api, snapshot_api
 
     doc = market_api.openapi_document()
     doc["paths"].update(OPENAPI_PATHS)
     doc["paths"].update(snapshot_api.OPENAPI_PATHS)
+    doc["paths"].update(light_api.OPENAPI_PATHS)
     doc["components"]["schemas"].update(OPENAPI_SCHEMAS)
+    doc["components"]["schemas"].update(light_api.OPENAPI_SCHEMAS)
     return doc
 
 

@@ -26,6 +26,7 @@ def node(tmp_path, monkeypatch):
     write_key(tmp_path / "admin.json", NET.admins["org1"])
     thread = start_single_validator(NET, tmp_path)
     monkeypatch.setenv("CXL_NODE", thread.url)
+    monkeypatch.setenv("CXL_GENESIS", str(tmp_path / "genesis.json"))  # reads and commits verified
     try:
         yield tmp_path
     finally:

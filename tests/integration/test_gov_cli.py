@@ -30,6 +30,7 @@ def net(tmp_path, monkeypatch):
     write_key(keys["op1"], NET.operators["org1"], name="op1")
     node = start_single_validator(NET, tmp_path)
     monkeypatch.setenv("CXL_NODE", node.url)
+    monkeypatch.setenv("CXL_GENESIS", str(tmp_path / "genesis.json"))  # every read and commit verified
     try:
         yield keys
     finally:
@@ -60,16 +61,19 @@ def test_onboard_an_org_with_one_proposal_and_two_votes(net):
     shown = cxl("gov", "show", "1")
     assert "1 yes, 0 no, 3 not voted of 4 organisations; 3 yes needed (threshold 2/3)" in shown
     assert "org2  none" in shown and "role=operator" in shown
+    assert "verified at height" in shown and "tally" in shown.split("not covered by the proof")[1]  # CXL_GENESIS
     cxl("gov", "vote", "1", "--yes", "--key", net["org2"])
     out = cxl("gov", "vote", "1", "--yes", "--key", net["org3"], "--json")
     assert json.loads(out)["receipt"]["result"]["status"] == "executed"
     p = json.loads(cxl("gov", "show", "1", "--json"))
     assert p["status"] == "executed" and [v["vote"] for v in p["votes"]][:4] == ["none", "yes", "yes", "yes"]
+    assert p["verified"]["height"] == p["height"]
     org = cxl("gov", "orgs", "acme")
     assert NEW_ADMIN.address in org and NEW_OP.address in org and "operator" in org
     assert "from height" in org, "the validator joins validator_delay blocks later"
+    assert "verified at height" in org and "members" in org.split("not covered by the proof")[1]
     assert "acme" in cxl("gov", "orgs")
-    assert "max_block_txs" in cxl("gov", "params")
+    assert "max_block_txs" in cxl("gov", "params") and "verified at height" in cxl("gov", "params")
     assert json.loads(cxl("gov", "params", "--json"))["params"]["gov_threshold_num"]["value"] == 2
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
 from genesis.testnet import make_testnet
 from ledger.keystore import write_key
 from nodethread import cxl, start_single_validator
@@ -27,6 +30,7 @@ def net(tmp_path, monkeypatch):
             write_key(keys[f"{org}-{role}"], signer, name=f"{org}-{role}")
     node = start_single_validator(NET, tmp_path)
     monkeypatch.setenv("CXL_NODE", node.url)
+    monkeypatch.setenv("CXL_GENESIS", str(tmp_path / "genesis.json"))  # every read and commit verified
     try:
         yield keys
     finally:
@@ -38,6 +42,13 @@ def result(*args) -> dict:
     record = json.loads(cxl(*args, "--json"))
     assert record["receipt"]["code"] == "ok", record
     return record["receipt"]["result"]
+
+
+def stdout_of(*args) -> str:
+    """What a command printed on stdout alone (exit 0): notes go to stderr."""
+    r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return r.stdout
 
 
 def failed(code: str, *args) -> str:
@@ -79,7 +90,7 @@ def test_market_flow_through_the_cli(net, tmp_path):
                     "--max-price", 1_000_000, "--require-attested", "confidential:sev-snp", "--attested-by", "org3")
     lease = opened["lease"]
     assert opened["escrowed"] == 6_000_000
-    acct = json.loads(cxl("lease", "account", k["org2-operator"], "--json"))
+    acct = json.loads(stdout_of("lease", "account", k["org2-operator"], "--json"))  # stderr: "not verified"
     assert acct["escrow_as_tenant"] == 6_000_000 and acct["balance"] == FUNDS - 6_000_000
 
     failed("not_provider", "lease", "accept", lease, "--key", k["org3-operator"], "--access", "x",
@@ -110,8 +121,9 @@ def test_market_flow_through_the_cli(net, tmp_path):
         "final", 180_000, 1_820_000, 4_180_000)
     human = cxl("lease", "show", lease)
     assert "settled" in human and "usage reports:" in human and "1820000" in human
-    tenant = json.loads(cxl("lease", "account", k["org2-operator"], "--json"))
-    provider = json.loads(cxl("lease", "account", k["org1-operator"], "--json"))
+    assert "verified at height" in human and shown["verified"]["height"] >= 1  # CXL_GENESIS: checked
+    tenant = json.loads(stdout_of("lease", "account", k["org2-operator"], "--json"))
+    provider = json.loads(stdout_of("lease", "account", k["org1-operator"], "--json"))
     assert tenant["escrow_as_tenant"] == 0 and tenant["open_leases"] == []
     assert tenant["balance"] == FUNDS - 1_820_000 and provider["balance"] == FUNDS + 1_820_000
     assert str(lease) in cxl("lease", "list", "--tenant", k["org2-operator"], "--status", "settled")
