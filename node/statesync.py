@@ -1,10 +1,11 @@
 """State sync, client side: fetch the latest snapshot from one or more peers' client APIs
 (node/snapshot_api.py), verify it and rebuild the state tree (ledger/snapshot.py).
 
-Trust: the snapshot's block must carry a commit certificate signed by a quorum of
-`validators` (the caller passes the set it trusts to decide that height: the genesis set,
-so this is sound only while the validator set has not changed since genesis; there is no
-API yet to follow validator-set changes from genesis). Its header's state root then anchors
+Trust: the snapshot's block must carry a commit certificate signed by a quorum of the set
+that decides its height. `sync_snapshot` takes that set from its caller; `bootstrap` finds
+it by following the peer's certified validator-set changes from the genesis set
+(GET /v1/light/validator_changes, each change checked by ledger.lightclient.follow_change),
+so a peer cannot pass off a set of its own. Its header's state root then anchors
 everything else: each chunk must hash to the manifest's chunk hash (so a lying peer is caught
 per chunk and another is asked), keep the key-hash order, and the rebuilt root must equal the
 certified state root, or the sync is refused with `state_root_mismatch`.
@@ -43,6 +44,7 @@ class Synced:
     cert: Certificate
     restored: Restored
     source: str
+    validators: list[bytes]  # the keys that decide the snapshot's height (they signed its certificate)
 
 
 async def _get_json(session: aiohttp.ClientSession, url: str) -> dict:
@@ -59,8 +61,8 @@ async def _get_bytes(session: aiohttp.ClientSession, url: str) -> bytes:
         return await r.read()
 
 
-def verify_manifest(doc: dict, chain_id: str, validators: list[bytes]) -> tuple[Block, Certificate, list[bytes]]:
-    """The certified block of a GET /v1/snapshot answer, checked; and the chunk hashes."""
+def decode_manifest(doc: dict) -> tuple[Block, Certificate, list[bytes]]:
+    """A GET /v1/snapshot answer's block, certificate and chunk hashes, shape-checked (not trusted)."""
     try:
         block = Block.decode(base64.b64decode(doc["block"], validate=True))
         cert = Certificate.from_wire(decode(base64.b64decode(doc["certificate_raw"], validate=True)))
@@ -72,6 +74,12 @@ def verify_manifest(doc: dict, chain_id: str, validators: list[bytes]) -> tuple[
         raise StateSyncError(f"the certificate is not for the snapshot's block at height {height}", "bad_snapshot")
     if len(hashes) != count or count < 1:
         raise StateSyncError("the manifest's chunk count and chunk hashes disagree", "bad_snapshot")
+    return block, cert, hashes
+
+
+def verify_manifest(doc: dict, chain_id: str, validators: list[bytes]) -> tuple[Block, Certificate, list[bytes]]:
+    """The certified block of a GET /v1/snapshot answer, checked; and the chunk hashes."""
+    block, cert, hashes = decode_manifest(doc)
     try:
         cert.verify(chain_id, validators)
     except LedgerError as exc:
@@ -80,9 +88,12 @@ def verify_manifest(doc: dict, chain_id: str, validators: list[bytes]) -> tuple[
     return block, cert, hashes
 
 
-async def sync_snapshot(urls: list[str], chain_id: str, validators: list[bytes], store: Store) -> Synced:
+async def sync_snapshot(urls: list[str], chain_id: str, validators, store: Store) -> Synced:
     """Fetch and verify the latest snapshot of the first peer that has a valid one; each
-    chunk from the first peer (starting with that one) whose copy checks out."""
+    chunk from the first peer (starting with that one) whose copy checks out.
+
+    `validators`: the keys trusted to decide the snapshot's height, or an async function
+    ``(session, url, height) -> keys`` that finds them (see `bootstrap`)."""
     if not urls:
         raise StateSyncError("no state-sync peers given")
     timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)
@@ -90,8 +101,11 @@ async def sync_snapshot(urls: list[str], chain_id: str, validators: list[bytes],
     async with aiohttp.ClientSession(timeout=timeout) as session:
         for source in urls:
             try:
-                block, cert, hashes = verify_manifest(await _get_json(session, source + "/v1/snapshot"),
-                                                      chain_id, validators)
+                doc = await _get_json(session, source + "/v1/snapshot")
+                keys = validators
+                if callable(validators):
+                    keys = await validators(session, source, decode_manifest(doc)[0].height)
+                block, cert, hashes = verify_manifest(doc, chain_id, keys)
             except (StateSyncError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 problems.append(f"{source}: {exc}")
                 continue
@@ -117,7 +131,7 @@ async def sync_snapshot(urls: list[str], chain_id: str, validators: list[bytes],
                 after = snapshot.check_chunk(part, i, after)
                 leaves.update(part)
             restored = snapshot.restore(store, height, leaves, block.header.state_root)
-            return Synced(block, cert, restored, source)
+            return Synced(block, cert, restored, source, list(keys))
     raise StateSyncError("no peer offered a valid snapshot: " + "; ".join(problems))
 
 
@@ -139,29 +153,62 @@ def is_empty(store: Store) -> bool:
     return store.get(META_GENESIS) is None
 
 
+async def follow_validator_changes(session: aiohttp.ClientSession, url: str, genesis_doc: dict,
+                                   height: int) -> list[bytes]:
+    """The keys deciding `height`, proven from the genesis set by following `url`'s certified
+    validator-set changes (GET /v1/light/validator_changes, checked by
+    ledger.lightclient.follow_change). A node without that endpoint leaves the genesis set."""
+    from ledger import lightclient
+
+    sets = [lightclient.genesis_set(genesis_doc)]
+    while True:
+        async with session.get(f"{url}/v1/light/validator_changes",
+                               params={"from": str(sets[-1].after), "limit": "1000"}) as r:
+            if r.status == 404:
+                try:
+                    code = (await r.json())["error"]["code"]
+                except (ValueError, KeyError, TypeError, aiohttp.ContentTypeError):
+                    code = "http_404"
+                if code in ("not_found", "http_404"):  # an older node without the endpoint
+                    break
+            if r.status != 200:
+                raise StateSyncError(f"{url}/v1/light/validator_changes: HTTP {r.status}: {(await r.text())[:200]}")
+            page = await r.json()
+        changes = page.get("changes") if isinstance(page, dict) else None
+        if not isinstance(changes, list):
+            raise StateSyncError(f"{url}: the validator changes answer has no list of changes", "bad_snapshot")
+        try:
+            for change in changes:
+                if sets[-1].after >= height:
+                    break
+                sets.append(lightclient.follow_change(genesis_doc["chain_id"], sets[-1], change))
+        except lightclient.LightClientError as exc:
+            raise StateSyncError(f"{url}: a validator-set change does not verify [{exc.code}]: {exc}",
+                                 "bad_validator_change") from None
+        if not changes or page.get("more") is not True or sets[-1].after >= height:
+            break
+    return lightclient.set_deciding(sets, height).keys
+
+
 async def bootstrap(store: Store, genesis_doc: dict, genesis_hash: bytes, urls: list[str], log) -> int | None:
     """Install the latest verified snapshot of `urls` into an empty `store`; the height
     installed, or None when the store already holds a chain (then nothing is fetched).
 
-    The snapshot's certificate is checked against the genesis validator set (see the
-    module docstring for what that trusts); a chain whose set has changed since genesis
-    is refused with `bad_snapshot_certificate` and a hint to replay instead."""
+    The snapshot's certificate is checked against the set that decides its height, found by
+    following the peer's certified validator-set changes from the genesis set
+    (`follow_validator_changes`); a snapshot that set did not sign is refused
+    (`bad_snapshot_certificate`)."""
     if not is_empty(store):
         log.info("state sync skipped: the data directory already holds a chain (it catches up from its peers)")
         return None
-    from ledger.chain import Chain
-    from ledger.store.memory import MemoryStore
-    keys = Chain(MemoryStore(), genesis_doc, genesis_hash).validator_keys  # the genesis set, as the chain reads it
+
+    async def keys_at(session, url, height):
+        return await follow_validator_changes(session, url, genesis_doc, height)
+
     log.info("state sync: fetching the latest snapshot from %s", ", ".join(urls))
-    try:
-        synced = await sync_snapshot(urls, genesis_doc["chain_id"], keys, store)
-    except StateSyncError as exc:
-        if "not certified by the trusted validator set" in str(exc):
-            raise StateSyncError(f"{exc}; the validator set may have changed since genesis, which state sync cannot "
-                                 "follow yet: start without --state-sync to replay from genesis",
-                                 "bad_snapshot_certificate") from exc
-        raise
-    store.write(snapshot.install_puts(genesis_hash, synced.block, synced.cert, synced.restored, keys), sync=True)
+    synced = await sync_snapshot(urls, genesis_doc["chain_id"], keys_at, store)
+    store.write(snapshot.install_puts(genesis_hash, synced.block, synced.cert, synced.restored, synced.validators),
+                sync=True)
     log.info("state sync: installed height %d (state root %s, %d state entries) from %s", synced.block.height,
              synced.restored.root.hex(), len(synced.restored.state), synced.source)
     return synced.block.height

@@ -144,14 +144,14 @@ async def test_a_failed_state_sync_writes_nothing_and_says_why(source, tmp_path)
     await node.stop()
 
 
-async def test_a_snapshot_not_certified_by_the_genesis_set_is_refused_with_a_hint(source, tmp_path):
+async def test_a_snapshot_not_certified_by_the_trusted_set_is_refused(source, tmp_path):
     await commit_block(source, 1)
     other = dict(NET.doc, validators=[dict(NET.doc["validators"][0],
                                            key=bytes(32 * [7]).hex())])  # a genesis whose set never signed
     store = MemoryStore()
-    with pytest.raises(StateSyncError, match="changed since genesis") as info:
+    with pytest.raises(StateSyncError, match="not certified by the trusted validator set") as info:
         await bootstrap(store, other, NET.genesis_hash, [source.api_url], logging.getLogger("t"))
-    assert info.value.code == "bad_snapshot_certificate" and is_empty(store)
+    assert info.value.code == "state_sync_failed" and is_empty(store)
 
 
 def test_state_sync_urls_are_checked():
@@ -169,3 +169,26 @@ def test_node_start_refuses_a_bad_state_sync_url_before_starting(tmp_path):
     assert result.exit_code != 0 and "--state-sync" in result.output and "not an http(s) URL" in result.output
     help_text = CliRunner().invoke(cli, ["node", "start", "--help"]).output
     assert "--state-sync" in help_text
+
+
+from tests.integration.test_light_cli import served  # noqa: E402,F401  (a node serving a chain whose set changed twice)
+
+
+async def test_state_sync_follows_certified_validator_set_changes_from_genesis(served):
+    from genesis.schema import load
+    from ledger import lightclient
+
+    doc, ghash = load(served["genesis"])
+    store = MemoryStore()
+    height = await bootstrap(store, doc, ghash, [served["url"]], logging.getLogger("t"))
+    assert height == served["height"]
+    chain = Chain(store, doc, ghash)
+    assert chain.height == height and chain.base_height == height
+    genesis_keys = lightclient.genesis_set(doc).keys
+    assert sorted(chain.validator_keys) != sorted(genesis_keys)  # the set changed since genesis
+    # the keys stored as having certified the head are the set that decided it, not the genesis set
+    assert chain.head_validator_keys != genesis_keys
+    # with only the genesis set (no following) the same snapshot is refused
+    with pytest.raises(StateSyncError, match="not certified"):
+        from node.statesync import sync_snapshot
+        await sync_snapshot([served["url"]], doc["chain_id"], genesis_keys, MemoryStore())
