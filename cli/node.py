@@ -47,13 +47,21 @@ def node_group() -> None:
                    "[default: the genesis entry's hosts].")
 @click.option("--allow-not-in-genesis", is_flag=True,
               help="Accept a --node-key that is not a genesis validator (one governance will add later).")
+@click.option("--full", is_flag=True,
+              help="Run a full node (config role \"full\"): it follows the chain by certified block sync, "
+                   "never signs, and starts voting only if governance adds its key as a validator.")
+@click.option("--full-node-key", "full_node_keys", multiple=True, metavar="HEX",
+              help="Accept p2p sessions from this full node's key (config full_node_keys; repeatable).")
+@click.option("--peer", "peers", multiple=True, metavar="KEY@URL",
+              help="An extra peer a full node dials besides the validators, e.g. another full node "
+                   "(config peers; repeatable).")
 @click.option("--encrypt-key", is_flag=True,
               help="Encrypt the generated node key (passphrase from --passphrase-file, $CXL_PASSPHRASE or a prompt).")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False), help="Passphrase for --encrypt-key.")
 @click.option("--force", is_flag=True, help="Re-initialise an existing home (keeps its data directory).")
 @json_option
 def node_init(home, genesis_path, node_key, api_port, p2p_port, api_host, p2p_host, listen, allow_not_in_genesis,
-              encrypt_key, passphrase_file, force, as_json):
+              full, full_node_keys, peers, encrypt_key, passphrase_file, force, as_json):
     """Create a node home: genesis, node key and config.json."""
     from node.config import init_home, load_config
 
@@ -64,7 +72,8 @@ def node_init(home, genesis_path, node_key, api_port, p2p_port, api_host, p2p_ho
     try:
         plan = init_settings(genesis, read_key_document(node_key).get("public_key") if node_key else None,
                              api_port=api_port, p2p_port=p2p_port, api_host=api_host, p2p_host=p2p_host,
-                             listen=listen, allow_not_in_genesis=allow_not_in_genesis)
+                             listen=listen, allow_not_in_genesis=allow_not_in_genesis, full=full,
+                             full_node_keys=full_node_keys, peers=peers)
     except NotInGenesis as exc:
         raise CliError(f"{exc.message} (nothing written)") from None
     passphrase = None
@@ -84,12 +93,16 @@ def node_init(home, genesis_path, node_key, api_port, p2p_port, api_host, p2p_ho
         print_json({"home": str(nh.path), "chain_id": doc["chain_id"], "genesis_hash": h.hex(),
                     "node_key": key.get("public_key"), "node_key_encrypted": bool(key.get("encrypted")),
                     "api_host": cfg.api_host, "api_port": cfg.api_port, "p2p_host": cfg.p2p_host,
-                    "p2p_port": cfg.p2p_port, "validator": is_validator})
+                    "p2p_port": cfg.p2p_port, "validator": is_validator, "role": cfg.role})
         return
     click.echo(f"initialised node home {nh.path}")
     print_fields([("chain id", doc["chain_id"]), ("genesis hash", h.hex()), ("node key", key.get("public_key")),
                   ("api", f"{cfg.api_host}:{cfg.api_port}"), ("p2p", f"{cfg.p2p_host}:{cfg.p2p_port}")])
-    if not is_validator:
+    if cfg.role == "full":
+        click.echo(f"this is a full node: it follows the chain from the validators once they accept its key "
+                   f"(a governance add_node, or their operators' full_node_keys); public key {key.get('public_key')}",
+                   err=True)
+    elif not is_validator:
         click.echo(f"note: this node key is not a validator in the genesis: it votes only once a governance "
                    f"proposal adds it (public key {key.get('public_key')})", err=True)
     click.echo(f"start it with: cxl node start --home {home}")
