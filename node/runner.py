@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import functools
 import logging
 import os
@@ -212,6 +213,7 @@ class Runner:
         self.role_changes: list[dict] = []  # {"role", "height"}: when the role changed, latest last
         self.network_factory = network_factory  # builds the p2p transport of a node that has none
         self.transport_listeners: list[Callable[[Transport], None]] = []
+        self._polling = False  # the sync/follow poll runs (started by _run_inner)
         factory = self._factory = replica_factory or default_replica_factory(chain, signer)
         self.signed_state = load_signed_state(self.store)
         self.replica = factory(self.signed_state, chain.height + 1)
@@ -264,16 +266,18 @@ class Runner:
             self._halt(str(exc))
 
     async def _run_inner(self) -> None:
-        if self.role == FULL:
-            self.log.info("following the chain as a full node from height %d: this node signs nothing",
-                          self.chain.height, extra={"event": "following", "height": self.chain.height})
-        else:
+        if self.role == VALIDATOR:
             try:
                 await self._sync_before_signing()
             except _Fatal:
                 raise
             except Exception:
                 self.log.exception("runner: start-up sync failed; starting from height %d", self.chain.height)
+            self._check_role(self.chain.height, since=True)  # removed from the set while it was down
+        if self.role == FULL:
+            self.log.info("following the chain as a full node from height %d: this node signs nothing",
+                          self.chain.height, extra={"event": "following", "height": self.chain.height})
+        else:
             self._carry_out(self._core("start", self.replica.start))
             self._drain_local()
             self._recover_single()
@@ -677,6 +681,7 @@ class Runner:
         restarts into an idle network hears no consensus traffic that would make the core
         fetch). An empty answer costs one small request. A full node hears no consensus
         traffic at all: it asks every `follow_interval_ms`."""
+        self._polling = True
         if self.role == FULL:
             self._fetch(fx.FetchBlocks(self.chain.height + 1, None))
             self._later(self.follow_interval_ms / 1000, _SyncCheck())
@@ -737,11 +742,17 @@ class Runner:
         self._drain_local()
         return True
 
-    def _check_role(self, height: int) -> None:
-        """After the commit of `height`: act on a change of role for height+1."""
+    def _check_role(self, height: int, *, since: bool = False) -> None:
+        """After the commit of `height`: act on a change of role for height+1. `since`:
+        the change may lie further back (blocks applied by the start-up sync): its height
+        is the one after the last block that changed the set."""
         change = role_change(self.role, self.chain.validator_keys, self.signer.public_key, height + 1)
         if change is None:
             return
+        if since:
+            changes = self.chain.validator_changes(0, 1 << 30)
+            if changes:
+                change = dataclasses.replace(change, height=changes[-1][0] + 1)
         self.role = change.new
         self.role_changes.append({"role": change.new, "height": change.height})
         if change.removed:
@@ -757,7 +768,8 @@ class Runner:
                 h.cancel()
             self._timers.clear()
             self._local.clear()
-            self._sync_check()
+            if self._polling:
+                self._sync_check()
         else:
             self.log.warning("this node's key joined the validator set: it votes from height %d", change.height,
                              extra={"event": "joined_validators", "height": change.height})
