@@ -143,6 +143,16 @@ def _age(ms) -> str | None:
     return f"{ms / 1000:.1f} s ago" if ms < 120_000 else f"{ms // 60_000} min ago"
 
 
+def _behind(st: dict) -> str | None:
+    """How far behind the best peer a node is (a full node's main question)."""
+    if "blocks_behind" not in st:
+        return None  # an older node
+    behind, best = st.get("blocks_behind"), st.get("best_peer_height")
+    if behind is None:
+        return "unknown (no peer has answered yet)"
+    return f"{behind} blocks (best peer at {best})" if behind else f"0 blocks (up to date with the best peer, {best})"
+
+
 def status_rows(node_url: str, st: dict) -> list[tuple[str, object]]:
     """The human lines of `cxl status` (fields an older node lacks are left out)."""
     mem = st.get("mempool") or {}
@@ -150,7 +160,10 @@ def status_rows(node_url: str, st: dict) -> list[tuple[str, object]]:
     n = len(vals) if isinstance(vals, list) else None
     peers = st.get("peers")
     connected = st.get("peers_connected")
-    if connected is not None:
+    full = st.get("role") == "full"
+    if connected is not None and full:  # a full node follows validators and listed full nodes
+        peers_line = f"{connected} connected of {len(peers) if isinstance(peers, list) else '?'} it follows"
+    elif connected is not None:
         others = (n - 1) if n and st.get("role") == "validator" else n
         peers_line = f"{connected} connected of {others if others is not None else '?'}"
     else:
@@ -158,7 +171,9 @@ def status_rows(node_url: str, st: dict) -> list[tuple[str, object]]:
     rows = [
         ("node", node_url), ("version", st.get("version")), ("role", st.get("role")),
         ("chain id", st.get("chain_id")), ("genesis hash", st.get("genesis_hash")),
-        ("node key", st.get("node_key")), ("height", st.get("height")), ("head hash", st.get("head_hash")),
+        ("node key", st.get("node_key")), ("height", st.get("height")),
+        ("behind", _behind(st)),
+        ("head hash", st.get("head_hash")),
         ("head time", format_time(st.get("time_ms"))),
         ("last commit", _age(st.get("last_commit_age_ms"))),
         ("catching up", None if "catching_up" not in st else ("yes" if st["catching_up"] else "no")),
@@ -175,6 +190,9 @@ def status_rows(node_url: str, st: dict) -> list[tuple[str, object]]:
         verdict = assess(st)
         codes = ", ".join(r["code"] for r in verdict["reasons"])
         rows.append(("health", verdict["status"] + (f" ({codes})" if codes else "")))
+    full_nodes = st.get("full_nodes")
+    if isinstance(full_nodes, list) and full_nodes:
+        rows.append(("full nodes", f"{len(full_nodes)} following this node"))
     if st.get("duplicate_key"):
         rows.append(("duplicate key", "YES: another process runs with this node's key; this node stopped "
                                       "signing (stop one, restart the other)"))
