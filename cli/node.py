@@ -25,7 +25,7 @@ def _node_errors():
 
 @click.group("node")
 def node_group() -> None:
-    """Set up and run a validator node."""
+    """Set up and run a node: a validator, or a full node (--full) that follows the chain."""
 
 
 @node_group.command("init")
