@@ -143,8 +143,8 @@ def test_a_full_node_follows_under_load_serves_reads_forwards_txs_and_a_removed_
     health = http("GET", net.apis[full] + "/health")
     assert "no_quorum" not in {r["code"] for r in health.get("reasons", [])}, health
     # the validators show it apart from their validator peers
-    v0 = status(net, 0)
-    assert net.full_key.public_key.hex() in [s["key"] for s in v0["full_nodes"]]
+    v0 = wait_for("the full node's session on node1", lambda: (st := status(net, 0)) and net.full_key.public_key.hex()
+                  in [s["key"] for s in st["full_nodes"]] and st, net)
     assert net.full_key.public_key.hex() not in [p["key"] for p in v0["peers"]]
 
     # a transaction posted to the full node is forwarded and committed; ?wait= on it answers
