@@ -14,7 +14,7 @@ import time
 
 import aiohttp
 
-from genesis.schema import genesis_hash, save as save_genesis, validate
+from genesis.schema import save as save_genesis, validate
 from genesis.testnet import make_testnet
 from ledger.crypto import Signer
 from ledger.encoding import sha256
