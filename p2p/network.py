@@ -244,6 +244,7 @@ class PeerNetwork:
     def _close_inbound(self, key: bytes, ws: web.WebSocketResponse, code: int, reason: bytes) -> None:
         if self._inbound.get(key) is ws:
             del self._inbound[key]
+            self._sessions.pop(key, None)
         self._spawn(ws.close(code=code, message=reason))
 
     def _is_peer(self, key: bytes) -> bool:
