@@ -494,6 +494,12 @@ class Node:
         m.peers_connected.set(len(self._connected_peers()))
         m.catching_up.set(1 if getattr(self.runner, "catching_up", False) else 0)
         m.duplicate_key.set(1 if getattr(self.runner, "duplicate_key", False) else 0)
+        m.validator.set(1 if getattr(self.runner, "role", VALIDATOR) == VALIDATOR else 0)
+        best_fn = getattr(self.transport, "best_peer_height", None)
+        best = best_fn() if best_fn is not None else None
+        m.blocks_behind.set(0 if best is None else max(0, best - self.chain.height))
+        full_fn = getattr(self.transport, "full_node_status", None)
+        m.full_node_sessions.set(len(full_fn()) if full_fn is not None else 0)
         m.set_clock(self.clock_status(), self.transport.peer_status(), self.runner.clock_refusals)
 
     def clock_status(self) -> dict:

@@ -111,6 +111,12 @@ async def test_a_lone_validator_starts_p2p_for_a_listed_full_node_which_follows_
             assert fs["blocks_behind"] == 0 and fs["best_peer_height"] == validator.chain.height
             assert full.health()["status"] == "ready", full.health()
             assert fs["follow"]["refused_blocks"] == 0
+            metrics = full._render_metrics().decode()
+            assert "cxl_validator 0.0" in metrics and "cxl_blocks_behind 0.0" in metrics
+            assert "cxl_validator 1.0" in validator._render_metrics().decode()
+            await until("both full nodes have a session to the validator",
+                        lambda: len(validator.status()["full_nodes"]) == 2)
+            assert "cxl_full_node_sessions 2.0" in validator._render_metrics().decode()
     finally:
         await second.stop()
         await full.stop()
