@@ -25,7 +25,7 @@ def _node_errors():
 
 @click.group("node")
 def node_group() -> None:
-    """Set up and run a validator node."""
+    """Set up and run a node: a validator, or a full node (--full) that follows the chain."""
 
 
 @node_group.command("init")
@@ -47,13 +47,21 @@ def node_group() -> None:
                    "[default: the genesis entry's hosts].")
 @click.option("--allow-not-in-genesis", is_flag=True,
               help="Accept a --node-key that is not a genesis validator (one governance will add later).")
+@click.option("--full", is_flag=True,
+              help="Run a full node (config role \"full\"): it follows the chain by certified block sync, "
+                   "never signs, and starts voting only if governance adds its key as a validator.")
+@click.option("--full-node-key", "full_node_keys", multiple=True, metavar="HEX",
+              help="Accept p2p sessions from this full node's key (config full_node_keys; repeatable).")
+@click.option("--peer", "peers", multiple=True, metavar="KEY@URL",
+              help="An extra peer a full node dials besides the validators, e.g. another full node "
+                   "(config peers; repeatable).")
 @click.option("--encrypt-key", is_flag=True,
               help="Encrypt the generated node key (passphrase from --passphrase-file, $CXL_PASSPHRASE or a prompt).")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False), help="Passphrase for --encrypt-key.")
 @click.option("--force", is_flag=True, help="Re-initialise an existing home (keeps its data directory).")
 @json_option
 def node_init(home, genesis_path, node_key, api_port, p2p_port, api_host, p2p_host, listen, allow_not_in_genesis,
-              encrypt_key, passphrase_file, force, as_json):
+              full, full_node_keys, peers, encrypt_key, passphrase_file, force, as_json):
     """Create a node home: genesis, node key and config.json."""
     from node.config import init_home, load_config
 
@@ -64,7 +72,8 @@ def node_init(home, genesis_path, node_key, api_port, p2p_port, api_host, p2p_ho
     try:
         plan = init_settings(genesis, read_key_document(node_key).get("public_key") if node_key else None,
                              api_port=api_port, p2p_port=p2p_port, api_host=api_host, p2p_host=p2p_host,
-                             listen=listen, allow_not_in_genesis=allow_not_in_genesis)
+                             listen=listen, allow_not_in_genesis=allow_not_in_genesis, full=full,
+                             full_node_keys=full_node_keys, peers=peers)
     except NotInGenesis as exc:
         raise CliError(f"{exc.message} (nothing written)") from None
     passphrase = None
@@ -84,12 +93,16 @@ def node_init(home, genesis_path, node_key, api_port, p2p_port, api_host, p2p_ho
         print_json({"home": str(nh.path), "chain_id": doc["chain_id"], "genesis_hash": h.hex(),
                     "node_key": key.get("public_key"), "node_key_encrypted": bool(key.get("encrypted")),
                     "api_host": cfg.api_host, "api_port": cfg.api_port, "p2p_host": cfg.p2p_host,
-                    "p2p_port": cfg.p2p_port, "validator": is_validator})
+                    "p2p_port": cfg.p2p_port, "validator": is_validator, "role": cfg.role})
         return
     click.echo(f"initialised node home {nh.path}")
     print_fields([("chain id", doc["chain_id"]), ("genesis hash", h.hex()), ("node key", key.get("public_key")),
                   ("api", f"{cfg.api_host}:{cfg.api_port}"), ("p2p", f"{cfg.p2p_host}:{cfg.p2p_port}")])
-    if not is_validator:
+    if cfg.role == "full":
+        click.echo(f"this is a full node: it follows the chain from the validators once they accept its key "
+                   f"(a governance add_node, or their operators' full_node_keys); public key {key.get('public_key')}",
+                   err=True)
+    elif not is_validator:
         click.echo(f"note: this node key is not a validator in the genesis: it votes only once a governance "
                    f"proposal adds it (public key {key.get('public_key')})", err=True)
     click.echo(f"start it with: cxl node start --home {home}")
@@ -140,6 +153,16 @@ def _age(ms) -> str | None:
     return f"{ms / 1000:.1f} s ago" if ms < 120_000 else f"{ms // 60_000} min ago"
 
 
+def _behind(st: dict) -> str | None:
+    """How far behind the best peer a node is (a full node's main question)."""
+    if "blocks_behind" not in st:
+        return None  # an older node
+    behind, best = st.get("blocks_behind"), st.get("best_peer_height")
+    if behind is None:
+        return "unknown (no peer has answered yet)"
+    return f"{behind} blocks (best peer at {best})" if behind else f"0 blocks (up to date with the best peer, {best})"
+
+
 def status_rows(node_url: str, st: dict) -> list[tuple[str, object]]:
     """The human lines of `cxl status` (fields an older node lacks are left out)."""
     mem = st.get("mempool") or {}
@@ -147,7 +170,10 @@ def status_rows(node_url: str, st: dict) -> list[tuple[str, object]]:
     n = len(vals) if isinstance(vals, list) else None
     peers = st.get("peers")
     connected = st.get("peers_connected")
-    if connected is not None:
+    full = st.get("role") == "full"
+    if connected is not None and full:  # a full node follows validators and listed full nodes
+        peers_line = f"{connected} connected of {len(peers) if isinstance(peers, list) else '?'} it follows"
+    elif connected is not None:
         others = (n - 1) if n and st.get("role") == "validator" else n
         peers_line = f"{connected} connected of {others if others is not None else '?'}"
     else:
@@ -155,7 +181,9 @@ def status_rows(node_url: str, st: dict) -> list[tuple[str, object]]:
     rows = [
         ("node", node_url), ("version", st.get("version")), ("role", st.get("role")),
         ("chain id", st.get("chain_id")), ("genesis hash", st.get("genesis_hash")),
-        ("node key", st.get("node_key")), ("height", st.get("height")), ("head hash", st.get("head_hash")),
+        ("node key", st.get("node_key")), ("height", st.get("height")),
+        ("behind", _behind(st)),
+        ("head hash", st.get("head_hash")),
         ("head time", format_time(st.get("time_ms"))),
         ("last commit", _age(st.get("last_commit_age_ms"))),
         ("catching up", None if "catching_up" not in st else ("yes" if st["catching_up"] else "no")),
@@ -172,6 +200,9 @@ def status_rows(node_url: str, st: dict) -> list[tuple[str, object]]:
         verdict = assess(st)
         codes = ", ".join(r["code"] for r in verdict["reasons"])
         rows.append(("health", verdict["status"] + (f" ({codes})" if codes else "")))
+    full_nodes = st.get("full_nodes")
+    if isinstance(full_nodes, list) and full_nodes:
+        rows.append(("full nodes", f"{len(full_nodes)} following this node"))
     if st.get("duplicate_key"):
         rows.append(("duplicate key", "YES: another process runs with this node's key; this node stopped "
                                       "signing (stop one, restart the other)"))

@@ -58,8 +58,11 @@ def _is_loopback(host: str) -> bool:
 
 def init_settings(genesis: dict, public_key: str | None, *, api_port: int | None = None,
                   p2p_port: int | None = None, api_host: str | None = None, p2p_host: str | None = None,
-                  listen: str | None = None, allow_not_in_genesis: bool = False, full: bool = False) -> InitPlan:
+                  listen: str | None = None, allow_not_in_genesis: bool = False, full: bool = False,
+                  full_node_keys=(), peers=()) -> InitPlan:
     """The config.json settings of a new node home (see the module docstring).
+    `full` writes role "full"; `full_node_keys` / `peers` are written as given (checked by
+    node.config when the home is created).
 
     `public_key` is the hex key of a given ``--node-key``; None when a key is generated."""
     entry = validator_entry(genesis, public_key)
@@ -80,4 +83,10 @@ def init_settings(genesis: dict, public_key: str | None, *, api_port: int | None
     put("p2p_host", p2p_host, listen, g_p2p.hostname if g_p2p else None)
     if _is_loopback(settings.get("api_host", "")):
         settings["metrics_host"] = settings["api_host"]
+    if full:
+        settings["role"] = "full"
+    if full_node_keys:
+        settings["full_node_keys"] = list(full_node_keys)
+    if peers:
+        settings["peers"] = list(peers)
     return InitPlan(settings, entry)

@@ -29,6 +29,7 @@ from typing import Callable
 from aiohttp import web
 
 from ledger import accounts
+from ledger import nodes as node_registry
 from ledger.chain import Chain
 from ledger.crypto import Signer
 from ledger.errors import LedgerError
@@ -44,10 +45,12 @@ from node.mempool import Mempool, check_raws
 from node import health as healthmod
 from node.logs import JsonLines, file_handler, has_file_handler, level_number, setup_stderr_logging  # noqa: F401
 from node.metrics import NodeMetrics, start_metrics_listener
+from node.follower import FULL, VALIDATOR
 from node.runner import Runner, now_ms as runner_now_ms
 from node.transport import NodeInbox, NullTransport, Transport
 
 MAX_SERVE_BLOCKS = 100
+FULL_BEHIND_BLOCKS = 3    # a full node further behind its best peer than this is "catching up"
 MAX_PEER_TX_BATCHES = 64  # gossiped batches being admitted at once
 STALL_CHECK_S = 1.0       # how often the node looks for a stall to log
 
@@ -150,6 +153,11 @@ class Node:
         self._stall_task: asyncio.Task | None = None
         self._view_changes_at_commit = 0
         self._view_changes_counted = 0
+        # full-node admission (p2p): keys accepted besides the validators, rebuilt at commits
+        self._config_full_keys = {bytes.fromhex(k) for k in self.config.full_node_keys}
+        self._former_validators: set[bytes] = set()
+        self._admitted_full: set[bytes] = set()
+        self._extra_peers: list[dict] = []
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -187,25 +195,42 @@ class Node:
             self.serve_blocks, node_key=self.signer.public_key, validators=lambda: self.chain.validators,
             on_peer_connected=lambda key: self.runner.on_peer_connected(key) if self.runner else None,
             on_duplicate_key=lambda key: self.runner.on_duplicate_key(key) if self.runner else None,
+            full_node_allowed=self._full_node_allowed, head_height=lambda: self.chain.height,
         )
+        self._former_validators = {bytes(v["key"]) for v in self.genesis_doc_validators()}
+        self._former_validators.update(bytes(v["key"]) for _, vs in self.chain.validator_changes(0, 1 << 30)
+                                       for v in vs)
+        self._refresh_admission()
         validators = self.chain.validators
         if self.signer.public_key not in [v["key"] for v in validators]:
-            self.log.warning("this node's key %s is not in the validator set: it will not vote",
-                             self.signer.public_key.hex(), extra={"event": "not_validator",
-                                                                   "node_key": self.signer.public_key.hex()})
+            if cfg.role == FULL:
+                self.log.info("full node: key %s is not in the validator set; following the chain, signing nothing",
+                              self.signer.public_key.hex(), extra={"event": "full_node",
+                                                                    "node_key": self.signer.public_key.hex()})
+            else:
+                self.log.warning("this node's key %s is not in the validator set: it follows the chain as a full "
+                                 "node and will not vote until governance adds it", self.signer.public_key.hex(),
+                                 extra={"event": "not_validator", "node_key": self.signer.public_key.hex()})
+        elif cfg.role == FULL:
+            self.log.warning("config.json says role \"full\" but this node's key is in the validator set: it votes "
+                             "(the role follows the validator set)", extra={"event": "role_is_validator"})
         if self._transport_factory is not None:
             self.transport = self._transport_factory(cfg, self.inbox, self.signer)
-        elif len(validators) == 1:
+        elif len(validators) == 1 and self._is_validator() and not self._needs_network():
             self.transport = NullTransport()
         else:
             self.transport = make_transport(cfg, self.inbox, self.signer)
         self.transport.set_validators(validators)
+        self._set_extra_peers()
         self.runner = Runner(
             self.chain, self.mempool, self.signer, self.transport,
             replica_factory=self._replica_factory, block_interval_ms=cfg.block_interval_ms,
             max_block_txs=cfg.max_block_txs, sync_interval_ms=cfg.sync_interval_ms,
-            max_block_bytes=cfg.max_block_bytes, log=self.log,
+            max_block_bytes=cfg.max_block_bytes, log=self.log, follow_interval_ms=cfg.follow_interval_ms,
+            network_factory=self._build_network,
         )
+        self.runner.transport_listeners.append(self._on_transport_changed)
+        self.runner.commit_listeners.append(self._on_commit_roles)
         self.runner.commit_listeners.append(self._on_commit_metrics)
         self.runner.commit_listeners.append(self._on_commit_stall)
         self.runner.commit_listeners.append(self._on_commit_params)
@@ -318,6 +343,57 @@ class Node:
     def api_url(self) -> str:
         return f"http://{self.config.api_host}:{self.api_port}"
 
+    # full nodes: who may follow us, whom we follow, the transport of a lone validator ---------
+    def genesis_doc_validators(self) -> list[dict]:
+        return [{"key": bytes.fromhex(v["key"])} for v in self.genesis_doc.get("validators", [])]
+
+    def _full_node_allowed(self, key: bytes) -> bool:
+        """A non-validator key may hold a full-node session: listed by governance
+        (ledger/nodes.py), in this operator's full_node_keys, a former validator (so a
+        removed one keeps following), or a validator-to-be of a pending set change."""
+        return bytes(key) in self._admitted_full
+
+    def _refresh_admission(self) -> None:
+        state = self.chain.state()
+        admitted = set(self._config_full_keys) | self._former_validators
+        admitted.update(node_registry.listed_node_keys(state))
+        pending = state.get(b"validators_next")
+        if pending:
+            admitted.update(bytes(v["key"]) for v in pending.get("validators", []))
+        self._admitted_full = admitted
+        self._extra_peers = [{"key": bytes(e["key"]), "p2p": url, "org": str(e.get("org", ""))}
+                             for e in node_registry.listed_nodes(state)
+                             if (url := node_registry.node_p2p_url(e)) is not None]
+        self._extra_peers += [cfgmod.parse_peer(p) for p in self.config.peers]
+
+    def _needs_network(self) -> bool:
+        """Does a lone validator need a p2p listener: full nodes may want to follow it."""
+        return bool(self._config_full_keys) or bool(node_registry.listed_node_keys(self.chain.state()))
+
+    def _set_extra_peers(self) -> None:
+        setter = getattr(self.transport, "set_extra_peers", None)
+        if setter is not None:
+            setter(self._extra_peers)
+
+    def _build_network(self) -> Transport:
+        """The runner calls this when a node without a p2p transport needs one."""
+        transport = make_transport(self.config, self.inbox, self.signer)
+        return transport
+
+    def _on_transport_changed(self, transport: Transport) -> None:
+        self.transport = transport
+        self._set_extra_peers()
+
+    def _on_commit_roles(self, block, result, cert, admitted: dict) -> None:
+        self._former_validators.update(bytes(k) for k in self.chain.validator_keys)
+        self._refresh_admission()
+        self._set_extra_peers()
+        refresh = getattr(self.transport, "refresh_admission", None)
+        if refresh is not None:
+            refresh()
+        if self._admitted_full - self._former_validators and isinstance(self.transport, NullTransport):
+            self.runner.ensure_network("full nodes are listed now")
+
     # state lookups --------------------------------------------------------------------------
     def _lookup(self, address: str) -> tuple[dict | None, int]:
         state = self.chain.state()  # the member record: the mempool checks its role and org share
@@ -422,6 +498,12 @@ class Node:
         m.peers_connected.set(len(self._connected_peers()))
         m.catching_up.set(1 if getattr(self.runner, "catching_up", False) else 0)
         m.duplicate_key.set(1 if getattr(self.runner, "duplicate_key", False) else 0)
+        m.validator.set(1 if getattr(self.runner, "role", VALIDATOR) == VALIDATOR else 0)
+        best_fn = getattr(self.transport, "best_peer_height", None)
+        best = best_fn() if best_fn is not None else None
+        m.blocks_behind.set(0 if best is None else max(0, best - self.chain.height))
+        full_fn = getattr(self.transport, "full_node_status", None)
+        m.full_node_sessions.set(len(full_fn()) if full_fn is not None else 0)
         m.set_clock(self.clock_status(), self.transport.peer_status(), self.runner.clock_refusals)
 
     def clock_status(self) -> dict:
@@ -436,14 +518,19 @@ class Node:
 
     # health -----------------------------------------------------------------------------------------
     def _connected_peers(self) -> list[str]:
-        """Keys (hex) of the validators this node has a live session with, as the transport says."""
+        """Keys (hex) of the validators this node has a live session with, as the transport
+        says; for a full node, of every peer it follows (validators and full nodes)."""
         keys = {k.hex() for k in self.chain.validator_keys}
-        return [p["key"] for p in self.transport.peer_status() if p.get("connected") and p.get("key") in keys]
+        following = self.runner is not None and self.runner.role == FULL
+        return [p["key"] for p in self.transport.peer_status()
+                if p.get("connected") and (following or p.get("key") in keys)]
 
     def _is_validator(self) -> bool:
         return self.signer.public_key in self.chain.validator_keys
 
     def _stalled_reason(self, connected: int) -> str | None:
+        if self.runner is not None and self.runner.role == FULL:
+            return None  # a full node does not count towards a quorum: nothing stalls through it
         return healthmod.stalled_reason(
             validators=len(self.chain.validator_keys), connected_validators=connected,
             is_validator=self._is_validator(),
@@ -506,10 +593,28 @@ class Node:
         catching up, who it is connected to, and whether the chain can move through it."""
         connected = self._connected_peers()
         now_ms = runner_now_ms()
+        role = getattr(self.runner, "role", VALIDATOR if self._is_validator() else FULL)
+        best_fn = getattr(self.transport, "best_peer_height", None)
+        best = best_fn() if best_fn is not None else None
+        if best is not None:
+            best = max(best, head.height)
+        behind = None if best is None else best - head.height
+        catching_up = bool(getattr(self.runner, "catching_up", False))
+        if role == FULL:  # following live always fetches: "catching up" means well behind
+            catching_up = behind is not None and behind > FULL_BEHIND_BLOCKS
+        full_fn = getattr(self.transport, "full_node_status", None)
         return {
             "version": self.version,
-            "role": "validator" if self._is_validator() else "observer",
-            "catching_up": bool(getattr(self.runner, "catching_up", False)),
+            "role": role,
+            "configured_role": self.config.role,
+            "best_peer_height": best,
+            "blocks_behind": behind,
+            "full_nodes": full_fn() if full_fn is not None else [],
+            "follow": {"refused_blocks": getattr(self.runner, "follow_refusals", 0),
+                       "last_refusal": getattr(self.runner, "last_follow_error", "") or None,
+                       "refused_consensus": getattr(self.runner, "refused_consensus", 0),
+                       "role_changes": list(getattr(self.runner, "role_changes", []))},
+            "catching_up": catching_up,
             "peers_connected": len(connected),
             "connected_peers": connected,
             "last_commit_age_ms": None if head.height == 0 else max(0, now_ms - head.time_ms),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from genesis import schema as genesis_schema
@@ -33,6 +33,7 @@ NODE_KEY_FILE = "node_key.json"
 DATA_DIR = "data"
 LOG_FILE = "node.log"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+ROLES = ("validator", "full")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +77,22 @@ class NodeConfig:
     mempool_max_org_bytes: int | None = None     # None: 1/4 of mempool_max_bytes (429 org_quota above)
     mempool_gapped_ttl_s: int = 600              # a nonce-gapped tx waits at most this long
     state_sync: str | None = None                # "URL[,URL...]": an empty data dir starts from a peer's snapshot
+    # full nodes (issue 10): what this node starts as; the live role follows the validator
+    # set (a "full" node whose key governance adds starts voting at its activation height,
+    # a validator removed from the set goes on as a full node)
+    role: str = "validator"
+    # hex node keys of full nodes this node accepts sessions from, besides the governance
+    # node registry and former validators
+    full_node_keys: tuple[str, ...] = field(default_factory=tuple)
+    # extra peers a full node dials besides the validators: "KEYHEX@http://host:port"
+    peers: tuple[str, ...] = field(default_factory=tuple)
+    follow_interval_ms: int = 200             # how often a caught-up full node asks for new blocks
 
     def to_json(self) -> dict:
-        return asdict(self)
+        doc = asdict(self)
+        doc["full_node_keys"] = list(self.full_node_keys)
+        doc["peers"] = list(self.peers)
+        return doc
 
 
 _PORT = (1, 65535)
@@ -111,6 +125,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "mempool_max_sender_bytes": (1024, 2**40),
     "mempool_max_org_bytes": (1024, 2**40),
     "mempool_gapped_ttl_s": (1, 7 * 86_400),
+    "follow_interval_ms": (10, 3_600_000),
 }
 _OPTIONAL = {"block_interval_ms", "max_block_txs", "tls_cert", "tls_key", "tls_ca", "metrics_port",
              "mempool_max_sender_bytes", "mempool_max_org_bytes", "state_sync"}
@@ -128,6 +143,14 @@ def _check_field(name: str, value, where: str):
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: p2p_tls: must be true or false, got {value!r}")
         return value
+    if name == "role":
+        if value not in ROLES:
+            raise ConfigError(f"{where}: role: must be one of {', '.join(ROLES)}, got {value!r}")
+        return value
+    if name == "full_node_keys":
+        return tuple(_hex_key(item, f"{where}: full_node_keys") for item in _str_list(value, where, name))
+    if name == "peers":
+        return tuple(_peer(item, f"{where}: peers") for item in _str_list(value, where, name))
     if name == "log_level":
         if value not in LOG_LEVELS:
             raise ConfigError(f"{where}: log_level: must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
@@ -135,6 +158,37 @@ def _check_field(name: str, value, where: str):
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where}: {name}: must be a non-empty string, got {value!r}")
     return value
+
+
+def _str_list(value, where: str, name: str) -> list[str]:
+    if isinstance(value, str):  # an environment variable: comma-separated
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: {name}: must be a list of strings, got {value!r}")
+    return list(value)
+
+
+def _hex_key(value: str, where: str) -> str:
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigError(f"{where}: {value!r} is not a node public key (64 hex digits, as `cxl keys show` prints)")
+    return raw.hex()
+
+
+def _peer(value: str, where: str) -> str:
+    key, sep, url = value.partition("@")
+    if not sep or not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}: {value!r} must be KEYHEX@http://host:port (the peer's node key and p2p URL)")
+    return f"{_hex_key(key, where)}@{url}"
+
+
+def parse_peer(value: str) -> dict:
+    """A checked `peers` entry as a transport peer: {key: bytes, p2p: url, org: ""}."""
+    key, _, url = value.partition("@")
+    return {"key": bytes.fromhex(key), "p2p": url, "org": ""}
 
 
 def config_from_dict(doc, where: str = CONFIG_FILE) -> NodeConfig:

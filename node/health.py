@@ -10,7 +10,7 @@ Stalled reasons (status `stalled_reason`):
   since the last commit) without committing: primaries fail one after another.
 
 Health reasons (`GET /health`): ``no_peers`` (a network of several validators and no
-live session), ``no_quorum``, ``behind`` (catching up with blocks fetched from peers),
+live session; for a full node, no session to any peer it follows), ``no_quorum``, ``behind`` (catching up with blocks fetched from peers),
 ``stalled`` (``view_changes`` above), ``duplicate_key`` (a peer replaced our session with
 a newer one from our own node key: another process runs with it, and this node has stopped
 signing until restarted).
@@ -69,10 +69,13 @@ def stalled_reason(*, validators: int, connected_validators: int, is_validator: 
 def assess(status: dict) -> dict:
     """The health verdict of a `/v1/status` document: ``{"status": "ready"|"degraded",
     "reasons": [{"code", "message"}]}``. Reads only `validators`, `peers_connected`,
-    `catching_up`, `stalled_reason` and `duplicate_key`."""
+    `catching_up`, `stalled_reason`, `duplicate_key` and `role` (a full node has no quorum
+    to lose: only ``no_peers`` and ``behind`` apply to it, and its node sets no stalled
+    reason)."""
     codes: list[str] = []
     n = len(status.get("validators") or [])
-    if n > 1 and not status.get("peers_connected"):
+    full = status.get("role") == "full"
+    if (n > 1 or full) and not status.get("peers_connected"):
         codes.append("no_peers")
     reason = status.get("stalled_reason")
     if reason == "no_quorum":

@@ -54,6 +54,12 @@ class NodeMetrics:
         self.duplicate_key = Gauge("cxl_duplicate_key", "1 when another process runs with this node's key "
                                    "(this node has stopped signing)", registry=r)
         # exposed as cxl_evidence_total
+        self.validator = Gauge("cxl_validator", "1 while this node is a validator (votes), 0 as a full node",
+                               registry=r)
+        self.blocks_behind = Gauge("cxl_blocks_behind", "The best peer's reported height minus this node's "
+                                   "(0 before any peer answered)", registry=r)
+        self.full_node_sessions = Gauge("cxl_full_node_sessions", "Full nodes with a session to this node",
+                                        registry=r)
         self.evidence = Counter("cxl_evidence", "Evidence records seen (conflicting signatures)", registry=r)
         self._evidence_counted = 0
         self.build_info = Info("cxl_build", "Version of the running node", registry=r)

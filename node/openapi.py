@@ -67,9 +67,32 @@ SCHEMAS = {
                                  "blocks_refused_for_time": {"type": "integer"}}},
         # operations fields (issue 12)
         "version": {"type": "string", "description": "installed cxl package version"},
-        "role": {"type": "string", "enum": ["validator", "observer"]},
-        "catching_up": {"type": "boolean", "description": "applying blocks fetched from peers"},
-        "peers_connected": {"type": "integer", "description": "validators with a live session to this node"},
+        "role": {"type": "string", "enum": ["validator", "full"],
+                 "description": "what this node is for the next height: a voter, or a full node that follows "
+                                "certified blocks and signs nothing (it follows the validator set)"},
+        "configured_role": {"type": "string", "enum": ["validator", "full"],
+                            "description": "the role config.json starts the node as"},
+        "best_peer_height": {"type": "integer", "nullable": True,
+                             "description": "the highest height a connected peer reported with a block answer"},
+        "blocks_behind": {"type": "integer", "nullable": True,
+                          "description": "best_peer_height minus height (null: no peer has answered yet)"},
+        "full_nodes": {"type": "array", "description": "full nodes with a session to this node",
+                       "items": {"type": "object", "properties": {
+                           "key": HEX32, "remote": {"type": "string"}, "connected_s": {"type": "integer"},
+                           "block_requests": {"type": "integer"}, "blocks_served": {"type": "integer"},
+                           "txs_received": {"type": "integer"},
+                           "throttled": {"type": "integer", "description": "block requests paced by the budget"}}}},
+        "follow": {"type": "object", "description": "following as a full node", "properties": {
+            "refused_blocks": {"type": "integer", "description": "fetched blocks refused (certificate, execution)"},
+            "last_refusal": {"type": "string", "nullable": True},
+            "refused_consensus": {"type": "integer", "description": "consensus messages dropped: not a voter"},
+            "role_changes": {"type": "array", "items": {"type": "object", "properties": {
+                "role": {"type": "string", "enum": ["validator", "full"]},
+                "height": {"type": "integer", "description": "the first height of the new role"}}}}}},
+        "catching_up": {"type": "boolean", "description": "applying blocks fetched from peers (a full node: more "
+                                                          "than 3 blocks behind its best peer)"},
+        "peers_connected": {"type": "integer", "description": "validators with a live session to this node (a "
+                                                              "full node: any peer it follows)"},
         "connected_peers": {"type": "array", "items": HEX32},
         "last_commit_age_ms": {"type": "integer", "nullable": True,
                                "description": "now minus the head block's time (null at height 0)"},
@@ -78,7 +101,7 @@ SCHEMAS = {
     "Health": {"type": "object", "required": ["status", "reasons"], "properties": {
         "status": {"type": "string", "enum": ["ready", "degraded"]},
         "reasons": {"type": "array", "items": {"type": "object", "properties": {
-            "code": {"type": "string", "enum": ["no_peers", "no_quorum", "behind", "stalled"]},
+            "code": {"type": "string", "enum": ["no_peers", "no_quorum", "behind", "stalled", "duplicate_key"]},
             "message": {"type": "string"}}}}}},
     "TxSubmit": {"description": "exactly one of tx (one signed transaction) / txs (a batch)", "oneOf": [
         {"type": "object", "required": ["tx"], "additionalProperties": False, "properties": {"tx": B64}},

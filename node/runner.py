@@ -17,6 +17,14 @@ Ordering rules (conventions §7, cometbft `receiveRoutine` + `WriteSync`):
 * A certified block the chain refuses (`BlockInvalid` and the like) is answered with
   `CommitFailed`: the core retries later instead of waiting for `Committed` for good.
 
+Roles (node/follower.py): a node whose key is not in the validator set for the next
+height follows the chain as a full node: the core gets no event, consensus messages
+are dropped, and fetched blocks are verified (certificate against the tracked set,
+re-execution) and committed here. The role is checked after every commit: a validator
+removed from the set logs it and goes on as a full node; a full node whose key joins
+the set gets a fresh replica at its activation height and votes from there. A lone
+validator (no transport) gets a real one from `network_factory` when it needs peers.
+
 Batching: when the core asks for a proposal, a block is cut as soon as `max_block_txs`
 transactions are ready, or `block_interval_ms` after the oldest ready transaction
 arrived, whichever comes first. No empty blocks. Both are read from the chain's parameters
@@ -49,6 +57,7 @@ from ledger.execution import BlockResult
 from ledger.store.base import PREFIX_WAL
 
 from node import inbound
+from node.follower import FULL, VALIDATOR, FollowRefused, apply_followed, decode_fetched, role_change, role_of
 from node.mempool import Mempool
 from node.startup_sync import DurableWriteFailed, sync_before_signing
 from node.transport import Transport
@@ -175,6 +184,8 @@ class Runner:
         max_block_bytes: int = 3 * 1024 * 1024,
         log: logging.Logger | None = None,
         clock_ms: Callable[[], int] = now_ms,
+        follow_interval_ms: int = 200,
+        network_factory: Callable[[], Transport] | None = None,
     ):
         self.chain = chain
         self.store = chain.store
@@ -209,6 +220,16 @@ class Runner:
         self.catching_up = False  # applying blocks fetched from peers (status, /health)
         self.last_cert: Certificate | None = chain.get_cert(chain.height) if chain.height else None
         self._vset = chain.validators
+        # full nodes (node/follower.py): the live role, and what following counted
+        self.role = role_of(chain.validator_keys, signer.public_key)
+        self.follow_interval_ms = follow_interval_ms
+        self.follow_refusals = 0       # fetched blocks refused (bad certificate, bad execution)
+        self.last_follow_error = ""
+        self.refused_consensus = 0     # consensus messages dropped because this node does not vote
+        self.role_changes: list[dict] = []  # {"role", "height"}: when the role changed, latest last
+        self.network_factory = network_factory  # builds the p2p transport of a node that has none
+        self.transport_listeners: list[Callable[[Transport], None]] = []
+        self._polling = False  # the sync/follow poll runs (started by _run_inner)
         factory = self._factory = replica_factory or default_replica_factory(chain, signer)
         self.signed_state = load_signed_state(self.store)
         self.replica = factory(self.signed_state, chain.height + 1)
@@ -262,16 +283,22 @@ class Runner:
             self._halt(str(exc))
 
     async def _run_inner(self) -> None:
-        try:
-            await self._sync_before_signing()
-        except _Fatal:
-            raise
-        except Exception:
-            self.log.exception("runner: start-up sync failed; starting from height %d", self.chain.height)
-        self._carry_out(self._core("start", self.replica.start))
-        self._drain_local()
-        self._recover_single()
-        self._drain_local()
+        if self.role == VALIDATOR:
+            try:
+                await self._sync_before_signing()
+            except _Fatal:
+                raise
+            except Exception:
+                self.log.exception("runner: start-up sync failed; starting from height %d", self.chain.height)
+            self._check_role(self.chain.height, since=True)  # removed from the set while it was down
+        if self.role == FULL:
+            self.log.info("following the chain as a full node from height %d: this node signs nothing",
+                          self.chain.height, extra={"event": "following", "height": self.chain.height})
+        else:
+            self._carry_out(self._core("start", self.replica.start))
+            self._drain_local()
+            self._recover_single()
+            self._drain_local()
         self._sync_check()
         while True:
             item = await self.queue.get()
@@ -317,6 +344,12 @@ class Runner:
         Heavy messages are checked in a thread pool, in arrival order per sender; refused
         and expensive ones are charged to the sender, whose messages are dropped unread
         once it is over its budget (node/inbound.py)."""
+        if self.role != VALIDATOR:  # a full node never feeds a core: nothing to vote on
+            self.refused_consensus += 1
+            if self.refused_consensus == 1:
+                self.log.info("consensus message from %s dropped: this node is a full node and does not vote",
+                              sender_key.hex()[:16])
+            return
         gate = self._inbound_gate()
         if not gate.allowed(sender_key):
             return
@@ -400,6 +433,8 @@ class Runner:
 
     def _feed(self, event) -> None:
         if self.duplicate_key:  # another process signs with our key: sign nothing (on_duplicate_key)
+            return
+        if self.role != VALIDATOR:  # a full node: the core is not running
             return
         effects = self._core(type(event).__name__, lambda: self.replica.on_event(event))
         if isinstance(event, ev.TimeoutFired) and event.kind in ("progress", "censor", "slow"):
@@ -616,10 +651,8 @@ class Runner:
             self.log.info("validator set for height %d: %s", block.height + 1,
                           ", ".join(v["key"].hex()[:16] for v in validators))
             self.transport.set_validators(validators)
-            if len(validators) > 1 and type(self.transport).__name__ == "NullTransport":
-                self.log.error("the validator set now has %d members but this node runs without a p2p "
-                               "transport (it started as the only validator): restart it to connect to peers",
-                               len(validators))
+            if len(validators) > 1:
+                self.ensure_network(f"the validator set now has {len(validators)} members")
         self.log.info("committed block %d %s txs=%d", block.height, block.hash.hex(), len(block.txs))
         for fn in self.commit_listeners:
             try:
@@ -635,6 +668,7 @@ class Runner:
         # always, even 0: the core's count predates this block, and a stale non-zero count
         # would make its progress timer start a view change in an idle network
         self._local.append(self._pending_event())
+        self._check_role(block.height)
 
     def _config_change(self) -> ConsensusConfig | None:
         """The core's configuration for the next height if the committed state changed its
@@ -677,7 +711,13 @@ class Runner:
     def _sync_check(self) -> None:
         """With peers, ask now and then whether the chain went on without us (a node that
         restarts into an idle network hears no consensus traffic that would make the core
-        fetch). An empty answer costs one small request."""
+        fetch). An empty answer costs one small request. A full node hears no consensus
+        traffic at all: it asks every `follow_interval_ms`."""
+        self._polling = True
+        if self.role == FULL:
+            self._fetch(fx.FetchBlocks(self.chain.height + 1, None))
+            self._later(self.follow_interval_ms / 1000, _SyncCheck())
+            return
         if len(self.chain.validator_keys) < 2 or self.sync_interval_ms <= 0:
             return
         self._fetch(fx.FetchBlocks(self.chain.height + 1, None))
@@ -700,6 +740,10 @@ class Runner:
                 continue
             if block.height != self.chain.height + 1:
                 return
+            if self.role == FULL:  # no core to check it: verify and apply it here
+                if not self._follow(block_raw, cert_raw, item.peer):
+                    return
+                continue
             self._local.append(ev.FetchedBlock(block.height, block.hash, block_raw, cert))
             self._drain_local()
             if self.chain.height < block.height:
@@ -708,6 +752,97 @@ class Runner:
         if self.chain.height > start:  # there may be more: go on until a peer has nothing newer
             self.catching_up = True
             self._fetch(fx.FetchBlocks(self.chain.height + 1, item.peer))
+
+    # full node: following and role changes ---------------------------------------------------------
+    def _follow(self, block_raw: bytes, cert_raw: bytes, peer: bytes | None) -> bool:
+        """Verify and commit one fetched block as a full node (node/follower.py)."""
+        try:
+            block, cert = decode_fetched(block_raw, cert_raw)
+            followed = apply_followed(self.chain, block, cert)
+        except FollowRefused as exc:
+            self.follow_refusals += 1
+            self.last_follow_error = str(exc)
+            self.log.warning("fetched %s (from %s); asking again later", exc,
+                             peer.hex()[:16] if peer else "a peer",
+                             extra={"event": "follow_refused", "code": exc.code, "height": exc.height})
+            return False
+        except StoreError as exc:
+            raise _Fatal(f"writing followed block {self.chain.height + 1} failed: {exc}") from exc
+        except Exception as exc:  # e.g. plyvel.IOError from the synced batch: the disk failed
+            raise _Fatal(f"writing a followed block failed: {exc!r}") from exc
+        self._after_commit(followed.block, followed.result, followed.certificate)
+        self._drain_local()
+        return True
+
+    def _check_role(self, height: int, *, since: bool = False) -> None:
+        """After the commit of `height`: act on a change of role for height+1. `since`:
+        the change may lie further back (blocks applied by the start-up sync): its height
+        is the one after the last block that changed the set."""
+        change = role_change(self.role, self.chain.validator_keys, self.signer.public_key, height + 1)
+        if change is None:
+            return
+        if since:
+            changes = self.chain.validator_changes(0, 1 << 30)
+            if changes:
+                change = dataclasses.replace(change, height=changes[-1][0] + 1)
+        self.role = change.new
+        self.role_changes.append({"role": change.new, "height": change.height})
+        if change.removed:
+            self.log.error("this node's key was removed from the validator set by block %d: from height %d it "
+                           "continues as a full node (it follows the chain and serves reads, and signs nothing "
+                           "more)", height, change.height,
+                           extra={"event": "removed_from_validators", "height": change.height})
+            self._proposal = None
+            if self._propose_timer is not None:
+                self._propose_timer.cancel()
+                self._propose_timer = None
+            for h in self._timers:  # the core's timeouts; the follow poll is re-armed below
+                h.cancel()
+            self._timers.clear()
+            self._local.clear()
+            if self._polling:
+                self._sync_check()
+        else:
+            self.log.warning("this node's key joined the validator set: it votes from height %d", change.height,
+                             extra={"event": "joined_validators", "height": change.height})
+            self._local.clear()  # events for the old (absent) core
+            self.replica = self._factory(self.signed_state, change.height)
+            self._carry_out(self._core("start", self.replica.start))
+            self._local.append(self._pending_event())
+
+    def ensure_network(self, why: str) -> None:
+        """Give a node that runs without a p2p transport (it started as the only validator)
+        a real one, now: `network_factory` builds it, this starts it."""
+        if type(self.transport).__name__ != "NullTransport":
+            return
+        if self.network_factory is None:
+            self.log.error("%s but this node runs without a p2p transport (it started as the only validator): "
+                           "restart it to connect to peers", why)
+            return
+        try:
+            transport = self.network_factory()
+            transport.set_validators(self.chain.validators)
+        except Exception as exc:
+            self.log.error("%s but the p2p transport could not be built: %s; restart the node", why, exc)
+            return
+        self.log.warning("%s: starting the p2p transport (this node ran without one)", why,
+                         extra={"event": "network_started", "height": self.chain.height})
+        self.transport = transport
+        for fn in self.transport_listeners:
+            try:
+                fn(transport)
+            except Exception:
+                self.log.exception("transport listener failed")
+
+        async def start() -> None:
+            try:
+                await transport.start()
+            except Exception as exc:
+                self.log.error("the p2p transport did not start: %s; restart the node", exc)
+
+        task = asyncio.get_running_loop().create_task(start())
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
 
     async def _sync_before_signing(self) -> None:
         """Before the core may sign anything, apply what the peers have committed (from f+1

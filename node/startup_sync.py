@@ -52,12 +52,13 @@ async def sync_before_signing(chain: Chain, transport, me: bytes, has_record: bo
     if len(chain.validator_keys) < 2:
         return chain.height + 1
     answered = await _sync_from_peers(chain, transport, me, log, quiet_s)
-    if answered and not has_record and _took_part(chain, me):
+    # a node the synced blocks removed from the set signs nothing anyway: it follows (node/follower.py)
+    if answered and not has_record and me in chain.validator_keys and _took_part(chain, me):
         wait_for = chain.height + 1
         log.warning("no signing record, but this node's key signed recent blocks (a wiped data directory?) "
                     "on a chain at height %d: signing nothing until height %d is committed without this node",
                     chain.height, wait_for)
-        while chain.height < wait_for:
+        while chain.height < wait_for and me in chain.validator_keys:
             await _sync_from_peers(chain, transport, me, log, quiet_s)
             if chain.height < wait_for:
                 await asyncio.sleep(RETRY_S)

@@ -7,7 +7,8 @@ may call it straight from its request handlers.
 
 Messages are opaque bytes here: encoded consensus messages (`consensus.messages`) and
 raw signed transactions (`ledger.tx`). The transport authenticates peers (only the
-validators given to `set_validators` are peers); the inbox still checks every
+validators given to `set_validators` are voting peers; full nodes the inbox admits may
+follow); the inbox still checks every
 consensus signature and every transaction, so a faulty peer can only be refused.
 """
 
@@ -74,6 +75,8 @@ class NodeInbox:
         validators: Callable[[], list[dict]] | None = None,
         on_peer_connected: Callable[[bytes], None] | None = None,
         on_duplicate_key: Callable[[bytes], None] | None = None,
+        full_node_allowed: Callable[[bytes], bool] | None = None,
+        head_height: Callable[[], int] | None = None,
     ):
         self.chain_id = chain_id
         self.node_key = node_key
@@ -84,6 +87,8 @@ class NodeInbox:
         self._validators = validators or (lambda: [{"key": k} for k in validator_keys()])
         self._on_peer_connected = on_peer_connected
         self._on_duplicate_key = on_duplicate_key
+        self._full_node_allowed = full_node_allowed
+        self._head_height = head_height or (lambda: 0)
 
     def validator_keys(self) -> list[bytes]:
         """Public keys of the validator set deciding the next height (the peers to accept)."""
@@ -113,6 +118,15 @@ class NodeInbox:
         process runs with this node's key. The node stops signing."""
         if self._on_duplicate_key is not None:
             self._on_duplicate_key(peer_key)
+
+    def full_node_allowed(self, key: bytes) -> bool:
+        """May `key`, not a validator, hold a full-node session (ask for blocks, send
+        transactions, never vote)? The node's registry, config and former validators."""
+        return self._full_node_allowed is not None and bool(self._full_node_allowed(key))
+
+    def head_height(self) -> int:
+        """This node's committed height, sent with block answers."""
+        return self._head_height()
 
     def serve_blocks(self, from_height: int, limit: int) -> list[tuple[bytes, bytes]]:
         """Committed blocks from `from_height` on, at most `limit`, as (block_raw, cert_raw)."""

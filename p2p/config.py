@@ -59,6 +59,14 @@ class Limits:
     # from another process with OUR key (an HA mistake): redial it only this often, so the
     # two processes do not take the session from each other hundreds of times a minute.
     duplicate_backoff_s: float = 30.0
+    # Full-node sessions (keys admitted by `PeerNetwork.admission`, not validators): at most
+    # this many at once (a new one over the cap is refused at the handshake), and each may
+    # ask for blocks at most `full_node_requests_per_s` times a second on average with
+    # bursts of `full_node_request_burst`; a request above that waits for its turn (the
+    # session's reader is held, so a flood throttles only that session).
+    max_full_node_sessions: int = 32
+    full_node_requests_per_s: float = 20.0
+    full_node_request_burst: int = 40
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_batch_txs <= MAX_TXS_PER_FRAME:
@@ -69,5 +77,8 @@ class Limits:
             raise ValueError("limits must be positive")
         if not 1 <= self.max_unauthenticated_per_host <= self.max_unauthenticated:
             raise ValueError("need 1 <= max_unauthenticated_per_host <= max_unauthenticated")
+        if self.max_full_node_sessions < 0 or self.full_node_requests_per_s <= 0 or self.full_node_request_burst < 1:
+            raise ValueError("full-node limits: max_full_node_sessions >= 0, full_node_requests_per_s > 0, "
+                             "full_node_request_burst >= 1")
         if self.handshake_timeout_s <= 0:
             raise ValueError("handshake_timeout_s must be positive")

@@ -4,6 +4,14 @@ Topology: every validator keeps one persistent outbound WebSocket to every other
 validator and sends only on it; it receives on the sessions the others opened to its
 own server. Block-sync replies travel back on the session the request came in on.
 All public send methods are synchronous and never block: they enqueue and return.
+
+Roles: a node whose key is not in the validator set (a full node) dials the validators
+and the extra peers it is given (`set_extra_peers`: listed full nodes with endpoints)
+and only asks for blocks and hands over transactions. Servers accept its session when
+`inbox.full_node_allowed(key)` says so (the governance node registry, the operator's
+`full_node_keys`, former validators), up to `Limits.max_full_node_sessions`, with a block
+request budget per session (p2p/full_sessions.py); a consensus frame on such a session
+closes it with `CLOSE_NOT_VOTER`. Validators do not dial full nodes.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from p2p.admission import ConnectionGate, TLSGateSite
 from p2p.buffers import SeenCache
 from p2p.config import Limits
 from p2p.errors import HandshakeRefused, PeerUnavailable, ProtocolViolation
+from p2p.full_sessions import InboundSession, RequestBudget
 from p2p.session import PeerLink, now_ms, set_user_timeout
 from p2p.tls import TLSConfig, peer_certificate_key
 
@@ -44,6 +53,9 @@ class Inbox(Protocol):
 
     def serve_blocks(self, from_height: int, limit: int) -> list[tuple[bytes, bytes]]: ...
 
+    # Optional: `full_node_allowed(key) -> bool`, whether a key that is not a validator may
+    # hold a full-node session (absent: only validators are admitted); `head_height() ->
+    # int`, sent with block answers so a full node knows how far behind it is.
     # Optional: `on_peer_connected(peer_key)`, called each time an outbound session to a
     # peer is (re)established, so the node can re-send what the old session may have lost.
 
@@ -82,6 +94,8 @@ class PeerNetwork:
         self._validators: dict[bytes, dict] = {}
         self._links: dict[bytes, PeerLink] = {}
         self._inbound: dict[bytes, web.WebSocketResponse] = {}
+        self._sessions: dict[bytes, InboundSession] = {}  # per inbound session: counters, budget
+        self._extra: dict[bytes, dict] = {}  # extra peers a full node dials: key -> {key, org, p2p}
         self._handshaking = 0
         # another process with our node key, as peers tell us (see duplicate_session)
         self.duplicate_key: dict | None = None
@@ -180,7 +194,7 @@ class PeerNetwork:
     # ----------------------------------------------------------------- membership
 
     def set_validators(self, validators: list[dict]) -> None:
-        """Replace the validator set; only these keys may connect, only these are dialled."""
+        """Replace the validator set; these keys may connect as voters and are dialled."""
         table: dict[bytes, dict] = {}
         for entry in validators:
             key = bytes(entry["key"])
@@ -188,16 +202,35 @@ class PeerNetwork:
                 raise ValueError(f"validator key must be 32 bytes, got {len(key)}")
             table[key] = entry
         self._validators = table
-        peers = {k: v for k, v in table.items() if k != self.key}
+        self._sync_links()
+
+    def set_extra_peers(self, peers: list[dict]) -> None:
+        """Peers dialled besides the validators while this node is not a validator itself
+        (other full nodes to follow from): [{key: bytes, p2p: url, org?}]."""
+        table: dict[bytes, dict] = {}
+        for entry in peers:
+            key = bytes(entry["key"])
+            if len(key) == 32 and key != self.key and entry.get("p2p"):
+                table[key] = entry
+        self._extra = table
+        self._sync_links()
+
+    @property
+    def is_validator(self) -> bool:
+        return self.key in self._validators
+
+    def _sync_links(self) -> None:
+        peers = {k: v for k, v in self._validators.items() if k != self.key}
+        if not self.is_validator:  # a full node also follows other full nodes
+            peers = {k: v for k, v in self._extra.items() if k not in peers} | peers
         for key, link in list(self._links.items()):
             entry = peers.get(key)
             if entry is None or str(entry.get("p2p") or "") != link.url:
                 del self._links[key]
                 self._spawn(link.stop())
-            if entry is None:
-                ws = self._inbound.pop(key, None)
-                if ws is not None:
-                    self._spawn(ws.close(code=wire.CLOSE_REMOVED, message=b"no longer a validator"))
+        for key, ws in list(self._inbound.items()):
+            if self.admission(key) is None:
+                self._close_inbound(key, ws, wire.CLOSE_REMOVED, b"no longer a validator or listed full node")
         for key, entry in peers.items():
             link = self._links.get(key)
             if link is None:
@@ -208,8 +241,38 @@ class PeerNetwork:
             else:
                 link.org = str(entry.get("org", ""))
 
+    def _close_inbound(self, key: bytes, ws: web.WebSocketResponse, code: int, reason: bytes) -> None:
+        if self._inbound.get(key) is ws:
+            del self._inbound[key]
+            self._sessions.pop(key, None)
+        self._spawn(ws.close(code=code, message=reason))
+
     def _is_peer(self, key: bytes) -> bool:
         return key in self._validators and key != self.key
+
+    def admission(self, key: bytes) -> str | None:
+        """What a key may do on a session to us: "validator" (vote, ask for blocks, send
+        transactions), "full" (ask for blocks, send transactions: never vote) or None
+        (no session at all)."""
+        key = bytes(key)
+        if key == self.key:
+            return None
+        if key in self._validators:
+            return "validator"
+        allowed = getattr(self.inbox, "full_node_allowed", None)
+        try:
+            if allowed is not None and allowed(key):
+                return "full"
+        except Exception:  # the node's bug: refuse rather than admit
+            log.exception("p2p: inbox full_node_allowed raised")
+        return None
+
+    def refresh_admission(self) -> None:
+        """Close the sessions of keys no longer admitted (a full node removed from the
+        registry); the node calls this after each commit."""
+        for key, ws in list(self._inbound.items()):
+            if self.admission(key) is None:
+                self._close_inbound(key, ws, wire.CLOSE_REMOVED, b"no longer a validator or listed full node")
 
     # ------------------------------------------------------------------- outbound
 
@@ -308,7 +371,24 @@ class PeerNetwork:
     # ----------------------------------------------------------------- status
 
     def peer_status(self) -> list[dict]:
-        return [link.status(key in self._inbound) for key, link in self._links.items()]
+        out = []
+        for key, link in self._links.items():
+            entry = link.status(key in self._inbound)
+            entry["role"] = "validator" if key in self._validators else "full"
+            out.append(entry)
+        return out
+
+    def full_node_status(self) -> list[dict]:
+        """The full nodes (not validators) with a session to us, in key order."""
+        return [self._sessions[k].status() for k in sorted(self._inbound)
+                if k in self._sessions and k not in self._validators]
+
+    def best_peer_height(self) -> int | None:
+        """The highest committed height a connected peer reported with its last block
+        answer (None: no answer yet)."""
+        heights = [link.peer_height for link in self._links.values()
+                   if link.connected and link.peer_height is not None]
+        return max(heights) if heights else None
 
     def clock_skew_ms(self) -> int | None:
         """Our clock minus the median of the connected peers' clocks (handshake samples);
@@ -396,6 +476,8 @@ class PeerNetwork:
                 log.warning("p2p: sessions from validator %s keep replacing each other: two processes may be "
                             "running with its node key", peer_key.hex()[:16])
         self._inbound[peer_key] = ws
+        self._sessions[peer_key] = InboundSession(
+            peer_key, str(request.remote), RequestBudget(limits.full_node_requests_per_s, limits.full_node_request_burst))
         link = self._links.get(peer_key)
         if link is not None:
             link.last_seen = time.monotonic()
@@ -406,14 +488,16 @@ class PeerNetwork:
         finally:
             if self._inbound.get(peer_key) is ws:
                 del self._inbound[peer_key]
+                self._sessions.pop(peer_key, None)
         return ws
 
     async def _server_handshake(self, ws: web.WebSocketResponse) -> bytes:
         tls_key = None
         if self.tls is not None:
             tls_key = peer_certificate_key(ws.get_extra_info("ssl_object"))
-            if tls_key is None or not self._is_peer(tls_key):
-                raise HandshakeRefused("client TLS certificate key is not a current validator")
+            if tls_key is None or self.admission(tls_key) is None:
+                raise HandshakeRefused("client TLS certificate key is not a validator or listed full node "
+                                       "(not a current validator)")
         challenge = os.urandom(wire.NONCE_SIZE)
         await ws.send_bytes(wire.encode_challenge(self.chain_id, self.key, challenge))
         msg = await ws.receive()
@@ -422,9 +506,14 @@ class PeerNetwork:
         hello = wire.decode_hello(msg.data)
         wire.check_hello(hello, chain_id=self.chain_id, server_key=self.key, issued_challenge=challenge,
                          now_ms=self.clock_ms(), window_ms=self.limits.handshake_window_ms,
-                         is_validator=self._is_peer)
+                         is_validator=lambda key: self.admission(key) is not None)
         if tls_key is not None and tls_key != hello.client_key:
             raise HandshakeRefused("hello key differs from the client's TLS certificate key")
+        if self.admission(hello.client_key) == "full":
+            others = sum(1 for k in self._inbound if k not in self._validators and k != hello.client_key)
+            if others >= self.limits.max_full_node_sessions:
+                raise HandshakeRefused(f"too many full-node sessions (cap {self.limits.max_full_node_sessions}); "
+                                       "retry later or follow another node")
         await ws.send_bytes(wire.encode_welcome(self.signer, self.chain_id, hello.client_key,
                                                 hello.client_nonce, self.clock_ms()))
         return hello.client_key
@@ -441,16 +530,34 @@ class PeerNetwork:
                 if msg.type != aiohttp.WSMsgType.BINARY:
                     raise ProtocolViolation(f"unexpected {msg.type.name} message")
                 frame = wire.decode_frame(msg.data, max_frame)
-                link = self._links.get(peer)
-                if link is None:  # removed from the validator set meanwhile
+                role = self.admission(peer)
+                if role is None:  # removed from the validator set (or the registry) meanwhile
+                    await ws.close(code=wire.CLOSE_REMOVED, message=b"no longer a validator or listed full node")
                     return
-                link.seen()
+                session = self._sessions.get(peer)
+                link = self._links.get(peer)
+                if link is not None:
+                    link.seen()
                 if isinstance(frame, wire.ConsensusFrame):
+                    if role != "validator":
+                        reason = "consensus messages are not accepted from a full node: it is not a validator"
+                        log.warning("p2p: closing session from full node %s: %s", short, reason)
+                        await ws.close(code=wire.CLOSE_NOT_VOTER, message=reason.encode()[:120])
+                        return
                     self._deliver(self.inbox.on_consensus, peer, frame.message)
                 elif isinstance(frame, wire.TxsFrame):
+                    if session is not None:
+                        session.txs_received += len(frame.txs)
                     self._receive_txs(peer, frame.txs)
                 elif isinstance(frame, wire.BlocksRequest):
-                    await ws.send_bytes(self._serve_blocks(frame))
+                    if session is not None:
+                        session.block_requests += 1
+                        if role == "full":
+                            await session.pace()
+                    answer, count = self._serve_blocks(frame)
+                    if session is not None:
+                        session.blocks_served += count
+                    await ws.send_bytes(answer)
                 else:
                     raise ProtocolViolation(f"{type(frame).__name__} is not allowed from a client")
             except ProtocolViolation as exc:
@@ -475,7 +582,7 @@ class PeerNetwork:
         except Exception:  # the node's bug, not the peer's: keep the session
             log.exception("p2p: inbox %s raised", getattr(callback, "__name__", callback))
 
-    def _serve_blocks(self, req: wire.BlocksRequest) -> bytes:
+    def _serve_blocks(self, req: wire.BlocksRequest) -> tuple[bytes, int]:
         limit = min(req.limit, self.limits.max_blocks_per_request)
         items: list = []
         if limit > 0:
@@ -492,4 +599,11 @@ class PeerNetwork:
                     log.error("p2p: block %d does not fit in one frame; raise max_frame_bytes", req.from_height)
                 break
             blocks.append((bytes(block), bytes(cert)))
-        return wire.encode_frame(wire.BlocksResponse(req.request_id, tuple(blocks)))
+        head = None
+        head_fn = getattr(self.inbox, "head_height", None)
+        if head_fn is not None:
+            try:
+                head = int(head_fn())
+            except Exception:
+                log.exception("p2p: inbox head_height raised")
+        return wire.encode_frame(wire.BlocksResponse(req.request_id, tuple(blocks), head)), len(blocks)

@@ -1,4 +1,4 @@
-"""One validator peer as seen from this node: its outbound session, queue and counters.
+"""One peer (a validator, or for a full node another full node) as seen from this node: its outbound session, queue and counters.
 
 `PeerLink` keeps one persistent WebSocket *to* the peer: dial, handshake (pinning the
 peer's node key), then a sender task drains the outbound queue while the reader takes
@@ -73,6 +73,7 @@ class PeerLink:
         # connected). Round-trip corrected: accurate to about half the handshake's RTT.
         self.clock_offset_ms: int | None = None
         self.clock_rtt_ms: int | None = None
+        self.peer_height: int | None = None  # the peer's head height with its last block answer
         self._task: asyncio.Task | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._pending: dict[int, tuple[asyncio.Future, int]] = {}
@@ -325,6 +326,8 @@ class PeerLink:
             log.debug("p2p: late or unknown block response %d from %s", frame.request_id, self.short)
             return
         future, limit = entry
+        if frame.head_height is not None:
+            self.peer_height = frame.head_height
         if len(frame.blocks) > limit:
             raise ProtocolViolation(f"block response has {len(frame.blocks)} blocks, asked for {limit}")
         if not future.done():
@@ -350,5 +353,6 @@ class PeerLink:
             "dropped": self.queue.dropped,
             "queued": len(self.queue),
             "reconnects": self.reconnects,
+            "height": self.peer_height,
             "last_error": self.last_error,
         }

@@ -33,6 +33,13 @@ class FakeInbox:
         self.blocks = blocks or []
         self.connected: list[bytes] = []  # peer keys, one per (re)established outbound session
         self.duplicates: list[bytes] = []  # peers that said another process has our key
+        self.full_nodes: set[bytes] = set()  # keys admitted as full nodes (full_node_allowed)
+
+    def full_node_allowed(self, key: bytes) -> bool:
+        return bytes(key) in self.full_nodes
+
+    def head_height(self) -> int:
+        return max(0, len(self.blocks) - 1)
 
     def on_consensus(self, sender_key: bytes, message: bytes) -> None:
         self.consensus.append((sender_key, message))

@@ -40,7 +40,8 @@ FRAME_OVERHEAD = 64
 CLOSE_REFUSED = 4001  # handshake failed: not a validator, bad signature, stale, replayed
 CLOSE_PROTOCOL = 4002  # malformed / unexpected frame
 CLOSE_REPLACED = 4003  # a newer session from the same key took over
-CLOSE_REMOVED = 4004  # the key left the validator set
+CLOSE_REMOVED = 4004  # the key left the validator set (and is no listed full node)
+CLOSE_NOT_VOTER = 4005  # a consensus frame on a full-node session: full nodes never vote
 CLOSE_TOO_BIG = 1009  # frame above the size limit (standard code; aiohttp uses it too)
 CLOSE_GOING_AWAY = 1001  # node shutting down
 
@@ -73,6 +74,9 @@ class BlocksRequest:
 class BlocksResponse:
     request_id: int
     blocks: tuple[tuple[bytes, bytes], ...]  # (block_raw, cert_raw)
+    # the server's committed height when it answered (a full node's "blocks behind");
+    # None only from a server that does not send it (the two-field form)
+    head_height: int | None = None
 
 
 Frame = Union[ConsensusFrame, TxsFrame, BlocksRequest, BlocksResponse]
@@ -91,7 +95,10 @@ def encode_frame(frame: Frame) -> bytes:
     if isinstance(frame, BlocksRequest):
         return encode([KIND_BLOCKS_REQ, [frame.request_id, frame.from_height, frame.limit]])
     if isinstance(frame, BlocksResponse):
-        return encode([KIND_BLOCKS_RESP, [frame.request_id, [list(b) for b in frame.blocks]]])
+        body = [frame.request_id, [list(b) for b in frame.blocks]]
+        if frame.head_height is not None:
+            body.append(frame.head_height)
+        return encode([KIND_BLOCKS_RESP, body])
     raise TypeError(f"not a frame: {frame!r}")
 
 
@@ -129,7 +136,11 @@ def decode_frame(data: bytes, max_size: int) -> Frame:
             rid, start, limit = _list(body, 3, "blocks_req")
             return BlocksRequest(_uint(rid, "request id"), _uint(start, "from"), _uint(limit, "limit"))
         if kind == KIND_BLOCKS_RESP:
-            rid, items = _list(body, 2, "blocks_resp")
+            expect(body, list, "blocks_resp")
+            if len(body) not in (2, 3):
+                raise EncodingError("blocks_resp: expected 2 or 3 fields")
+            rid, items = body[0], body[1]
+            head = _uint(body[2], "head height") if len(body) == 3 else None
             expect(items, list, "blocks")
             if len(items) > MAX_BLOCKS_PER_RESPONSE:
                 raise EncodingError("blocks_resp: too many blocks")
@@ -137,7 +148,7 @@ def decode_frame(data: bytes, max_size: int) -> Frame:
             for item in items:
                 block, cert = _list(item, 2, "block entry")
                 pairs.append((expect(block, bytes, "block"), expect(cert, bytes, "certificate")))
-            return BlocksResponse(_uint(rid, "request id"), tuple(pairs))
+            return BlocksResponse(_uint(rid, "request id"), tuple(pairs), head)
         raise EncodingError(f"unknown frame kind {kind!r}")
     except EncodingError as exc:
         raise ProtocolViolation(f"malformed frame: {exc.message}") from None
@@ -239,11 +250,15 @@ def decode_hello(data: object) -> Hello:
 
 def check_hello(hello: Hello, *, chain_id: str, server_key: bytes, issued_challenge: bytes,
                 now_ms: int, window_ms: int, is_validator: Callable[[bytes], bool]) -> None:
-    """Server side: accept the client or raise `HandshakeRefused` with an actionable reason."""
+    """Server side: accept the client or raise `HandshakeRefused` with an actionable reason.
+    `is_validator` says whether the key may hold a session at all: a current validator or
+    an admitted full node (p2p.network.PeerNetwork.admission)."""
     if hello.client_key == server_key:
         raise HandshakeRefused("client presented the server's own key")
     if not is_validator(hello.client_key):
-        raise HandshakeRefused(f"key {hello.client_key.hex()[:16]}… is not a current validator")
+        raise HandshakeRefused(f"key {hello.client_key.hex()[:16]}… is not a validator or listed full node "
+                               "(not a current validator, not in the governance node registry, not in "
+                               "this node's full_node_keys)")
     if hello.challenge != issued_challenge:
         raise HandshakeRefused("challenge does not match the one issued on this connection (replayed?)")
     if abs(now_ms - hello.time_ms) > window_ms:

@@ -633,27 +633,50 @@ def test_sigkill_mid_stream_then_restart_keeps_one_consistent_chain(tmp_path):
         store.close()
 
 
-async def test_validator_set_change_by_governance_reaches_the_transport(node, client, caplog):
-    from ledger.crypto import Signer
+async def test_validator_set_change_by_governance_starts_the_p2p_transport_of_a_lone_validator(tmp_path, caplog):
+    """A node that started as the only validator (no p2p transport) gets a real one, with
+    no restart, once governance grows the set."""
+    import socket
 
-    newcomer = Signer(b"\x05" * 32)
-    args = {"org": "org2", "key": newcomer.public_key, "p2p": "http://127.0.0.1:1", "api": "http://127.0.0.1:2"}
-    txs = [make_tx(ADMIN, CHAIN_ID, 0, "propose", {"action": "add_validator", "args": args})]
-    txs += [make_tx(NET.admins[o], CHAIN_ID, 0, "vote", {"proposal": 1, "approve": True}) for o in ("org2", "org3")]
-    status, body = await client.post("/v1/txs", {"txs": [b64(t.raw) for t in txs]})
-    assert all(r["status"] == "pending" for r in body["results"])
-    for t in txs:
-        assert (await client.wait(t))["receipt"]["code"] == "ok"
-    # validator_delay (2) blocks after the approval the set grows; keep committing until then
-    nonce = 1
-    while len(node.transport.validators) < 2:
-        t = transfer(ADMIN, nonce)
-        await client.submit(t)
-        await client.wait(t)
-        nonce += 1
-        assert nonce < 6, "validator change never took effect"
-    assert [v["key"] for v in node.transport.validators][-1] == newcomer.public_key
-    vals = (await client.get("/v1/validators"))[1]
-    from ledger.block import quorum
-    assert len(vals["validators"]) == 2 and vals["quorum"] == quorum(2)
-    assert any("restart it to connect to peers" in r.getMessage() for r in caplog.records)
+    from ledger.crypto import Signer
+    from node.transport import NullTransport
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        p2p_port = sock.getsockname()[1]
+    node = await start(make_home(tmp_path), p2p_port=p2p_port)
+    try:
+        assert isinstance(node.transport, NullTransport)
+        async with aiohttp.ClientSession() as session:
+            client = Client(node, session)
+            newcomer = Signer(b"\x05" * 32)
+            args = {"org": "org2", "key": newcomer.public_key, "p2p": "http://127.0.0.1:1", "api": "http://127.0.0.1:2"}
+            txs = [make_tx(ADMIN, CHAIN_ID, 0, "propose", {"action": "add_validator", "args": args})]
+            txs += [make_tx(NET.admins[o], CHAIN_ID, 0, "vote", {"proposal": 1, "approve": True})
+                    for o in ("org2", "org3")]
+            status, body = await client.post("/v1/txs", {"txs": [b64(t.raw) for t in txs]})
+            assert all(r["status"] == "pending" for r in body["results"])
+            for t in txs:
+                assert (await client.wait(t))["receipt"]["code"] == "ok"
+            # validator_delay (2) blocks after the approval the set grows; keep committing until then
+            nonce = 1
+            while len(node.chain.validator_keys) < 2:
+                t = transfer(ADMIN, nonce)
+                await client.submit(t)
+                await client.wait(t)
+                nonce += 1
+                assert nonce < 6, "validator change never took effect"
+            vals = (await client.get("/v1/validators"))[1]
+            from ledger.block import quorum
+            assert len(vals["validators"]) == 2 and vals["quorum"] == quorum(2)
+        assert not isinstance(node.transport, NullTransport) and node.transport is node.runner.transport
+        for _ in range(200):  # started in the background: wait until it listens
+            if node.transport.bound_port == p2p_port:
+                break
+            await asyncio.sleep(0.02)
+        assert node.transport.bound_port == p2p_port
+        assert [p["key"] for p in node.transport.peer_status()] == [newcomer.public_key.hex()]
+        assert any("starting the p2p transport" in r.getMessage() for r in caplog.records)
+        assert not any("restart it to connect to peers" in r.getMessage() for r in caplog.records)
+    finally:
+        await node.stop()

@@ -52,9 +52,16 @@ def test_a_key_not_in_the_genesis_is_refused_unless_allowed():
         init_settings(GENESIS, STRANGER)
     assert err.value.code == "not_in_genesis" and "--allow-not-in-genesis" in err.value.message
     assert "cxl-node-init" in err.value.message
-    for allowed in ({"allow_not_in_genesis": True}, {"full": True}):
+    for allowed, role in (({"allow_not_in_genesis": True}, {}), ({"full": True}, {"role": "full"})):
         plan = init_settings(GENESIS, STRANGER, listen="0.0.0.0", api_port=7000, **allowed)
-        assert plan.entry is None and plan.settings == {"api_host": "0.0.0.0", "p2p_host": "0.0.0.0", "api_port": 7000}
+        assert plan.entry is None and plan.settings == {"api_host": "0.0.0.0", "p2p_host": "0.0.0.0", "api_port": 7000,
+                                                        **role}
+
+
+def test_full_writes_the_role_and_the_accepted_keys_and_peers():
+    peer = STRANGER + "@http://10.0.0.9:26601"
+    plan = init_settings(GENESIS, STRANGER, full=True, full_node_keys=[STRANGER], peers=[peer])
+    assert plan.settings == {"role": "full", "full_node_keys": [STRANGER], "peers": [peer]}
 
 
 def test_a_generated_key_gets_defaults_and_flags():

@@ -89,3 +89,15 @@ def test_status_says_when_another_process_has_the_node_key(monkeypatch):
     healthy = _fields(_run(monkeypatch, _status(peers_connected=3, connected_peers=KEYS[1:], stalled_reason=None,
                                                 duplicate_key=None)).output)
     assert healthy["health"] == "ready" and "duplicate key" not in healthy
+
+
+def test_status_of_a_full_node_shows_its_role_height_and_how_far_behind_it_is(monkeypatch):
+    st = _status(role="full", stalled_reason=None, peers_connected=2, connected_peers=KEYS[:2],
+                 best_peer_height=14, blocks_behind=5, catching_up=True)
+    f = _fields(_run(monkeypatch, st).output)
+    assert f["role"] == "full" and f["height"] == "9"
+    assert f["behind"] == "5 blocks (best peer at 14)"
+    assert f["peers"] == "2 connected of 3 it follows"
+    assert f["health"] == "degraded (behind)"  # never no_quorum: a full node is no voter
+    f = _fields(_run(monkeypatch, dict(st, blocks_behind=None, best_peer_height=None, catching_up=False)).output)
+    assert f["behind"].startswith("unknown") and f["health"] == "ready"

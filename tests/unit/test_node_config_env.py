@@ -37,7 +37,8 @@ def test_optional_field_can_be_reset_to_null(tmp_path):
 
 def test_every_field_has_an_environment_variable(tmp_path):
     """Fields added later are covered too: the loader iterates over the dataclass."""
-    samples = {"int": "7", "bool": "false", "str": "debug"}
+    key = "ab" * 32  # a list field (full_node_keys, peers): comma-separated
+    samples = {"int": "7", "bool": "false", "str": "debug", "tuple[str, ...]": f"{key},{key}"}
     for f in fields(NodeConfig):
         kind = str(f.type).replace("| None", "").strip()
         value = samples[kind]
@@ -49,7 +50,8 @@ def test_every_field_has_an_environment_variable(tmp_path):
         except ConfigError as exc:  # out of the field's range: the error names the variable
             assert env_name(f.name) in str(exc)
             continue
-        assert getattr(cfg, f.name) == {"int": 7, "bool": False, "str": "debug"}[kind], f.name
+        assert getattr(cfg, f.name) == {"int": 7, "bool": False, "str": "debug",
+                                        "tuple[str, ...]": (key, key)}[kind], f.name
 
 
 @pytest.mark.parametrize("env, needle", [

@@ -93,3 +93,15 @@ def test_a_duplicate_node_key_degrades_health_with_its_reason():
     assert [r["code"] for r in verdict["reasons"]] == ["duplicate_key"]
     assert "stopped signing" in verdict["reasons"][0]["message"]
     assert assess(_status() | {"duplicate_key": None})["status"] == "ready"
+
+
+def test_a_full_node_is_never_without_quorum_only_without_peers_or_behind():
+    from node.health import assess
+
+    four = [{"key": "k%d" % i} for i in range(4)]
+    base = {"role": "full", "validators": four, "stalled_reason": None, "catching_up": False}
+    assert assess(dict(base, peers_connected=1)) == {"status": "ready", "reasons": []}
+    assert [r["code"] for r in assess(dict(base, peers_connected=0))["reasons"]] == ["no_peers"]
+    # a full node following a one-validator chain needs its peer as much
+    assert [r["code"] for r in assess(dict(base, validators=four[:1], peers_connected=0))["reasons"]] == ["no_peers"]
+    assert [r["code"] for r in assess(dict(base, peers_connected=1, catching_up=True))["reasons"]] == ["behind"]
