@@ -19,7 +19,16 @@ Ordering rules (conventions §7, cometbft `receiveRoutine` + `WriteSync`):
 
 Batching: when the core asks for a proposal, a block is cut as soon as `max_block_txs`
 transactions are ready, or `block_interval_ms` after the oldest ready transaction
-arrived, whichever comes first. No empty blocks.
+arrived, whichever comes first.
+
+Heartbeat blocks: with no transaction to propose (none ready, or every ready one
+excluded), the primary proposes an empty block only once one is due by the chain's rule
+(ledger/heartbeat.py: a due market transition, a pending validator change, or
+`heartbeat_interval_ms` since the parent), stamped with its own clock. Until then one
+timer is set for the earliest time one will be due (`Chain.next_heartbeat_ms`, re-checked
+at least every `HEARTBEAT_RECHECK_MS` in case the wall clock steps); it is cancelled by a
+commit, stop or halt. Replicas refuse an empty block that is not due at its header time
+(`empty_block_not_due`), so this node's clock decides only when, never whether.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ MAX_INBOUND_QUEUE = 10_000   # peer messages beyond this are dropped (consensus 
 FETCH_LIMIT = 100            # blocks per catch-up request
 MAX_EVIDENCE = 1_000
 STARTUP_SYNC_S = 3.0         # with no peer answering for this long (all starting at once) a node starts as it is
+HEARTBEAT_RECHECK_MS = 60_000  # longest heartbeat timer: a far due time is re-checked against the clock
 
 
 def _test_clock_offset_ms() -> int:
@@ -120,6 +130,11 @@ class _ProposeCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class _HeartbeatCheck:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
 class _Fetched:
     blocks: list  # [(block_raw, cert_raw)]
     peer: bytes | None
@@ -140,7 +155,7 @@ class _Fatal(Exception):
 
 
 _STOP = object()
-_INTERNAL = (_TxsAdded, _ProposeCheck, _Fetched, _SyncCheck, _Call)
+_INTERNAL = (_TxsAdded, _ProposeCheck, _HeartbeatCheck, _Fetched, _SyncCheck, _Call)
 
 
 class Runner:
@@ -174,6 +189,7 @@ class Runner:
         self._timers: set[asyncio.TimerHandle] = set()
         self._proposal: fx.RequestProposal | None = None
         self._propose_timer: asyncio.TimerHandle | None = None
+        self._heartbeat_timer: asyncio.TimerHandle | None = None  # next check for a due heartbeat block
         self._fetching = False
         self._bg: set[asyncio.Task] = set()
         self.sync_interval_ms = sync_interval_ms
@@ -224,6 +240,7 @@ class Runner:
         self._timers.clear()
         if self._propose_timer is not None:
             self._propose_timer.cancel()
+        self._cancel_heartbeat()
         for t in list(self._bg):
             t.cancel()
         for futs in self._waiters.values():
@@ -278,6 +295,7 @@ class Runner:
         if self._propose_timer is not None:
             self._propose_timer.cancel()
             self._propose_timer = None
+        self._cancel_heartbeat()
         self.release_waiters()
 
     # inputs from the rest of the node -------------------------------------------------
@@ -366,6 +384,9 @@ class Runner:
             self._maybe_propose()
         elif isinstance(item, _ProposeCheck):
             self._propose_timer = None
+            self._maybe_propose()
+        elif isinstance(item, _HeartbeatCheck):
+            self._cancel_heartbeat()  # the timer that sent it, or one this check makes moot
             self._maybe_propose()
         elif isinstance(item, _Fetched):
             self._apply_fetched(item)
@@ -472,6 +493,7 @@ class Runner:
             return
         ready = self.mempool.ready_count()
         if ready == 0:
+            self._maybe_heartbeat(req)
             return
         if ready < self.max_block_txs:
             if self._propose_timer is not None:
@@ -493,10 +515,18 @@ class Runner:
             self.mempool.remove(stx.hash)
         if result.excluded:
             self._local.append(self._pending_event())
-        if not result.txs:
-            self._maybe_propose_later()
-            return
+        if not result.txs:  # every ready tx was excluded: an empty block only if one is due
+            reason = self.chain.heartbeat_due(block.header.time_ms)
+            if reason is None:
+                self._arm_heartbeat()
+                self._maybe_propose_later()
+                return
+            self.log.info("no includable tx; proposing heartbeat block %d (%s)", block.height, reason)
+        self._propose(req, block, result)
+
+    def _propose(self, req: fx.RequestProposal, block: Block, result: BlockResult) -> None:
         self._proposal = None
+        self._cancel_heartbeat()
         self._results[block.hash] = (block, result)
         raw = block.encode()
         # kept so a lone validator that crashes after signing can finish this block; made
@@ -504,6 +534,36 @@ class Runner:
         self.store.write({WAL_PROPOSAL: encode([block.height, req.view, raw])}, sync=False)
         self.log.info("proposing block %d view %d with %d txs", block.height, req.view, len(block.txs))
         self._local.append(ev.ProposalReady(req.view, req.height, block.hash, raw))
+
+    # heartbeat blocks (module docstring) -----------------------------------------------------
+    def _maybe_heartbeat(self, req: fx.RequestProposal) -> None:
+        """No tx ready: propose an empty block if one is due now, else time the next check."""
+        time_ms = max(self.clock_ms(), self.chain.head.time_ms + 1)  # as build_block stamps it
+        reason = self.chain.heartbeat_due(time_ms)
+        if reason is None:
+            self._arm_heartbeat()
+            return
+        block, result = self.chain.build_block(
+            [], time_ms=time_ms, view=req.view, proposer=self.signer.public_key, last_cert=self.last_cert)
+        self.log.info("proposing heartbeat block %d (%s)", block.height, reason)
+        self._propose(req, block, result)
+
+    def _arm_heartbeat(self) -> None:
+        """One timer, for the earliest time an empty block will be due on top of the head
+        (none if none ever will be); a check that finds it early just sets it again."""
+        if self._heartbeat_timer is not None:
+            return
+        due = self.chain.next_heartbeat_ms()
+        if due is None:
+            return
+        delay_ms = min(max(due - self.clock_ms(), 0) + 1, HEARTBEAT_RECHECK_MS)
+        self._heartbeat_timer = asyncio.get_running_loop().call_later(
+            delay_ms / 1000, self.queue.put_nowait, _HeartbeatCheck())
+
+    def _cancel_heartbeat(self) -> None:
+        if self._heartbeat_timer is not None:
+            self._heartbeat_timer.cancel()
+            self._heartbeat_timer = None
 
     def _maybe_propose_later(self) -> None:
         if self.mempool.ready_count() and self._propose_timer is None:
@@ -587,6 +647,7 @@ class Runner:
         if self._propose_timer is not None:
             self._propose_timer.cancel()
             self._propose_timer = None
+        self._cancel_heartbeat()  # the new head has its own due time
         admitted = {stx.hash: self.mempool.added_at(stx.hash) for stx in result.txs if stx.hash in self.mempool}
         dropped = self.mempool.on_commit(result.txs, block.height + 1)
         for stx in dropped:
