@@ -262,3 +262,23 @@ def test_replay_names_an_empty_block_that_was_not_due():
     report = replay(StoreSource(chain.store), net.doc, net.genesis_hash, workers=1)
     assert not report.ok and report.failure.code == "empty_block_not_due" and report.failure.height == 1
     assert str(GENESIS + 60_000) in str(report.failure.expected)
+
+
+def test_a_governance_change_of_the_interval_applies_from_the_next_block():
+    from audit.testchain import governance_block
+
+    net = make_testnet(n_orgs=4, n_validators=4, chain_id="cxl-hb")
+    bc = BuiltChain(net, net.chain(MemoryStore()), {s.public_key: s for s in net.validators})
+    assert bc.chain.next_heartbeat_ms() == GENESIS + 60_000
+    bc.add_block(governance_block(bc, "set_param", {"name": "heartbeat_interval_ms", "value": 5_000}))
+    head = bc.chain.head.time_ms
+    assert bc.chain.params["heartbeat_interval_ms"] == 5_000
+    assert bc.chain.next_heartbeat_ms() == head + 5_000
+    bc.add_block(governance_block(bc, "set_param", {"name": "heartbeat_interval_ms", "value": 0}))
+    assert bc.chain.next_heartbeat_ms() is None
+    # out of bounds: the proposal is refused and nothing changes
+    before = bc.chain.params
+    receipts = bc.chain.receipts(bc.add_block(
+        governance_block(bc, "set_param", {"name": "heartbeat_interval_ms", "value": -5})).height)
+    assert receipts[0].code == "bad_payload" and "heartbeat_interval_ms" in receipts[0].message
+    assert bc.chain.params == before
