@@ -26,7 +26,7 @@ excluded), the primary proposes an empty block only once one is due by the chain
 (ledger/heartbeat.py: a due market transition, a pending validator change, or
 `heartbeat_interval_ms` since the parent), stamped with its own clock. Until then one
 timer is set for the earliest time one will be due (`Chain.next_heartbeat_ms`, re-checked
-at least every `HEARTBEAT_RECHECK_MS` in case the wall clock steps); it is cancelled by a
+at least every `HEARTBEAT_RECHECK_MS` in case the wall clock steps: node/heartbeats.py); it is cancelled by a
 commit, stop or halt. Replicas refuse an empty block that is not due at its header time
 (`empty_block_not_due`), so this node's clock decides only when, never whether.
 """
@@ -54,6 +54,7 @@ from ledger.execution import BlockResult
 from ledger.store.base import PREFIX_WAL
 
 from node import inbound
+from node.heartbeats import HeartbeatProposer, _HeartbeatCheck
 from node.mempool import Mempool
 from node.startup_sync import DurableWriteFailed, sync_before_signing
 from node.transport import Transport
@@ -64,7 +65,6 @@ MAX_INBOUND_QUEUE = 10_000   # peer messages beyond this are dropped (consensus 
 FETCH_LIMIT = 100            # blocks per catch-up request
 MAX_EVIDENCE = 1_000
 STARTUP_SYNC_S = 3.0         # with no peer answering for this long (all starting at once) a node starts as it is
-HEARTBEAT_RECHECK_MS = 60_000  # longest heartbeat timer: a far due time is re-checked against the clock
 
 
 def _test_clock_offset_ms() -> int:
@@ -130,11 +130,6 @@ class _ProposeCheck:
 
 
 @dataclass(frozen=True, slots=True)
-class _HeartbeatCheck:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
 class _Fetched:
     blocks: list  # [(block_raw, cert_raw)]
     peer: bytes | None
@@ -158,7 +153,7 @@ _STOP = object()
 _INTERNAL = (_TxsAdded, _ProposeCheck, _HeartbeatCheck, _Fetched, _SyncCheck, _Call)
 
 
-class Runner:
+class Runner(HeartbeatProposer):
     def __init__(
         self,
         chain: Chain,
@@ -534,36 +529,6 @@ class Runner:
         self.store.write({WAL_PROPOSAL: encode([block.height, req.view, raw])}, sync=False)
         self.log.info("proposing block %d view %d with %d txs", block.height, req.view, len(block.txs))
         self._local.append(ev.ProposalReady(req.view, req.height, block.hash, raw))
-
-    # heartbeat blocks (module docstring) -----------------------------------------------------
-    def _maybe_heartbeat(self, req: fx.RequestProposal) -> None:
-        """No tx ready: propose an empty block if one is due now, else time the next check."""
-        time_ms = max(self.clock_ms(), self.chain.head.time_ms + 1)  # as build_block stamps it
-        reason = self.chain.heartbeat_due(time_ms)
-        if reason is None:
-            self._arm_heartbeat()
-            return
-        block, result = self.chain.build_block(
-            [], time_ms=time_ms, view=req.view, proposer=self.signer.public_key, last_cert=self.last_cert)
-        self.log.info("proposing heartbeat block %d (%s)", block.height, reason)
-        self._propose(req, block, result)
-
-    def _arm_heartbeat(self) -> None:
-        """One timer, for the earliest time an empty block will be due on top of the head
-        (none if none ever will be); a check that finds it early just sets it again."""
-        if self._heartbeat_timer is not None:
-            return
-        due = self.chain.next_heartbeat_ms()
-        if due is None:
-            return
-        delay_ms = min(max(due - self.clock_ms(), 0) + 1, HEARTBEAT_RECHECK_MS)
-        self._heartbeat_timer = asyncio.get_running_loop().call_later(
-            delay_ms / 1000, self.queue.put_nowait, _HeartbeatCheck())
-
-    def _cancel_heartbeat(self) -> None:
-        if self._heartbeat_timer is not None:
-            self._heartbeat_timer.cancel()
-            self._heartbeat_timer = None
 
     def _maybe_propose_later(self) -> None:
         if self.mempool.ready_count() and self._propose_timer is None:
