@@ -580,3 +580,19 @@ async def test_a_follower_never_proposes_a_heartbeat():
         assert not [m for m in tr.messages if isinstance(m, PrePrepare)]
     finally:
         await runner.stop()
+
+
+def test_a_replica_votes_against_an_empty_block_that_is_not_due():
+    """A byzantine primary's empty block before anything is due: the verdict is invalid
+    (the core then asks for a view change, as for any invalid proposal); at the due time
+    the same kind of block is valid. Decided from the header time, not this node's clock."""
+    runner, chain, mp, clock = make_hb_runner(HB_GENESIS + 10**9)  # this node's clock: long past due
+    proposer = HB_NET.validators[0].public_key
+    early, _ = chain.build_block([], time_ms=HB_GENESIS + 59_999, view=0, proposer=proposer, last_cert=None)
+    runner._validate(fx.ValidateBlock(0, 1, early.hash, early.encode()))
+    verdict = runner._local.pop()
+    assert not verdict.valid and verdict.reason.startswith("empty_block_not_due")
+    due, _ = chain.build_block([], time_ms=HB_GENESIS + 60_000, view=0, proposer=proposer, last_cert=None)
+    runner._validate(fx.ValidateBlock(0, 1, due.hash, due.encode()))
+    assert runner._local.pop().valid
+    assert chain.height == 0  # validation alone commits nothing
