@@ -21,14 +21,14 @@ Batching: when the core asks for a proposal, a block is cut as soon as `max_bloc
 transactions are ready, or `block_interval_ms` after the oldest ready transaction
 arrived, whichever comes first.
 
-Heartbeat blocks: with no transaction to propose (none ready, or every ready one
-excluded), the primary proposes an empty block only once one is due by the chain's rule
-(ledger/heartbeat.py: a due market transition, a pending validator change, or
-`heartbeat_interval_ms` since the parent), stamped with its own clock. Until then one
-timer is set for the earliest time one will be due (`Chain.next_heartbeat_ms`, re-checked
-at least every `HEARTBEAT_RECHECK_MS` in case the wall clock steps: node/heartbeats.py); it is cancelled by a
-commit, stop or halt. Replicas refuse an empty block that is not due at its header time
-(`empty_block_not_due`), so this node's clock decides only when, never whether.
+Heartbeat blocks (node/heartbeats.py): with no transaction to propose (none ready, or
+every ready one excluded), the primary proposes an empty block only once one is due by
+the chain's rule (ledger/heartbeat.py: a due market transition, a pending validator
+change, or `heartbeat_interval_ms` since the parent), stamped with its own clock. Until
+then one timer is set for the earliest time one will be due (`Chain.next_heartbeat_ms`,
+re-checked at least once a minute in case the wall clock steps); a proposal, a commit,
+stop and halt cancel it. Replicas refuse an empty block that is not due at its header
+time (`empty_block_not_due`), so this node's clock decides only when, never whether.
 """
 
 from __future__ import annotations
