@@ -27,7 +27,8 @@ validator (no transport) gets a real one from `network_factory` when it needs pe
 
 Batching: when the core asks for a proposal, a block is cut as soon as `max_block_txs`
 transactions are ready, or `block_interval_ms` after the oldest ready transaction
-arrived, whichever comes first. Both are read from the chain's parameters
+arrived, whichever comes first (the first block of a view entered by a view change takes
+at most FIRST_BLOCK_AFTER_VIEW_CHANGE_TXS, `_block_cap`). Both are read from the chain's parameters
 (unless config.json overrides them) at every proposal, so a governance change applies at
 once; view_timeout_ms and rotation_blocks reach the core in `Committed.config` (see
 `_config_change`), from the next height on.
@@ -76,6 +77,7 @@ WAL_SIGNED = PREFIX_WAL + b"signed"
 WAL_PROPOSAL = PREFIX_WAL + b"proposal"  # [height, view, block]: our last proposal, for restart
 MAX_INBOUND_QUEUE = 10_000   # peer messages beyond this are dropped (consensus recovers by timeouts)
 FETCH_LIMIT = 100            # blocks per catch-up request
+FIRST_BLOCK_AFTER_VIEW_CHANGE_TXS = 250  # the first block of a new view is kept small (Runner._block_cap)
 MAX_EVIDENCE = 1_000
 STARTUP_SYNC_S = 3.0         # with no peer answering for this long (all starting at once) a node starts as it is
 
@@ -543,7 +545,8 @@ class Runner(HeartbeatProposer):
         if ready == 0:
             self._maybe_heartbeat(req)
             return
-        if ready < self.max_block_txs:
+        cap = self._block_cap(req)
+        if ready < cap:
             if self._propose_timer is not None:
                 return  # a check is already due when the oldest ready tx has waited long enough
             oldest = self.mempool.oldest_ready()
@@ -553,7 +556,7 @@ class Runner(HeartbeatProposer):
                 self._propose_timer = asyncio.get_running_loop().call_later(
                     delay, self.queue.put_nowait, _ProposeCheck())
                 return
-        txs = self.mempool.take(self.max_block_txs, self.max_block_bytes)
+        txs = self.mempool.take(cap, self.max_block_bytes)
         verified = self.mempool.verified_hashes()
         block, result = self.chain.build_block(
             txs, time_ms=self.clock_ms(), view=req.view, proposer=self.signer.public_key,
@@ -571,6 +574,17 @@ class Runner(HeartbeatProposer):
                 return
             self.log.info("no includable tx; proposing heartbeat block %d (%s)", block.height, reason)
         self._propose(req, block, result)
+
+    def _block_cap(self, req: fx.RequestProposal) -> int:
+        """Transactions for this proposal: `max_block_txs`, except the first block of a view
+        entered by a view change (after a partition heals, a crash, a slow primary), which
+        takes at most FIRST_BLOCK_AFTER_VIEW_CHANGE_TXS: every replica has a backlog to
+        admit then, and a small block commits in one round trip instead of the seconds a
+        full one takes to validate; the blocks after it are full again."""
+        last_view = self.last_cert.view if self.last_cert is not None else 0
+        if req.view > last_view:
+            return min(self.max_block_txs, FIRST_BLOCK_AFTER_VIEW_CHANGE_TXS)
+        return self.max_block_txs
 
     def _propose(self, req: fx.RequestProposal, block: Block, result: BlockResult) -> None:
         self._proposal = None

@@ -659,3 +659,25 @@ def test_a_replica_votes_against_an_empty_block_that_is_not_due():
     runner._validate(fx.ValidateBlock(0, 1, due.hash, due.encode()))
     assert runner._local.pop().valid
     assert chain.height == 0  # validation alone commits nothing
+
+
+def test_the_first_block_of_a_view_entered_by_a_view_change_is_kept_small():
+    """With 600 ready txs and max_block_txs 500: a proposal in the view of the last
+    certificate takes 500; the first one after a view change takes at most
+    FIRST_BLOCK_AFTER_VIEW_CHANGE_TXS (it commits quickly while every replica admits its
+    backlog); the cap is the proposer's policy, not a validity rule."""
+    from consensus import events as ev
+    from ledger.block import Block
+    from node.runner import FIRST_BLOCK_AFTER_VIEW_CHANGE_TXS
+
+    sizes = {}
+    for view in (0, 2):
+        runner, chain, mp, _tr = make_runner(max_block_txs=500, block_interval_ms=10)
+        for n in range(600):
+            mp.add(transfer(n))
+        runner._proposal = fx.RequestProposal(view, 1)
+        runner._maybe_propose()
+        ready = runner._local[-1]
+        assert isinstance(ready, ev.ProposalReady) and ready.view == view
+        sizes[view] = len(Block.decode(ready.block).txs)
+    assert sizes == {0: 500, 2: FIRST_BLOCK_AFTER_VIEW_CHANGE_TXS} and FIRST_BLOCK_AFTER_VIEW_CHANGE_TXS < 500
