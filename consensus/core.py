@@ -34,6 +34,12 @@ from consensus.state import ConsensusConfig, Faults, SignedState, primary_index
 
 
 MAX_HELPS = 8  # catch-up answers per peer and height
+# Stages of visible progress at one (view, height) that restart its progress timer, each
+# at most once: the primary's PrePrepare found valid, and f+1 matching Prepares from
+# validators other than this one and the primary (an honest one accepted the proposal).
+# So a (view, height) lasts at most (1 + len(EXTENSIONS)) timeouts, plus one for a
+# reconnect, before this replica asks for a view change, whatever the primary drips.
+EXTENSIONS = ("pp", "prepares")
 
 
 class Replica(PrimaryWatch):
@@ -96,6 +102,7 @@ class Replica(PrimaryWatch):
         # `rearmed` caps re-arming the progress timer to once per (view, height), so a
         # flapping peer cannot postpone a view change for ever.
         self.rearmed: set[tuple[int, int]] = set()
+        self.extended: set[tuple[int, int, str]] = set()  # (view, height, stage) that restarted the timer
         self.requested: tuple[int, int] | None = None
         self.helped: dict[tuple[str, bytes], tuple[int, int]] = {}  # (kind, peer) -> (last view, times)
         self.behind: bytes | None = None  # a peer that showed us we are behind at this height
@@ -182,6 +189,21 @@ class Replica(PrimaryWatch):
         if key not in self.armed or key in self.rearmed or self.changing:
             return
         self.rearmed.add(key)
+        self.progress_gen += 1
+        out.append(ScheduleTimeout("progress", self.view, self.height, self._timeout(), self.progress_gen))
+
+    def _extend_progress(self, stage: str, out: list) -> None:
+        """Progress is visible at this (view, height) (`stage`, one of EXTENSIONS): time it
+        from now. Under loss one TCP stream can sit in retransmission backoff for seconds,
+        so a big PrePrepare arrives after most of the timeout although the height is
+        moving; replacing that primary costs a view change and gains nothing. Once per
+        stage and (view, height), and only a running timer: the bound on a primary that
+        drips its proposal and votes out just before each deadline (docs/consensus.md §3)."""
+        key = (self.view, self.height)
+        if (self.faults.fixed_progress_timer or key not in self.armed or self.changing
+                or key + (stage,) in self.extended):
+            return
+        self.extended.add(key + (stage,))
         self.progress_gen += 1
         out.append(ScheduleTimeout("progress", self.view, self.height, self._timeout(), self.progress_gen))
 
@@ -288,6 +310,8 @@ class Replica(PrimaryWatch):
             self.blocks[pp.block_hash] = pp.block
         self.blocks.setdefault(pp.block_hash, pp.block)
         self._arm_progress(out)
+        if self._judge_late(pp, out):
+            return  # a third strike: view change started
         if pp.block_hash in self.valid:  # our own proposals are valid
             self._on_valid(out)
         elif self.invalid.get(pp.block_hash, -1) >= (0 if self.faults.invalid_for_height else pp.view):
@@ -301,6 +325,7 @@ class Replica(PrimaryWatch):
 
     def _on_valid(self, out: list) -> None:
         pp = self.pp
+        self._extend_progress("pp", out)
         if pp.sender != self.me:
             if not self._sign(out, pp.height, pp.view, [("prepare", pp.block_hash)]):
                 return
@@ -315,7 +340,10 @@ class Replica(PrimaryWatch):
         # A vote that conflicts with an earlier one is evidence, and still counted: a
         # faulty validator may vote for anything, quorum intersection allows for that.
         self._seen(("prepare", p.sender, p.view, p.height), p.block_hash, p, out)
-        self.prepares.setdefault((p.view, p.block_hash), {})[p.sender] = p
+        votes = self.prepares.setdefault((p.view, p.block_hash), {})
+        votes[p.sender] = p
+        if len(votes) - (self.me in votes) > self.f:
+            self._extend_progress("prepares", out)
         self._check_prepared(out)
 
     def _check_prepared(self, out: list) -> None:
