@@ -40,6 +40,12 @@ MAX_HELPS = 8  # catch-up answers per peer and height
 # So a (view, height) lasts at most (1 + len(EXTENSIONS)) timeouts, plus one for a
 # reconnect, before this replica asks for a view change, whatever the primary drips.
 EXTENSIONS = ("pp", "prepares")
+# After a height that needed a view change at this replica, the next heights start at a
+# doubled timeout (2T) until this many in a row commit without one: on a network where a
+# height takes about T (seconds of TCP backoff at 20 % loss) a view change per height
+# otherwise follows, each costing more than the height. A crashed primary then costs 2T
+# instead of T, only in such a stretch.
+STEADY_HEIGHTS = 8
 
 
 class Replica(PrimaryWatch):
@@ -63,6 +69,7 @@ class Replica(PrimaryWatch):
         self.prepared: PreparedCert | None = rec.prepared if rec.prepared and rec.prepared.height == height else None
         self.pending = 0
         self.failed_views = 0
+        self.unsteady = 0  # heights left to start at 2T (a recent height needed a view change)
         self.vc_latest: dict[bytes, ViewChange] = {}  # per sender, its latest (lch, view) ViewChange
         self.deferred_nv: NewView | None = None  # a lower-height NewView put off by rule R2
         self.new_view_msg: NewView | None = None  # proof of the current view, for laggards
@@ -453,7 +460,12 @@ class Replica(PrimaryWatch):
         self._set_validators(tuple(ev.validators))
         self.vc_latest = {k: v for k, v in self.vc_latest.items() if k in self.vset}
         self.prepared = None
-        self.failed_views = 0
+        if not self.faults.fixed_progress_timer:
+            if self.failed_views > (1 if self.unsteady else 0):  # this height needed a view change
+                self.unsteady = STEADY_HEIGHTS
+            elif self.unsteady:
+                self.unsteady -= 1
+        self.failed_views = 1 if self.unsteady else 0
         self.fetching = False
         self.fetches = 0
         self._reset_height()

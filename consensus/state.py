@@ -38,7 +38,8 @@ class Faults:
     invalid_for_height: bool = False  # an invalid verdict (and the first bytes seen) kept for the height (9.2)
     # The timers before issue 13.2: progress timed from the first pending tx only, never
     # restarted by visible progress; a late PrePrepare a strike at the deadline, even when
-    # others had it long before us (the slow link was ours)
+    # others had it long before us (the slow link was ours); every commit resets the
+    # timeout to T, also right after heights that needed view changes
     fixed_progress_timer: bool = False
 
 

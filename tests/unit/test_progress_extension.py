@@ -6,11 +6,12 @@ whatever a primary drips (consensus/core.py EXTENSIONS, docs/consensus.md §3)."
 
 from __future__ import annotations
 
-from consensus.core import EXTENSIONS, Replica
+from consensus.core import EXTENSIONS, STEADY_HEIGHTS, Replica
 from consensus.effects import Broadcast, ScheduleTimeout
-from consensus.events import BlockVerdict, MessageReceived, PeerConnected, PendingTxs, TimeoutFired
-from consensus.messages import Prepare, ViewChange, make_prepare, make_preprepare
+from consensus.events import BlockVerdict, Committed, MessageReceived, PeerConnected, PendingTxs, TimeoutFired
+from consensus.messages import Prepare, ViewChange, make_commit, make_prepare, make_preprepare
 from consensus.state import ConsensusConfig, Faults
+from ledger.block import Certificate
 from ledger.crypto import Signer
 from ledger.encoding import sha256
 
@@ -124,3 +125,52 @@ def test_the_old_fixed_timer_is_a_fault_switch():
     out = rep.on_event(BlockVerdict(HASH, True)) + prepare(rep, 2) + prepare(rep, 3)
     assert progress(out) == []
     assert view_changes(fire(rep, t0))
+
+
+# -- after a height that needed a view change (consensus/core.py STEADY_HEIGHTS) -----------------
+
+def commit_height(rep, view):
+    """The replica's height is decided in `view` (its own commits, or fetched): Committed with
+    the certificate, then the node's mempool report."""
+    h = rep.height
+    block_hash = sha256(b"decided-%d" % h)
+    votes = {k.public_key: make_commit(k, CHAIN, view, h, block_hash).signature for k in KEYS[:3]}
+    rep.on_event(Committed(h, block_hash, VALS, Certificate.build(h, view, block_hash, votes)))
+    return progress(rep.on_event(PendingTxs(3)))
+
+
+def test_after_a_view_change_heights_start_at_twice_the_timeout_until_steady_again():
+    rep, t0 = backup()
+    assert t0.after_ms == 100
+    (t,) = commit_height(rep, 0)  # a clean height: the next one starts at T
+    assert t.after_ms == 100
+    assert view_changes(fire(rep, t))  # height 2 needs a view change
+    (t,) = commit_height(rep, 1)  # decided in view 1 (rule F takes us there)
+    assert t.after_ms == 200 and not rep.changing
+    for _ in range(STEADY_HEIGHTS - 1):
+        (t,) = commit_height(rep, 1)
+        assert t.after_ms == 200
+    (t,) = commit_height(rep, 1)  # STEADY_HEIGHTS clean heights in a row
+    assert t.after_ms == 100
+
+
+def test_a_view_change_in_the_unsteady_stretch_starts_it_again():
+    rep, t0 = backup()
+    fire(rep, t0)
+    (t,) = commit_height(rep, 1)
+    assert t.after_ms == 200
+    for _ in range(3):
+        (t,) = commit_height(rep, 1)
+    assert view_changes(fire(rep, t))  # at 2T, still too short once more
+    for _ in range(STEADY_HEIGHTS):
+        (t,) = commit_height(rep, 2)
+        assert t.after_ms == 200
+    (t,) = commit_height(rep, 2)
+    assert t.after_ms == 100
+
+
+def test_the_old_timers_reset_to_t_at_every_commit():
+    rep, t0 = backup(Faults(fixed_progress_timer=True))
+    fire(rep, t0)
+    (t,) = commit_height(rep, 1)
+    assert t.after_ms == 100
