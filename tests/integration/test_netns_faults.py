@@ -26,14 +26,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(REASON is not None, reason=RE
 
 PARAMS = {"view_timeout_ms": 2000, "block_interval_ms": 100}  # the chain defaults, spelled out
 RATE = 200  # signed transfers per second offered, as in the issue's measurements
-# Issue 13 asks for the first commit within 3 s of the heal. Measured here 1.1-4.4 s: the
-# network part (redial <= 1 s, re-sent state, new view) takes about 1 s; the rest is the
-# first block after 20 s of partition, a full 2,000-transaction block, which takes 1.3-2 s
-# to validate and commit on this shared 2-core machine (load average ~10) and ~0.3 s idle.
-# The test holds the bound that separates fixed from broken (the old code took ~10 s)
-# without failing on the machine's load; the figure is printed and in docs/performance.md.
+# Issue 13 asks for the first commit within 3 s of the heal. The network part (redial
+# <= 1 s, re-sent state, new view) takes about 1 s; the first block of the new view is
+# capped (node/runner.py FIRST_BLOCK_AFTER_VIEW_CHANGE_TXS) so it does not add the 1.3-2 s
+# a full 2,000-transaction block took to validate on this shared 2-core machine. Measured
+# 0.7-1.84 s with the cap (docs/performance.md); the old code took ~10 s.
 HEAL_TARGET_S = 3.0
-HEAL_BOUND_S = 6.0
+HEAL_BOUND_S = HEAL_TARGET_S
 SENDERS = [Signer(sha256(b"netns-sender-%d" % i)) for i in range(200)]
 
 
