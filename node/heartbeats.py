@@ -7,6 +7,14 @@ the earliest time one will be (`Chain.next_heartbeat_ms`), at most
 back through the runner's queue as `_HeartbeatCheck`; a proposal, a commit, stop and halt
 cancel it. Replicas check the same rule from the block header, so this node's clock
 decides only when a heartbeat is proposed, never whether it is valid.
+
+Every validator also watches for a heartbeat that is owed and not coming (a crashed or
+silent primary on a quiet chain): one timer per height for the due time plus
+`time_skew_ms` (the clock slack a primary is allowed). When it fires with the head
+unchanged, the owed block counts as one pending transaction (`_pending_event`), so the
+consensus core's progress timer runs and, if no block comes within `view_timeout_ms`, a
+view change replaces the primary as for a censored transaction. Healthy networks never
+reach it: the heartbeat commits before its due time plus the slack.
 """
 
 from __future__ import annotations
@@ -24,9 +32,17 @@ class _HeartbeatCheck:
     """Internal runner event: time to look again whether a heartbeat block is due."""
 
 
+@dataclass(frozen=True, slots=True)
+class _HeartbeatOverdue:
+    """Internal runner event: time to look whether a due heartbeat block is overdue."""
+
+    height: int  # the head when the watch was set: a commit since makes it moot
+
+
 class HeartbeatProposer:
     """Uses the runner's `chain`, `clock_ms`, `queue`, `signer`, `last_cert`, `log`,
-    `_heartbeat_timer` and `_propose(req, block, result)`."""
+    `mempool`, `_heartbeat_timer`, `_overdue_timer`, `heartbeat_owed`, `_feed`,
+    `_pending_event()` and `_propose(req, block, result)`."""
 
     def _maybe_heartbeat(self, req: fx.RequestProposal) -> None:
         """No tx ready: propose an empty block if one is due now, else time the next check."""
@@ -56,3 +72,36 @@ class HeartbeatProposer:
         if self._heartbeat_timer is not None:
             self._heartbeat_timer.cancel()
             self._heartbeat_timer = None
+
+    # the watch for an owed heartbeat that does not come (every validator) ------------------
+    def _arm_overdue(self) -> None:
+        """One timer per head: due time + time_skew_ms, at most HEARTBEAT_RECHECK_MS ahead."""
+        self._cancel_overdue()
+        due = self.chain.next_heartbeat_ms()
+        if due is None:
+            return
+        owed_at = due + self.chain.params.get("time_skew_ms", 2000)
+        delay_ms = min(max(owed_at - self.clock_ms(), 0) + 1, HEARTBEAT_RECHECK_MS)
+        self._overdue_timer = asyncio.get_running_loop().call_later(
+            delay_ms / 1000, self.queue.put_nowait, _HeartbeatOverdue(self.chain.height))
+
+    def _cancel_overdue(self) -> None:
+        if self._overdue_timer is not None:
+            self._overdue_timer.cancel()
+            self._overdue_timer = None
+
+    def _on_heartbeat_overdue(self, item: _HeartbeatOverdue) -> None:
+        self._overdue_timer = None
+        if item.height != self.chain.height or self.heartbeat_owed:
+            return  # a block came meanwhile (its commit set a new watch), or already counted
+        due = self.chain.next_heartbeat_ms()
+        if due is None:
+            return
+        owed_at = due + self.chain.params.get("time_skew_ms", 2000)
+        if self.clock_ms() < owed_at:
+            self._arm_overdue()  # a far due time: the timer was capped, look again later
+            return
+        self.heartbeat_owed = True
+        self.log.info("heartbeat block %d was due at %d and has not come %d ms later: counting it as pending "
+                      "work, so a silent primary is replaced", self.chain.height + 1, due, self.clock_ms() - due)
+        self._feed(self._pending_event())

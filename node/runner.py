@@ -68,7 +68,7 @@ from ledger.store.base import PREFIX_WAL
 
 from node import inbound
 from node.follower import FULL, VALIDATOR, FollowRefused, apply_followed, decode_fetched, role_change, role_of
-from node.heartbeats import HeartbeatProposer, _HeartbeatCheck
+from node.heartbeats import HeartbeatProposer, _HeartbeatCheck, _HeartbeatOverdue
 from node.mempool import Mempool
 from node.startup_sync import DurableWriteFailed, sync_before_signing
 from node.transport import Transport
@@ -178,7 +178,7 @@ class _Fatal(Exception):
 
 
 _STOP = object()
-_INTERNAL = (_TxsAdded, _ProposeCheck, _HeartbeatCheck, _Fetched, _SyncCheck, _Call)
+_INTERNAL = (_TxsAdded, _ProposeCheck, _HeartbeatCheck, _HeartbeatOverdue, _Fetched, _SyncCheck, _Call)
 
 
 class Runner(HeartbeatProposer):
@@ -215,6 +215,8 @@ class Runner(HeartbeatProposer):
         self._proposal: fx.RequestProposal | None = None
         self._propose_timer: asyncio.TimerHandle | None = None
         self._heartbeat_timer: asyncio.TimerHandle | None = None  # next check for a due heartbeat block
+        self._overdue_timer: asyncio.TimerHandle | None = None    # watch for a due heartbeat that does not come
+        self.heartbeat_owed = False  # a due heartbeat is overdue at this height: it counts as pending work
         self._fetching = False
         self._bg: set[asyncio.Task] = set()
         self.sync_interval_ms = sync_interval_ms
@@ -277,6 +279,7 @@ class Runner(HeartbeatProposer):
         if self._propose_timer is not None:
             self._propose_timer.cancel()
         self._cancel_heartbeat()
+        self._cancel_overdue()
         for t in list(self._bg):
             t.cancel()
         for futs in self._waiters.values():
@@ -313,6 +316,7 @@ class Runner(HeartbeatProposer):
             self._drain_local()
             self._recover_single()
             self._drain_local()
+            self._arm_overdue()
         self._sync_check()
         while True:
             item = await self.queue.get()
@@ -338,6 +342,7 @@ class Runner(HeartbeatProposer):
             self._propose_timer.cancel()
             self._propose_timer = None
         self._cancel_heartbeat()
+        self._cancel_overdue()
         self.release_waiters()
 
     # inputs from the rest of the node -------------------------------------------------
@@ -436,6 +441,9 @@ class Runner(HeartbeatProposer):
         elif isinstance(item, _HeartbeatCheck):
             self._cancel_heartbeat()  # the timer that sent it, or one this check makes moot
             self._maybe_propose()
+        elif isinstance(item, _HeartbeatOverdue):
+            if self.role == VALIDATOR:
+                self._on_heartbeat_overdue(item)
         elif isinstance(item, _Fetched):
             self._apply_fetched(item)
         elif isinstance(item, _SyncCheck):
@@ -681,6 +689,7 @@ class Runner(HeartbeatProposer):
             self._propose_timer.cancel()
             self._propose_timer = None
         self._cancel_heartbeat()  # the new head has its own due time
+        self.heartbeat_owed = False
         admitted = {stx.hash: self.mempool.added_at(stx.hash) for stx in result.txs if stx.hash in self.mempool}
         dropped = self.mempool.on_commit(result.txs, block.height + 1)
         for stx in dropped:
@@ -709,6 +718,10 @@ class Runner(HeartbeatProposer):
         # would make its progress timer start a view change in an idle network
         self._local.append(self._pending_event())
         self._check_role(block.height)
+        if self.role == VALIDATOR:
+            self._arm_overdue()
+        else:
+            self._cancel_overdue()
 
     def _config_change(self) -> ConsensusConfig | None:
         """The core's configuration for the next height if the committed state changed its
@@ -726,7 +739,8 @@ class Runner(HeartbeatProposer):
 
     def _pending_event(self) -> ev.PendingTxs:
         limit = min(self.chain.params.get("max_tx_bytes", 64 * 1024), self.max_block_bytes)
-        return ev.PendingTxs(self.mempool.ready_count(),
+        owed = 1 if self.heartbeat_owed else 0  # an overdue heartbeat block is work the primary owes
+        return ev.PendingTxs(self.mempool.ready_count() + owed,
                              self.mempool.oldest_proposable(limit, self.chain.height + 1))
 
     # catch-up --------------------------------------------------------------------------------------

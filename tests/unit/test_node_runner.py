@@ -43,6 +43,9 @@ class RecordingTransport(NullTransport):
 
     def broadcast(self, message: bytes) -> None:
         msg = decode_message(message)
+        if not hasattr(msg, "block_hash"):  # a ViewChange / NewView: covered by the view in the record
+            self.messages.append(msg)
+            return
         rec = load_signed_state(self.store)
         phase = "pp" if isinstance(msg, PrePrepare) else "commit" if isinstance(msg, Commit) else "prepare"
         if rec is None or (rec.height, rec.view) != (msg.height, msg.view) or rec.signed(phase) != msg.block_hash:
@@ -681,3 +684,52 @@ def test_the_first_block_of_a_view_entered_by_a_view_change_is_kept_small():
         assert isinstance(ready, ev.ProposalReady) and ready.view == view
         sizes[view] = len(Block.decode(ready.block).txs)
     assert sizes == {0: 500, 2: FIRST_BLOCK_AFTER_VIEW_CHANGE_TXS} and FIRST_BLOCK_AFTER_VIEW_CHANGE_TXS < 500
+
+
+async def test_an_overdue_heartbeat_counts_as_pending_work_so_a_silent_primary_is_replaced():
+    """A replica (not the primary) on a quiet chain: a heartbeat due at genesis + 60 s is
+    not owed until time_skew_ms (2 s) later; from then it counts as one pending tx, the
+    core's progress timer runs, and with no block the replica asks for a view change."""
+    from consensus.messages import ViewChange
+    from node.heartbeats import _HeartbeatOverdue
+
+    net = make_testnet(n_validators=4, params={"view_timeout_ms": 100})
+    chain = net.chain(MemoryStore())
+    mp = Mempool(chain.chain_id, lambda a: (True, accounts.next_nonce(chain.state(), a)))
+    by_key = {s.public_key: s for s in net.validators}
+    replica_key = chain.validator_keys[1]  # view 0, height 1 is led by keys[0], which stays silent
+    genesis = net.doc["genesis_time_ms"]
+    clock = FakeClock(genesis + 60_000 + 1_000)  # due, but within the primary's clock slack
+    tr = RecordingTransport(chain.store)
+    runner = Runner(chain, mp, by_key[replica_key], tr, clock_ms=clock, sync_interval_ms=0)
+    runner.start()
+    try:
+        await settled(runner)
+        assert not runner.heartbeat_owed and runner._overdue_timer is not None
+        assert 0.5 < timer_delay_s(runner._overdue_timer) <= 1.01  # at due + 2 s
+        runner.queue.put_nowait(_HeartbeatOverdue(0))  # a check before that time changes nothing
+        await settled(runner)
+        assert not runner.heartbeat_owed and runner._pending_event().count == 0
+        assert not [m for m in tr.messages if isinstance(m, ViewChange)]
+        clock.ms = genesis + 62_000
+        runner.queue.put_nowait(_HeartbeatOverdue(0))
+        await settled(runner)
+        assert runner.heartbeat_owed and runner._pending_event().count == 1
+        await until(lambda: any(isinstance(m, ViewChange) for m in tr.messages))
+        assert chain.height == 0
+    finally:
+        await runner.stop()
+    assert runner._overdue_timer is None  # stop cancels the watch
+
+
+async def test_an_overdue_watch_from_an_older_head_is_moot():
+    from node.heartbeats import _HeartbeatOverdue
+
+    net = make_testnet(n_validators=4)
+    chain = net.chain(MemoryStore())
+    mp = Mempool(chain.chain_id, lambda a: (True, accounts.next_nonce(chain.state(), a)))
+    by_key = {s.public_key: s for s in net.validators}
+    runner = Runner(chain, mp, by_key[chain.validator_keys[1]], RecordingTransport(chain.store),
+                    clock_ms=FakeClock(net.doc["genesis_time_ms"] + 10**9), sync_interval_ms=0)
+    runner._on_heartbeat_overdue(_HeartbeatOverdue(5))  # set when the head was 5: not this head
+    assert not runner.heartbeat_owed
