@@ -4,7 +4,8 @@
 with the ledger's own code and returns a `Report`. Per block, in this order:
 
 1. the block exists and decodes strictly, and is stored under its own height;
-2. `Chain.validate_block`: chain id, height, parent link, time, proposer, validator-set
+2. `Chain.validate_block`: chain id, height, parent link, time, an empty block only when
+   due (ledger/heartbeat.py), proposer, validator-set
    hash, the parent's certificate carried in the block (against the set that decided
    the parent), the transaction limit, the transactions root, every transaction's
    signature, nonce and expiry, re-execution, the results root and the state root;
@@ -225,6 +226,10 @@ def _explain(chain: Chain, block: Block, exc: BlockInvalid, verified) -> tuple[A
         return head.block_hash, hd.parent_hash
     if code == "bad_time":
         return f"> {head.time_ms}", hd.time_ms
+    if code == "empty_block_not_due":  # ledger/heartbeat.py: due from this time on, or never
+        due = chain.next_heartbeat_ms()
+        return ("transactions (no empty block is ever due here)" if due is None
+                else f"transactions, or time >= {due}"), f"no transactions at time {hd.time_ms}"
     if code == "bad_proposer":
         return [k.hex() for k in chain.validator_keys], hd.proposer
     if code == "bad_validator_set":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ledger import accounts
+from ledger import accounts, heartbeat
 from ledger.block import (
     HEADER_FORMAT,
     ZERO_HASH,
@@ -155,6 +155,15 @@ class Chain:
     def block_context(self, height: int, time_ms: int) -> BlockContext:
         return BlockContext(self.chain_id, height, time_ms, self.params)
 
+    # heartbeat blocks (ledger/heartbeat.py) -----------------------------------
+    def heartbeat_due(self, time_ms: int) -> str | None:
+        """Why an empty block at `time_ms` on top of the head is due, or None."""
+        return heartbeat.due_reason(self.state(), self.head.time_ms, time_ms)
+
+    def next_heartbeat_ms(self) -> int | None:
+        """The earliest block time at which an empty block is due on top of the head."""
+        return heartbeat.next_due_ms(self.state(), self.head.time_ms)
+
     # building and validating ---------------------------------------------------
     def build_block(
         self,
@@ -209,6 +218,9 @@ class Chain:
             raise BlockInvalid(f"{where}: time {hd.time_ms} is not after the parent's {self.head.time_ms}", "bad_time")
         if now_ms is not None and hd.time_ms > now_ms + self.params.get("time_skew_ms", 2000):
             raise BlockInvalid(f"{where}: time {hd.time_ms} is too far in the future", "bad_time")
+        if not block.txs and self.heartbeat_due(hd.time_ms) is None:
+            raise BlockInvalid(f"{where}: an empty block at time {hd.time_ms} is not due (no due transition, no "
+                               "pending validator change, heartbeat_interval_ms not reached)", "empty_block_not_due")
         keys = self.validator_keys
         if hd.proposer not in keys:
             raise BlockInvalid(f"{where}: proposer {hd.proposer.hex()} is not a validator", "bad_proposer")

@@ -26,12 +26,18 @@ DEFAULT_PARAMS: dict[str, int] = {
     "accept_window_ms": 3_600_000,
     "dispute_window_ms": 86_400_000,
     "usage_period_ms": 3_600_000,
+    "heartbeat_interval_ms": 60_000,  # ledger/heartbeat.py; 0 = empty blocks only for due transitions
 }
+# Parameters added after chains were already running. A genesis document that does not
+# set one leaves it out of the genesis state, so those chains' state (and every state
+# root after it) replays byte for byte; the code reading it applies the default above
+# (`ledger.heartbeat.interval_ms`). Governance `set_param` writes it like any other.
+LATER_PARAMS = frozenset({"heartbeat_interval_ms"})
 
 
 def genesis_view(base, doc: dict) -> StateView:
     state = StateView(base)
-    params = dict(DEFAULT_PARAMS)
+    params = {name: value for name, value in DEFAULT_PARAMS.items() if name not in LATER_PARAMS}
     params.update(doc.get("params", {}))
     state.put(b"params", params)
     for org in doc["orgs"]:

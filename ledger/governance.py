@@ -69,6 +69,7 @@ PARAM_RANGES: dict[str, tuple[int, int]] = {
     "accept_window_ms": (1000, 30 * 86_400_000),
     "dispute_window_ms": (1000, 30 * 86_400_000),
     "usage_period_ms": (60_000, 30 * 86_400_000),
+    "heartbeat_interval_ms": (0, 86_400_000),  # 0: no interval heartbeats (ledger/heartbeat.py)
 }
 
 

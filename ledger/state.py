@@ -48,6 +48,34 @@ class StateView:
         for key in sorted(base):
             yield key, base[key]
 
+    def first_raw(self, prefix: bytes) -> tuple[bytes, bytes] | None:
+        """The first live item under `prefix` in key order, or None: reads the committed
+        store lazily (one seek on LevelDB), not the whole range as `iter_raw` does."""
+        return next(self._iter_lazy(prefix), None)
+
+    def _iter_lazy(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        if isinstance(self._parent, StateView):
+            below = self._parent._iter_lazy(prefix)
+        else:
+            n = len(PREFIX_STATE)
+            below = ((k[n:], v) for k, v in self._parent.iterate(PREFIX_STATE + prefix))
+        mine = sorted((k, v) for k, v in self.writes.items() if k.startswith(prefix))
+        i = 0
+        for key, value in below:
+            while i < len(mine) and mine[i][0] < key:  # own writes before this key
+                if mine[i][1] is not None:
+                    yield mine[i]
+                i += 1
+            if i < len(mine) and mine[i][0] == key:  # overwritten or deleted here
+                if mine[i][1] is not None:
+                    yield mine[i]
+                i += 1
+                continue
+            yield key, value
+        for key, value in mine[i:]:
+            if value is not None:
+                yield key, value
+
     # decoded values ---------------------------------------------------------
     def get(self, key: bytes, default: Any = None) -> Any:
         raw = self.get_raw(key)

@@ -27,10 +27,20 @@ validator (no transport) gets a real one from `network_factory` when it needs pe
 
 Batching: when the core asks for a proposal, a block is cut as soon as `max_block_txs`
 transactions are ready, or `block_interval_ms` after the oldest ready transaction
-arrived, whichever comes first. No empty blocks. Both are read from the chain's parameters
+arrived, whichever comes first (the first block of a view entered by a view change takes
+at most FIRST_BLOCK_AFTER_VIEW_CHANGE_TXS, `_block_cap`). Both are read from the chain's parameters
 (unless config.json overrides them) at every proposal, so a governance change applies at
 once; view_timeout_ms and rotation_blocks reach the core in `Committed.config` (see
 `_config_change`), from the next height on.
+
+Heartbeat blocks (node/heartbeats.py): with no transaction to propose (none ready, or
+every ready one excluded), the primary proposes an empty block only once one is due by
+the chain's rule (ledger/heartbeat.py: a due market transition, a pending validator
+change, or `heartbeat_interval_ms` since the parent), stamped with its own clock. Until
+then one timer is set for the earliest time one will be due (`Chain.next_heartbeat_ms`,
+re-checked at least once a minute in case the wall clock steps); a proposal, a commit,
+stop and halt cancel it. Replicas refuse an empty block that is not due at its header
+time (`empty_block_not_due`), so this node's clock decides only when, never whether.
 """
 
 from __future__ import annotations
@@ -58,6 +68,7 @@ from ledger.store.base import PREFIX_WAL
 
 from node import inbound
 from node.follower import FULL, VALIDATOR, FollowRefused, apply_followed, decode_fetched, role_change, role_of
+from node.heartbeats import HeartbeatProposer, _HeartbeatCheck
 from node.mempool import Mempool
 from node.startup_sync import DurableWriteFailed, sync_before_signing
 from node.transport import Transport
@@ -66,6 +77,7 @@ WAL_SIGNED = PREFIX_WAL + b"signed"
 WAL_PROPOSAL = PREFIX_WAL + b"proposal"  # [height, view, block]: our last proposal, for restart
 MAX_INBOUND_QUEUE = 10_000   # peer messages beyond this are dropped (consensus recovers by timeouts)
 FETCH_LIMIT = 100            # blocks per catch-up request
+FIRST_BLOCK_AFTER_VIEW_CHANGE_TXS = 250  # the first block of a new view is kept small (Runner._block_cap)
 MAX_EVIDENCE = 1_000
 STARTUP_SYNC_S = 3.0         # with no peer answering for this long (all starting at once) a node starts as it is
 
@@ -166,10 +178,10 @@ class _Fatal(Exception):
 
 
 _STOP = object()
-_INTERNAL = (_TxsAdded, _ProposeCheck, _Fetched, _SyncCheck, _Call)
+_INTERNAL = (_TxsAdded, _ProposeCheck, _HeartbeatCheck, _Fetched, _SyncCheck, _Call)
 
 
-class Runner:
+class Runner(HeartbeatProposer):
     def __init__(
         self,
         chain: Chain,
@@ -202,6 +214,7 @@ class Runner:
         self._timers: set[asyncio.TimerHandle] = set()
         self._proposal: fx.RequestProposal | None = None
         self._propose_timer: asyncio.TimerHandle | None = None
+        self._heartbeat_timer: asyncio.TimerHandle | None = None  # next check for a due heartbeat block
         self._fetching = False
         self._bg: set[asyncio.Task] = set()
         self.sync_interval_ms = sync_interval_ms
@@ -263,6 +276,7 @@ class Runner:
         self._timers.clear()
         if self._propose_timer is not None:
             self._propose_timer.cancel()
+        self._cancel_heartbeat()
         for t in list(self._bg):
             t.cancel()
         for futs in self._waiters.values():
@@ -323,6 +337,7 @@ class Runner:
         if self._propose_timer is not None:
             self._propose_timer.cancel()
             self._propose_timer = None
+        self._cancel_heartbeat()
         self.release_waiters()
 
     # inputs from the rest of the node -------------------------------------------------
@@ -417,6 +432,9 @@ class Runner:
             self._maybe_propose()
         elif isinstance(item, _ProposeCheck):
             self._propose_timer = None
+            self._maybe_propose()
+        elif isinstance(item, _HeartbeatCheck):
+            self._cancel_heartbeat()  # the timer that sent it, or one this check makes moot
             self._maybe_propose()
         elif isinstance(item, _Fetched):
             self._apply_fetched(item)
@@ -525,8 +543,10 @@ class Runner:
             return
         ready = self.mempool.ready_count()
         if ready == 0:
+            self._maybe_heartbeat(req)
             return
-        if ready < self.max_block_txs:
+        cap = self._block_cap(req)
+        if ready < cap:
             if self._propose_timer is not None:
                 return  # a check is already due when the oldest ready tx has waited long enough
             oldest = self.mempool.oldest_ready()
@@ -536,7 +556,7 @@ class Runner:
                 self._propose_timer = asyncio.get_running_loop().call_later(
                     delay, self.queue.put_nowait, _ProposeCheck())
                 return
-        txs = self.mempool.take(self.max_block_txs, self.max_block_bytes)
+        txs = self.mempool.take(cap, self.max_block_bytes)
         verified = self.mempool.verified_hashes()
         block, result = self.chain.build_block(
             txs, time_ms=self.clock_ms(), view=req.view, proposer=self.signer.public_key,
@@ -546,10 +566,29 @@ class Runner:
             self.mempool.remove(stx.hash)
         if result.excluded:
             self._local.append(self._pending_event())
-        if not result.txs:
-            self._maybe_propose_later()
-            return
+        if not result.txs:  # every ready tx was excluded: an empty block only if one is due
+            reason = self.chain.heartbeat_due(block.header.time_ms)
+            if reason is None:
+                self._arm_heartbeat()
+                self._maybe_propose_later()
+                return
+            self.log.info("no includable tx; proposing heartbeat block %d (%s)", block.height, reason)
+        self._propose(req, block, result)
+
+    def _block_cap(self, req: fx.RequestProposal) -> int:
+        """Transactions for this proposal: `max_block_txs`, except the first block of a view
+        entered by a view change (after a partition heals, a crash, a slow primary), which
+        takes at most FIRST_BLOCK_AFTER_VIEW_CHANGE_TXS: every replica has a backlog to
+        admit then, and a small block commits in one round trip instead of the seconds a
+        full one takes to validate; the blocks after it are full again."""
+        last_view = self.last_cert.view if self.last_cert is not None else 0
+        if req.view > last_view:
+            return min(self.max_block_txs, FIRST_BLOCK_AFTER_VIEW_CHANGE_TXS)
+        return self.max_block_txs
+
+    def _propose(self, req: fx.RequestProposal, block: Block, result: BlockResult) -> None:
         self._proposal = None
+        self._cancel_heartbeat()
         self._results[block.hash] = (block, result)
         raw = block.encode()
         # kept so a lone validator that crashes after signing can finish this block; made
@@ -641,6 +680,7 @@ class Runner:
         if self._propose_timer is not None:
             self._propose_timer.cancel()
             self._propose_timer = None
+        self._cancel_heartbeat()  # the new head has its own due time
         admitted = {stx.hash: self.mempool.added_at(stx.hash) for stx in result.txs if stx.hash in self.mempool}
         dropped = self.mempool.on_commit(result.txs, block.height + 1)
         for stx in dropped:

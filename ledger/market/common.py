@@ -21,6 +21,7 @@ State keys (under the store's ``s/`` prefix; ``<n8>`` is an 8-byte big-endian in
 The due index is read without scanning it: the begin-block hook walks the coarse buckets
 between the cursor and the block time (one read each, skipping empty ones) and, inside a
 non-empty one, the 2^16 ms (~65 s) sub-prefixes ``mkt/due/<time n8 first 6 bytes>``.
+`earliest_due_ms` (for heartbeat blocks, ledger/heartbeat.py) reads only the first key.
 """
 
 from __future__ import annotations
@@ -250,3 +251,16 @@ def due_items(state: StateView, now_ms: int):
                 fine += fine_span
         coarse += coarse_span
     state.put(b"mkt/duecur", now_ms)
+
+
+def earliest_due_ms(state: StateView) -> int | None:
+    """The time of the earliest item in the due index, or None when it is empty.
+
+    Reads one key (the index is in time order), never the index: heartbeat checks run
+    before every empty block (ledger/heartbeat.py). After a block's hook has run, every
+    item left lies after that block's time.
+    """
+    if not state.get(b"mkt/duen", 0):
+        return None
+    first = state.first_raw(b"mkt/due/")
+    return None if first is None else parse_due(first[0])[0]

@@ -44,8 +44,12 @@ class MarketNet:
         return make_tx(signer, self.chain.chain_id, nonce, kind, payload)
 
     def block(self, txs: list[SignedTx], advance_ms: int = 1000, validate: bool = True):
-        """Build, (re)validate, certify and commit one block `advance_ms` after the last."""
+        """Build, (re)validate, certify and commit one block `advance_ms` after the last.
+        With no transactions, only if an empty block is due then (ledger/heartbeat.py), as
+        on a real chain; otherwise only time passes."""
         self.time_ms += advance_ms
+        if not txs and self.chain.heartbeat_due(self.time_ms) is None:
+            return []
         blk, result = self.chain.build_block(
             txs, time_ms=self.time_ms, view=0, proposer=self.net.validators[0].public_key, last_cert=self.cert,
             verified={t.hash for t in txs},
@@ -66,7 +70,9 @@ class MarketNet:
         return self.block([self.tx(signer, kind, payload)], advance_ms)[0]
 
     def advance(self, ms: int) -> None:
-        """An empty block `ms` later: time-driven transitions run."""
+        """`ms` pass, then a heartbeat block if one is due (a due transition, a pending
+        validator change, or heartbeat_interval_ms since the last block): time-driven
+        transitions due by then run. With nothing due no block is made."""
         self.block([], ms)
 
     def advance_hours(self, hours: int) -> None:

@@ -25,7 +25,8 @@ from node.config import init_home, load_config
 from node.errors import NodeError
 from node.runner import WAL_SIGNED
 
-NET = make_testnet(n_validators=1)
+# no interval heartbeats: the genesis time is years ago, and these tests count blocks from 0
+NET = make_testnet(n_validators=1, params={"heartbeat_interval_ms": 0})
 ADMIN = NET.admins["org1"]
 OP2 = NET.operators["org2"]
 

@@ -39,7 +39,11 @@ def _free_ports(n: int) -> list[int]:
 
 @pytest.fixture
 def net_homes(tmp_path):
-    net = make_testnet(n_validators=4, params={"view_timeout_ms": 800, "block_interval_ms": 20})
+    return make_homes(tmp_path, {"view_timeout_ms": 800, "block_interval_ms": 20})
+
+
+def make_homes(tmp_path, params: dict):
+    net = make_testnet(n_validators=4, params=params)
     ports = _free_ports(4)
     doc = dict(net.doc)
     doc["validators"] = [dict(v, p2p=f"http://127.0.0.1:{p}") for v, p in zip(doc["validators"], ports)]
@@ -178,6 +182,31 @@ async def test_an_idle_network_does_not_change_views(net_homes):
         await asyncio.sleep(2.5)  # three view timeouts (800 ms) of idleness
         assert [n.runner.view for n in nodes] == [0, 0, 0, 0]
         assert all(len(n.mempool) == 0 for n in nodes)
+    finally:
+        for n in nodes:
+            await n.stop()
+
+
+async def test_an_idle_network_makes_heartbeat_blocks_without_view_changes(tmp_path):
+    """With a 1 s heartbeat_interval_ms and no transaction at all, the primary proposes an
+    empty block each second, every replica accepts it (it is due), and nobody suspects
+    the primary in between."""
+    net, homes = make_homes(tmp_path, {"view_timeout_ms": 800, "block_interval_ms": 20,
+                                       "heartbeat_interval_ms": 1_000})
+    nodes = [await start(h) for h in homes]
+    try:
+        await until(lambda: min(n.chain.height for n in nodes) >= 4, timeout=60, what="four heartbeat blocks")
+        top = min(n.chain.height for n in nodes)
+        for h in range(1, top + 1):
+            blocks = {n.chain.get_block(h).hash: n.chain.get_block(h) for n in nodes}
+            assert len(blocks) == 1, f"nodes disagree at height {h}"
+            (block,) = blocks.values()
+            assert block.txs == ()
+            if h > 1:  # never before the interval since the parent (the first one: since genesis)
+                parent = nodes[0].chain.get_block(h - 1)
+                assert block.header.time_ms - parent.header.time_ms >= 1_000
+        assert [n.runner.view for n in nodes] == [0, 0, 0, 0]
+        assert all(n.runner.view_changes == 0 for n in nodes)
     finally:
         for n in nodes:
             await n.stop()

@@ -28,7 +28,8 @@ from node.app import Node, run_node
 from node.config import init_home, load_config
 from node.errors import ConfigError
 
-NET = make_testnet(n_validators=1)
+# no interval heartbeats: the genesis time is years ago, and these tests count blocks from 0
+NET = make_testnet(n_validators=1, params={"heartbeat_interval_ms": 0})
 CHAIN_ID = NET.doc["chain_id"]
 ADMIN = NET.admins["org1"]
 OP2 = NET.operators["org2"]

@@ -33,7 +33,10 @@ from node.config import init_home, load_config
 from node.runner import WAL_PROPOSAL, WAL_SIGNED, load_signed_state
 
 ROOT = Path(__file__).resolve().parents[2]
-NET = make_testnet(n_validators=1)
+# no interval heartbeats: the genesis time is years before the wall clock, so with the
+# default heartbeat_interval_ms each node would start with an empty block and the heights
+# these tests check would be off by one (the heartbeat test below uses the default)
+NET = make_testnet(n_validators=1, params={"heartbeat_interval_ms": 0})
 CHAIN_ID = NET.doc["chain_id"]
 ADMIN = NET.admins["org1"]
 OP2 = NET.operators["org2"]
@@ -47,9 +50,9 @@ def transfer(signer, nonce, amount=5, to=None, chain=CHAIN_ID):
     return make_tx(signer, chain, nonce, "transfer", {"to": to or OP2.address, "amount": amount})
 
 
-def make_home(tmp_path: Path, **settings) -> Path:
-    save_genesis(NET.doc, tmp_path / "genesis.json")
-    write_key(tmp_path / "validator.json", NET.validators[0])
+def make_home(tmp_path: Path, net=NET, **settings) -> Path:
+    save_genesis(net.doc, tmp_path / "genesis.json")
+    write_key(tmp_path / "validator.json", net.validators[0])
     home = tmp_path / "home"
     init_home(home, tmp_path / "genesis.json", tmp_path / "validator.json", api_port=1, **settings)
     return home
@@ -339,6 +342,24 @@ async def test_validators_openapi_and_metrics(node, client):
         text = await r.text()
     assert r.status == 200 and "cxl_height 1.0" in text and "cxl_txs_committed_total 1.0" in text
     assert "cxl_commit_latency_seconds_count 1.0" in text
+
+
+async def test_a_lone_validator_makes_a_heartbeat_block_when_one_is_due(tmp_path):
+    """The default heartbeat_interval_ms (60 s) has long passed since this genesis: the
+    node's first block is an empty heartbeat; the next is not due for a minute."""
+    net = make_testnet(n_validators=1)
+    node = await start(make_home(tmp_path, net=net))
+    try:
+        deadline = time.monotonic() + 30
+        while node.chain.height < 1:
+            assert time.monotonic() < deadline, "no heartbeat block"
+            await asyncio.sleep(0.05)
+        block = node.chain.get_block(1)
+        assert block.txs == () and node.chain.heartbeat_due(block.header.time_ms + 59_999) is None
+        assert node.chain.next_heartbeat_ms() == block.header.time_ms + 60_000
+        assert node.chain.height == 1
+    finally:
+        await node.stop()
 
 
 # -- restarts ------------------------------------------------------------------------------------

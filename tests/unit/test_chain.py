@@ -37,7 +37,9 @@ def transfers(net, chain, count=3, amount=5):
 
 
 def advance(net, chain, txs=(), *, proposer=0):
-    block, _ = chain.build_block(list(txs), time_ms=chain.head.time_ms + 1000, view=0,
+    """One block 1 s after the head; with no txs, a heartbeat block at the time it is due."""
+    time_ms = chain.head.time_ms + 1000 if txs else chain.next_heartbeat_ms()
+    block, _ = chain.build_block(list(txs), time_ms=time_ms, view=0,
                                  proposer=net.validators[proposer].public_key,
                                  last_cert=chain.get_cert(chain.height) if chain.height else None)
     result = chain.validate_block(block)
@@ -195,7 +197,7 @@ def test_missing_last_cert(chain, candidate):
 
 def test_first_block_carries_no_cert(net):
     c = net.chain()
-    block, _ = c.build_block([], time_ms=c.head.time_ms + 1, view=0, proposer=net.validators[0].public_key,
+    block, _ = c.build_block([], time_ms=c.next_heartbeat_ms(), view=0, proposer=net.validators[0].public_key,
                              last_cert=None)
     c.validate_block(block)
     other = net.chain()

@@ -42,6 +42,11 @@ def advance(net, chain: Chain, txs, *, step: int = 1000):
     block, built = chain.build_block(
         txs, time_ms=chain.head.time_ms + step, view=0, proposer=net.validators[0].public_key, last_cert=last_cert
     )
+    if not built.txs and chain.heartbeat_due(block.header.time_ms) is None:
+        # nothing includable and no heartbeat due yet: a primary would wait until one is
+        block, built = chain.build_block(
+            txs, time_ms=chain.next_heartbeat_ms(), view=0, proposer=net.validators[0].public_key,
+            last_cert=last_cert)
     result = chain.validate_block(block)
     assert result.state_root == built.state_root and result.results_root == built.results_root
     assert not result.excluded

@@ -45,7 +45,9 @@ class Net:
             nonces[signer.address] = n + 1
             txs.append(make_tx(signer, self.chain.chain_id, n, kind, payload))
         c = self.chain
-        block, _ = c.build_block(txs, time_ms=c.head.time_ms + 1000, view=0,
+        # with no transactions, a heartbeat block: at the earliest time it is due (ledger/heartbeat.py)
+        later = 1000 if txs else max(1000, c.next_heartbeat_ms() - c.head.time_ms)
+        block, _ = c.build_block(txs, time_ms=c.head.time_ms + later, view=0,
                                  proposer=proposer or self.net.validators[0].public_key,
                                  last_cert=c.get_cert(c.height) if c.height else None)
         result = c.validate_block(block)
@@ -332,7 +334,7 @@ def test_certificates_follow_the_validator_set_through_a_change(tmp_path):
 
     # height h_change is decided by four validators: v0's signature alone is no longer a quorum
     c = g.chain
-    block, _ = c.build_block([], time_ms=c.head.time_ms + 1, view=0, proposer=extra[0].public_key,
+    block, _ = c.build_block([], time_ms=c.next_heartbeat_ms(), view=0, proposer=extra[0].public_key,
                              last_cert=c.get_cert(c.height))
     result = c.validate_block(block)
     with pytest.raises(BlockInvalid):
@@ -347,7 +349,7 @@ def test_certificates_follow_the_validator_set_through_a_change(tmp_path):
     try:
         c = net.chain(store)
         assert c.head_validator_keys == [v0.public_key] + [v.public_key for v in extra]
-        block, _ = c.build_block([], time_ms=c.head.time_ms + 1, view=0, proposer=v0.public_key,
+        block, _ = c.build_block([], time_ms=c.next_heartbeat_ms(), view=0, proposer=v0.public_key,
                                  last_cert=c.get_cert(c.height))
         c.validate_block(block)
         weak = Certificate.build(h_change, 0, c.head.block_hash, dict([c.get_cert(c.height).signatures[0]]))

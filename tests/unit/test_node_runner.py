@@ -1,5 +1,6 @@
 """The runner with the real consensus core on a memory store: WAL before send, the
-batching rule, no empty blocks, catch-up through fetched blocks, evidence."""
+batching rule, empty blocks only as heartbeats when due, catch-up through fetched blocks,
+evidence."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from node.mempool import Mempool
 from node.runner import Runner, load_signed_state
 from node.transport import NullTransport
 
-NET = make_testnet(n_validators=1)
+# no interval heartbeats: the genesis time is years before the wall clock, so with the
+# default interval every idle runner here would propose an empty block at once
+NET = make_testnet(n_validators=1, params={"heartbeat_interval_ms": 0})
 ADMIN = NET.admins["org1"]
 OP2 = NET.operators["org2"]
 
@@ -115,7 +118,7 @@ async def test_block_cut_after_interval_from_first_pending_tx():
         await runner.stop()
 
 
-async def test_no_empty_blocks_and_unincludable_txs_are_dropped():
+async def test_no_empty_block_unless_due_and_unincludable_txs_are_dropped():
     runner, chain, mp, _ = make_runner(block_interval_ms=20)
     runner.start()
     try:
@@ -447,7 +450,7 @@ async def test_governed_consensus_params_reach_the_core_at_the_next_height_witho
     from consensus.core import Replica
     from consensus.state import ConsensusConfig
 
-    net = make_testnet(n_orgs=1, n_validators=1)  # one organisation: a proposal passes at once
+    net = make_testnet(n_orgs=1, n_validators=1, params={"heartbeat_interval_ms": 0})  # one org: a proposal passes at once
     admin, signer = net.admins["org1"], net.validators[0]
     store = MemoryStore()
     chain = net.chain(store)
@@ -489,6 +492,102 @@ async def test_governed_consensus_params_reach_the_core_at_the_next_height_witho
         await runner.stop()
 
 
+# -- heartbeat blocks: proposed when due (ledger/heartbeat.py), not before ----------------
+
+HB_NET = make_testnet(n_validators=1)  # the default heartbeat_interval_ms, 60 s
+HB_GENESIS = HB_NET.doc["genesis_time_ms"]
+
+
+class FakeClock:
+    def __init__(self, ms):
+        self.ms = ms
+
+    def __call__(self):
+        return self.ms
+
+
+def make_hb_runner(clock_ms):
+    chain = HB_NET.chain(MemoryStore())
+    mp = Mempool(chain.chain_id, lambda a: (True, accounts.next_nonce(chain.state(), a)))
+    clock = FakeClock(clock_ms)
+    runner = Runner(chain, mp, HB_NET.validators[0], RecordingTransport(chain.store), clock_ms=clock,
+                    block_interval_ms=10)
+    return runner, chain, mp, clock
+
+
+async def settled(runner):
+    """Wait until the runner has handled everything queued before this call."""
+    done = asyncio.get_running_loop().create_future()
+    runner.call_soon(lambda: done.set_result(None))
+    await asyncio.wait_for(done, 5)
+
+
+def timer_delay_s(handle):
+    return handle.when() - asyncio.get_running_loop().time()
+
+
+async def test_the_primary_proposes_a_heartbeat_when_due_and_not_before():
+    from node.runner import _HeartbeatCheck
+
+    runner, chain, mp, clock = make_hb_runner(HB_GENESIS + 1_000)
+    runner.start()
+    try:
+        await settled(runner)
+        assert chain.height == 0
+        timer = runner._heartbeat_timer
+        assert timer is not None and 50.0 < timer_delay_s(timer) <= 59.01  # due at genesis + 60 s, now + 59 s
+        clock.ms = HB_GENESIS + 59_999  # a check just before: still nothing
+        runner.queue.put_nowait(_HeartbeatCheck())
+        await settled(runner)
+        assert chain.height == 0 and runner._heartbeat_timer is not None
+        clock.ms = HB_GENESIS + 60_000
+        runner.queue.put_nowait(_HeartbeatCheck())
+        await until(lambda: chain.height == 1)
+        block = chain.get_block(1)
+        assert block.txs == () and block.header.time_ms == HB_GENESIS + 60_000
+        await settled(runner)
+        # the first timer was cancelled by the checks; the next one is for parent + 60 s
+        assert timer.cancelled()
+        assert runner._heartbeat_timer is not None and 50.0 < timer_delay_s(runner._heartbeat_timer) <= 60.01
+        clock.ms = HB_GENESIS + 60_001
+        runner.queue.put_nowait(_HeartbeatCheck())
+        await settled(runner)
+        assert chain.height == 1
+    finally:
+        await runner.stop()
+    assert runner._heartbeat_timer is None  # stop cancels it
+
+
+async def test_a_due_market_transition_makes_the_primary_propose_at_its_time():
+    from ledger.market.harness import MarketNet, listing_payload
+    from node.runner import _HeartbeatCheck
+
+    net = make_testnet(n_validators=1, params={"heartbeat_interval_ms": 0})
+    chain = net.chain(MemoryStore())
+    m = MarketNet(net, chain=chain)
+    m.send(net.operators["org1"], "listing_create", listing_payload(units=2))
+    lid = m.send(net.operators["org2"], "lease_open",
+                 {"listing": 1, "units": 1, "hours": 1, "max_price": 1_000_000}).result["lease"]
+    deadline = chain.next_heartbeat_ms()  # the lease's acceptance deadline
+    mp = Mempool(chain.chain_id, lambda a: (True, accounts.next_nonce(chain.state(), a)))
+    clock = FakeClock(deadline - 5_000)
+    runner = Runner(chain, mp, net.validators[0], RecordingTransport(chain.store), clock_ms=clock)
+    runner.last_cert = m.cert
+    runner.start()
+    try:
+        await settled(runner)
+        assert chain.height == 2 and 0.0 < timer_delay_s(runner._heartbeat_timer) <= 5.01
+        clock.ms = deadline
+        runner.queue.put_nowait(_HeartbeatCheck())
+        await until(lambda: chain.height == 3)
+        assert chain.get_block(3).txs == ()
+        assert chain.state().get(b"mkt/ls/" + lid.to_bytes(8, "big"))["status"] == "expired"
+        await settled(runner)
+        assert runner._heartbeat_timer is None  # nothing more will ever be due: no timer at all
+    finally:
+        await runner.stop()
+
+
 def test_consensus_config_from_chain_params():
     from consensus.state import ConsensusConfig
     from node.runner import consensus_config
@@ -501,3 +600,84 @@ def test_consensus_config_from_chain_params():
     assert cfg.slow_proposal_ms == 80_000
     assert consensus_config({}) == consensus_config({"view_timeout_ms": 2000, "rotation_blocks": 30,
                                                      "block_interval_ms": 100})
+
+
+async def test_when_every_ready_tx_is_excluded_a_due_heartbeat_is_still_proposed():
+    runner, chain, mp, clock = make_hb_runner(HB_GENESIS + 1_000)
+    runner.start()
+    try:
+        await settled(runner)
+        idle_timer = runner._heartbeat_timer
+        assert idle_timer is not None
+        mp.add(make_tx(ADMIN, HB_NET.doc["chain_id"], 0, "transfer", {"to": OP2.address, "amount": 1}))
+        runner.notify_txs_added(1)
+        await until(lambda: chain.height == 1)
+        assert idle_timer.cancelled()  # proposing a tx block cancels the idle heartbeat timer
+        # a tx that expired at height 1, offered once a heartbeat is due: dropped, and the
+        # block goes ahead without it
+        clock.ms = HB_GENESIS + 1_000 + 60_000
+        stale = make_tx(OP2, HB_NET.doc["chain_id"], 0, "transfer", {"to": ADMIN.address, "amount": 1}, expiry=1)
+        mp.add(stale)
+        runner.notify_txs_added(1)
+        await until(lambda: chain.height == 2)
+        assert chain.get_block(2).txs == () and len(mp) == 0
+    finally:
+        await runner.stop()
+
+
+async def test_a_follower_never_proposes_a_heartbeat():
+    """Only the primary with a pending request proposes; a replica only validates."""
+    net = make_testnet(n_validators=4)
+    chain = net.chain(MemoryStore())
+    mp = Mempool(chain.chain_id, lambda a: (True, accounts.next_nonce(chain.state(), a)))
+    keys = chain.validator_keys
+    by_key = {s.public_key: s for s in net.validators}
+    follower = by_key[keys[1]]  # view 0, height 1 is led by keys[0]
+    tr = RecordingTransport(chain.store)
+    runner = Runner(chain, mp, follower, tr, clock_ms=FakeClock(net.doc["genesis_time_ms"] + 10**9),
+                    sync_interval_ms=0)
+    runner.start()
+    try:
+        await settled(runner)
+        assert runner._proposal is None and runner._heartbeat_timer is None
+        assert not [m for m in tr.messages if isinstance(m, PrePrepare)]
+    finally:
+        await runner.stop()
+
+
+def test_a_replica_votes_against_an_empty_block_that_is_not_due():
+    """A byzantine primary's empty block before anything is due: the verdict is invalid
+    (the core then asks for a view change, as for any invalid proposal); at the due time
+    the same kind of block is valid. Decided from the header time, not this node's clock."""
+    runner, chain, mp, clock = make_hb_runner(HB_GENESIS + 10**9)  # this node's clock: long past due
+    proposer = HB_NET.validators[0].public_key
+    early, _ = chain.build_block([], time_ms=HB_GENESIS + 59_999, view=0, proposer=proposer, last_cert=None)
+    runner._validate(fx.ValidateBlock(0, 1, early.hash, early.encode()))
+    verdict = runner._local.pop()
+    assert not verdict.valid and verdict.reason.startswith("empty_block_not_due")
+    due, _ = chain.build_block([], time_ms=HB_GENESIS + 60_000, view=0, proposer=proposer, last_cert=None)
+    runner._validate(fx.ValidateBlock(0, 1, due.hash, due.encode()))
+    assert runner._local.pop().valid
+    assert chain.height == 0  # validation alone commits nothing
+
+
+def test_the_first_block_of_a_view_entered_by_a_view_change_is_kept_small():
+    """With 600 ready txs and max_block_txs 500: a proposal in the view of the last
+    certificate takes 500; the first one after a view change takes at most
+    FIRST_BLOCK_AFTER_VIEW_CHANGE_TXS (it commits quickly while every replica admits its
+    backlog); the cap is the proposer's policy, not a validity rule."""
+    from consensus import events as ev
+    from ledger.block import Block
+    from node.runner import FIRST_BLOCK_AFTER_VIEW_CHANGE_TXS
+
+    sizes = {}
+    for view in (0, 2):
+        runner, chain, mp, _tr = make_runner(max_block_txs=500, block_interval_ms=10)
+        for n in range(600):
+            mp.add(transfer(n))
+        runner._proposal = fx.RequestProposal(view, 1)
+        runner._maybe_propose()
+        ready = runner._local[-1]
+        assert isinstance(ready, ev.ProposalReady) and ready.view == view
+        sizes[view] = len(Block.decode(ready.block).txs)
+    assert sizes == {0: 500, 2: FIRST_BLOCK_AFTER_VIEW_CHANGE_TXS} and FIRST_BLOCK_AFTER_VIEW_CHANGE_TXS < 500
