@@ -17,8 +17,9 @@ RTTs and real retransmission timeouts. The test process talks to the nodes from 
 namespace: each HTTP call enters it on the calling thread (setns is per thread) and
 leaves it after.
 
-    net = NetnsNet(tmp_dir, 4, params=...)
+    net = NetnsNet(tmp_dir, 4, params=..., spare_hosts=1)
     try:
+        full = net.add_host_node("full", key, role="full")   # node 5, at 10.77.0.5
         net.start_all(); net.wait_ready()
         net.partition([0, 1], [2, 3]); ...; net.heal()
         net.shape(delay_ms=100, loss_pct=5)
