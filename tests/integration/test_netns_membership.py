@@ -308,7 +308,8 @@ def test_a_fifth_organisation_joins_from_its_own_host_and_votes_without_restarts
     # every block certified after node1 stopped needs all 4 others, the new one included
     later = range(stop_height + 2, h1 + 1)
     missing = [h for h in later if org5 not in signers_of(net, 1, h)]
-    figures("membership_join", listed_to_following_s=round(followed_s, 1), add_validator_to_voting_s=round(active_s, 1),
+    figures("membership_join", propose_listing_to_following_s=round(followed_s, 1),
+            propose_validator_to_voting_s=round(active_s, 1),
             activation_height=change["height"], blocks_after_stop=len(later))
     assert later and not missing, f"blocks {missing} committed without the new validator's signature"
     check_same_chain(net, [1, 2, 3, FULL, joiner], timeout=60)
