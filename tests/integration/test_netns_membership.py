@@ -95,6 +95,8 @@ def same_height_views(net: NetnsNet, path: str, a: int, b: int) -> tuple[dict, d
 
 
 class Cluster:
+    """The module's network and what the tests learn about it (who joined, who was stopped)."""
+
     def __init__(self, net: NetnsNet):
         self.net = net
         self.pids = {i: net.pid(i) for i in range(net.n)}
@@ -167,8 +169,8 @@ def test_two_two_partition_halts_without_fork_and_resumes_after_heal(cluster):
         all_s = time.monotonic() - healed_at
     finally:
         load.stop()
-    figures("membership_partition_2_2", still_s=STILL_S, stuck_height=stuck, first_commit_after_heal_s=round(recovery_s, 2),
-            all_validators_moved_s=round(all_s, 2), offered_tx_s=RATE, failed_posts=load.failed_posts)
+    figures("membership_partition_2_2", still_s=STILL_S, stuck_height=stuck,
+            first_commit_after_heal_s=round(recovery_s, 2), all_validators_moved_s=round(all_s, 2), offered_tx_s=RATE, failed_posts=load.failed_posts)
     # no fork: the identical block at every height on the 4 validators and the full node
     check_same_chain(net, VALIDATORS + [FULL], min_height=stuck + 1, timeout=60)
     assert recovery_s <= 10, f"first commit {recovery_s:.1f} s after the heal"
@@ -249,8 +251,8 @@ def test_the_full_node_follows_and_its_api_agrees(cluster):
         full_view, validator_view = same_height_views(net, f"/v1/accounts/{s.address}", FULL, 0)
         committed = ("balance", "nonce", "member", "escrow_as_tenant")  # not pending_nonce: each has its mempool
         assert {k: full_view[k] for k in committed} == {k: validator_view[k] for k in committed}
-    figures("membership_full_node", max_lag_blocks_under_load=max(lags), mean_lag_blocks=round(sum(lags) / len(lags), 1),
-            blocks_behind_quiet=st["blocks_behind"], forwarding_senders_committed=f"{len(moved)}/{len(forwarded)}",
+    figures("membership_full_node", max_lag_blocks_under_load=max(lags),
+            mean_lag_blocks=round(sum(lags) / len(lags), 1), blocks_behind_quiet=st["blocks_behind"], forwarding_senders_committed=f"{len(moved)}/{len(forwarded)}",
             offered_tx_s=RATE)
     assert len(moved) == len(forwarded), "transactions posted to the full node were not all forwarded"
     assert max(lags) <= 30, f"the full node was {max(lags)} blocks behind under load"
