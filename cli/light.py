@@ -27,6 +27,7 @@ from typing import Callable
 import click
 
 from cli.client import NodeClient, NodeError
+from node.views import jsonable  # the node's JSON form of stored values: what it answers with
 from ledger.encoding import decode
 from ledger.errors import EncodingError
 from ledger.lightclient import (LightClientError, TrustedSet, follow_change, genesis_set, genesis_state_root,
@@ -204,14 +205,6 @@ def from_context(ctx: click.Context | None = None) -> LightClient | None | str:
 
 # -- checking what the node says against what it proved ---------------------------------------
 
-def jsonable(value):
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).hex()
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value
 
 
 def _mismatch(what: str, field_name: str) -> LightClientError:

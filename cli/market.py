@@ -568,10 +568,15 @@ def lease_arbitrate(lease, period, unit_hours, uptime, txopts: TxOptions):
 @click.option("--key", "-k", required=True, metavar="NAME|PATH", help="The tenant's key.")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False))
 @node_option
+@light_options
 @json_option
 def lease_credentials(lease, key, passphrase_file, node_url, as_json):
-    """Decrypt the access details the provider sealed to the tenant of LEASE."""
-    info = _lease(client_for(node_url), lease)
+    """Decrypt the access details the provider sealed to the tenant of LEASE (the sealed
+    box is verified against the stored lease with a genesis file, like `lease show`)."""
+    info, verified = verified_get(client_for(node_url), f"/v1/leases/{lease}", "lease", lease, fetch=_fetch("lease"))
+    if verified is not None and "sealed_access" in verified.not_proven:
+        raise CliError(f"lease {lease}: the node's sealed access details are not covered by the proof; "
+                       "ask another node or pass --trust-node")
     if not info.get("sealed_access"):
         raise CliError(f"lease {lease} is {info['status']}: no access details yet (the provider posts them with "
                        "`cxl lease accept`)")
@@ -585,9 +590,11 @@ def lease_credentials(lease, key, passphrase_file, node_url, as_json):
                     "use the tenant's key")
         raise CliError(f"cannot open the access details of lease {lease}: {exc.message}{hint} [{exc.code}]") from None
     if as_json:
-        print_json({"lease": lease, "access": plaintext.decode(errors="replace")})
+        print_json(json_doc({"lease": lease, "access": plaintext.decode(errors="replace")}, verified))
         return
     click.echo(plaintext.decode(errors="replace"))
+    if verified is not None:  # stdout is the access details alone, so they can be piped
+        click.echo(verified.line(), err=True)
 
 
 @lease_group.command("show")

@@ -114,7 +114,8 @@ def node_init(home, genesis_path, node_key, api_port, p2p_port, api_host, p2p_ho
               help="Passphrase of an encrypted node key [default: $CXL_PASSPHRASE or prompt].")
 @click.option("--state-sync", "state_sync", metavar="URL[,URL...]",
               help="On an empty data directory, start from the latest snapshot of these nodes' client APIs "
-                   "(verified against the genesis validators) instead of replaying from genesis; ignored once "
+                   "(its certificate checked against the validator set followed from the genesis) instead of replaying "
+                   "from genesis; ignored once "
                    "the node holds a chain [default: config state_sync, else replay].")
 def node_start(home, passphrase_file, state_sync):
     """Run the node in the foreground until SIGINT/SIGTERM (logs to stderr and HOME/node.log)."""

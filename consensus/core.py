@@ -35,6 +35,18 @@ from consensus.state import ConsensusConfig, Faults, SignedState, primary_index
 
 
 MAX_HELPS = 8  # catch-up answers per peer and height
+# Stages of visible progress at one (view, height) that restart its progress timer, each
+# at most once: the primary's PrePrepare found valid, and f+1 matching Prepares from
+# validators other than this one and the primary (an honest one accepted the proposal).
+# So a (view, height) lasts at most (1 + len(EXTENSIONS)) timeouts, plus one for a
+# reconnect, before this replica asks for a view change, whatever the primary drips.
+EXTENSIONS = ("pp", "prepares")
+# After a height that needed a view change at this replica, the next heights start at a
+# doubled timeout (2T) until this many in a row commit without one: on a network where a
+# height takes about T (seconds of TCP backoff at 20 % loss) a view change per height
+# otherwise follows, each costing more than the height. A crashed primary then costs 2T
+# instead of T, only in such a stretch.
+STEADY_HEIGHTS = 8
 
 
 class Replica(PrimaryWatch):
@@ -58,6 +70,7 @@ class Replica(PrimaryWatch):
         self.prepared: PreparedCert | None = rec.prepared if rec.prepared and rec.prepared.height == height else None
         self.pending = 0
         self.failed_views = 0
+        self.unsteady = 0  # heights left to start at 2T (a recent height needed a view change)
         self.vc_latest: dict[bytes, ViewChange] = {}  # per sender, its latest (lch, view) ViewChange
         self.deferred_nv: NewView | None = None  # a lower-height NewView put off by rule R2
         self.new_view_msg: NewView | None = None  # proof of the current view, for laggards
@@ -97,6 +110,7 @@ class Replica(PrimaryWatch):
         # `rearmed` caps re-arming the progress timer to once per (view, height), so a
         # flapping peer cannot postpone a view change for ever.
         self.rearmed: set[tuple[int, int]] = set()
+        self.extended: set[tuple[int, int, str]] = set()  # (view, height, stage) that restarted the timer
         self.requested: tuple[int, int] | None = None
         self.helped: dict[tuple[str, bytes], tuple[int, int]] = {}  # (kind, peer) -> (last view, times)
         self.behind: bytes | None = None  # a peer that showed us we are behind at this height
@@ -183,6 +197,21 @@ class Replica(PrimaryWatch):
         if key not in self.armed or key in self.rearmed or self.changing:
             return
         self.rearmed.add(key)
+        self.progress_gen += 1
+        out.append(ScheduleTimeout("progress", self.view, self.height, self._timeout(), self.progress_gen))
+
+    def _extend_progress(self, stage: str, out: list) -> None:
+        """Progress is visible at this (view, height) (`stage`, one of EXTENSIONS): time it
+        from now. Under loss one TCP stream can sit in retransmission backoff for seconds,
+        so a big PrePrepare arrives after most of the timeout although the height is
+        moving; replacing that primary costs a view change and gains nothing. Once per
+        stage and (view, height), and only a running timer: the bound on a primary that
+        drips its proposal and votes out just before each deadline (docs/consensus.md §3)."""
+        key = (self.view, self.height)
+        if (self.faults.fixed_progress_timer or key not in self.armed or self.changing
+                or key + (stage,) in self.extended):
+            return
+        self.extended.add(key + (stage,))
         self.progress_gen += 1
         out.append(ScheduleTimeout("progress", self.view, self.height, self._timeout(), self.progress_gen))
 
@@ -289,6 +318,8 @@ class Replica(PrimaryWatch):
             self.blocks[pp.block_hash] = pp.block
         self.blocks.setdefault(pp.block_hash, pp.block)
         self._arm_progress(out)
+        if self._judge_late(pp, out):
+            return  # a third strike: view change started
         if pp.block_hash in self.valid:  # our own proposals are valid
             self._on_valid(out)
         elif self.invalid.get(pp.block_hash, -1) >= (0 if self.faults.invalid_for_height else pp.view):
@@ -302,6 +333,7 @@ class Replica(PrimaryWatch):
 
     def _on_valid(self, out: list) -> None:
         pp = self.pp
+        self._extend_progress("pp", out)
         if pp.sender != self.me:
             if not self._sign(out, pp.height, pp.view, [("prepare", pp.block_hash)]):
                 return
@@ -316,7 +348,10 @@ class Replica(PrimaryWatch):
         # A vote that conflicts with an earlier one is evidence, and still counted: a
         # faulty validator may vote for anything, quorum intersection allows for that.
         self._seen(("prepare", p.sender, p.view, p.height), p.block_hash, p, out)
-        self.prepares.setdefault((p.view, p.block_hash), {})[p.sender] = p
+        votes = self.prepares.setdefault((p.view, p.block_hash), {})
+        votes[p.sender] = p
+        if len(votes) - (self.me in votes) > self.f:
+            self._extend_progress("prepares", out)
         self._check_prepared(out)
 
     def _check_prepared(self, out: list) -> None:
@@ -426,7 +461,12 @@ class Replica(PrimaryWatch):
         self._set_validators(tuple(ev.validators))
         self.vc_latest = {k: v for k, v in self.vc_latest.items() if k in self.vset}
         self.prepared = None
-        self.failed_views = 0
+        if not self.faults.fixed_progress_timer:
+            if self.failed_views > (1 if self.unsteady else 0):  # this height needed a view change
+                self.unsteady = STEADY_HEIGHTS
+            elif self.unsteady:
+                self.unsteady -= 1
+        self.failed_views = 1 if self.unsteady else 0
         self.fetching = False
         self.fetches = 0
         self._reset_height()

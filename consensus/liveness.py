@@ -14,7 +14,8 @@ primaries slip past it (docs/consensus.md §4, "Liveness under one byzantine val
 * A *slow* primary proposes just before the progress timeout, every time. Each height at
   which the replica holds pending transactions and no PrePrepare has arrived after
   `slow_proposal_ms` (default half the view timeout) is a strike against the primary of
-  that view; `SLOW_STRIKES` strikes in one view and it is replaced. Strikes are not
+  that view, counted when the PrePrepare comes, unless f+1 others had prepared it by then
+  (the slow link was ours); `SLOW_STRIKES` strikes in one view and it is replaced. Strikes are not
   forgiven for heights proposed in time: a primary late every other height would
   otherwise still cut the chain's speed by half or more for its whole turn.
 
@@ -39,6 +40,7 @@ class PrimaryWatch:
         self.censor_watch: tuple[bytes, bytes, int, bool] | None = None  # (tx, primary, height, resent)
         self.proposed_at = 0  # the last height at which we accepted a PrePrepare (saw a proposal live)
         self.slow_strikes: tuple[bytes, int, int] = (b"", -1, 0)  # (primary, view, strikes)
+        self.late: tuple[int, int] | None = None  # (view, height) whose PrePrepare missed its deadline
         self.commit_retry: tuple[int, int] = (0, 0)  # (height, refusals at it)
 
     # -- censorship ---------------------------------------------------------------------
@@ -93,12 +95,35 @@ class PrimaryWatch:
         if ((ev.view, ev.height) != (self.view, self.height) or not self._active() or self.pp is not None
                 or self.pending == 0 or self.behind is not None):
             return  # proposed (or decided) in time, or not the primary's fault
-        pen = self.primary(ev.view, ev.height)
+        if self.faults.fixed_progress_timer:
+            self._strike(ev.view, ev.height, out)
+        else:
+            self.late = (ev.view, ev.height)  # judged when the PrePrepare comes (`_judge_late`)
+
+    def _judge_late(self, pp, out: list) -> bool:
+        """The PrePrepare of a (view, height) whose deadline passed has come. A strike,
+        unless f+1 validators other than us and the primary had prepared it before it
+        reached us: then at least one honest replica had it in time, and the slow link
+        was ours (one TCP stream in retransmission backoff), not a slow primary. If it
+        never comes the progress timer deals with the primary; if the height is decided
+        without it, others had it. True if the strike started a view change."""
+        if self.late != (pp.view, pp.height):
+            return False
+        self.late = None
+        votes = self.prepares.get((pp.view, pp.block_hash), {})
+        if len(votes) - (self.me in votes) > self.f:
+            return False
+        return self._strike(pp.view, pp.height, out)
+
+    def _strike(self, view: int, height: int, out: list) -> bool:
+        pen = self.primary(view, height)
         prev_pen, prev_view, strikes = self.slow_strikes
-        strikes = strikes + 1 if (prev_pen, prev_view) == (pen, ev.view) else 1
-        self.slow_strikes = (pen, ev.view, strikes)
+        strikes = strikes + 1 if (prev_pen, prev_view) == (pen, view) else 1
+        self.slow_strikes = (pen, view, strikes)
         if strikes >= SLOW_STRIKES:
             self._start_view_change(self.view + 1, out)
+            return True
+        return False
 
     # -- a commit the node refused ------------------------------------------------------------
 

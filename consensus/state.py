@@ -36,6 +36,11 @@ class Faults:
     enter_lower_new_view: bool = False  # rule R2 off: enter a NewView for a lower height while prepared
     wait_for_claimed_height: bool = False  # a new primary waits for any height a ViewChange claims (issue 9.1)
     invalid_for_height: bool = False  # an invalid verdict (and the first bytes seen) kept for the height (9.2)
+    # The timers before issue 13.2: progress timed from the first pending tx only, never
+    # restarted by visible progress; a late PrePrepare a strike at the deadline, even when
+    # others had it long before us (the slow link was ours); every commit resets the
+    # timeout to T, also right after heights that needed view changes
+    fixed_progress_timer: bool = False
 
 
 @dataclass(frozen=True, slots=True)

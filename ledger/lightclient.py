@@ -63,6 +63,15 @@ def _hex(value, what: str) -> bytes:
         raise LightClientError("malformed", f"{what} is not hex") from None
 
 
+def _header_and_cert(doc: dict, whose: str) -> tuple[Header, Certificate]:
+    """`header_raw` and `certificate_raw` of an answer, decoded strictly (`malformed` otherwise)."""
+    try:
+        return (Header.from_wire(decode(_raw(doc, "header_raw"))),
+                Certificate.from_wire(decode(_raw(doc, "certificate_raw"))))
+    except (EncodingError, BlockInvalid, ValueError, TypeError) as exc:
+        raise LightClientError("malformed", f"{whose} header or certificate does not decode: {exc}") from None
+
+
 def verify_state_proof(proof: dict, *, chain_id: str, validators: list[bytes],
                        genesis_state_root: bytes | None = None) -> dict[bytes, bytes | None]:
     if not isinstance(proof, dict) or not isinstance(proof.get("entries"), list):
@@ -74,11 +83,7 @@ def verify_state_proof(proof: dict, *, chain_id: str, validators: list[bytes],
         if genesis_state_root is None or root != genesis_state_root:
             raise LightClientError("genesis_root", "a proof at height 0 must be against the genesis file's state root")
     else:
-        try:
-            header = Header.from_wire(decode(_raw(proof, "header_raw")))
-            cert = Certificate.from_wire(decode(_raw(proof, "certificate_raw")))
-        except (EncodingError, BlockInvalid, ValueError, TypeError) as exc:
-            raise LightClientError("malformed", f"header or certificate does not decode: {exc}") from None
+        header, cert = _header_and_cert(proof, "the proof's")
         if header.chain_id != chain_id:
             raise LightClientError("chain_id", f"the header is of chain {header.chain_id!r}, not {chain_id!r}")
         if header.height != height:
@@ -193,11 +198,7 @@ def follow_change(chain_id: str, trusted: TrustedSet, change: dict) -> TrustedSe
     if height <= trusted.after:
         raise LightClientError("vset_order", f"a change at block {height} is not after the trusted height "
                                              f"{trusted.after} (changes come oldest first, each once)")
-    try:
-        header = Header.from_wire(decode(_raw(change, "header_raw")))
-        cert = Certificate.from_wire(decode(_raw(change, "certificate_raw")))
-    except (EncodingError, BlockInvalid, ValueError, TypeError) as exc:
-        raise LightClientError("malformed", f"the change's header or certificate does not decode: {exc}") from None
+    header, cert = _header_and_cert(change, "the change's")
     if header.chain_id != chain_id:
         raise LightClientError("chain_id", f"the change's header is of chain {header.chain_id!r}, not {chain_id!r}")
     if header.height != height:

@@ -121,3 +121,59 @@ async def test_a_lone_validator_starts_p2p_for_a_listed_full_node_which_follows_
         await second.stop()
         await full.stop()
         await validator.stop()
+
+
+async def test_a_full_node_started_by_state_sync_follows_from_the_snapshot_height(tmp_path):
+    """`cxl node start --state-sync` on a full node: it installs the validator's verified
+    snapshot, then follows by certified block sync from the next height; its head, state
+    root and reads are the validator's, and it refused no block."""
+    net = make_testnet(n_validators=1, params={"block_interval_ms": 20, "heartbeat_interval_ms": 0})
+    v_port, f_port = free_port(), free_port()
+    doc = dict(net.doc)
+    doc["validators"] = [dict(doc["validators"][0], p2p=f"http://127.0.0.1:{v_port}")]
+    doc = validate(doc)
+    save_genesis(doc, tmp_path / "genesis.json")
+    write_key(tmp_path / "v.json", net.validators[0])
+    write_key(tmp_path / "f.json", FULL)
+    vhome = init_home(tmp_path / "v", tmp_path / "genesis.json", tmp_path / "v.json", p2p_port=v_port).path
+    validator = Node(vhome, config=dataclasses.replace(load_config(vhome), api_port=0, metrics_port=0))
+    await validator.start()
+    chain_id = doc["chain_id"]
+    full = None
+    try:
+        async with aiohttp.ClientSession() as session:
+            actions = [{"action": "add_node", "args": {"org": "org2", "key": FULL.public_key.hex(),
+                                                       "host": "127.0.0.1", "port": f_port}}]
+            txs = [make_tx(net.admins["org1"], chain_id, 0, "propose", {"actions": actions})]
+            txs += [make_tx(net.admins[o], chain_id, 0, "vote", {"proposal": 1, "approve": True})
+                    for o in ("org2", "org3")]
+            txs += [make_tx(net.operators["org1"], chain_id, n, "transfer",
+                            {"to": net.operators["org2"].address, "amount": 1 + n}) for n in range(3)]
+            for stx in txs:
+                await post(session, validator, stx)
+            for stx in txs:
+                assert (await committed(session, validator, stx))["receipt"]["code"] == "ok"
+            snapshot_at = validator.chain.height
+            fhome = init_home(tmp_path / "f", tmp_path / "genesis.json", tmp_path / "f.json", p2p_port=f_port,
+                              role="full", follow_interval_ms=50, state_sync=validator.api_url).path
+            full = Node(fhome, config=dataclasses.replace(load_config(fhome), api_port=0, metrics_port=0))
+            await full.start()
+            assert full.chain.base_height == snapshot_at >= 2
+            # the chain goes on; the state-synced full node follows it from the snapshot height
+            stx = make_tx(net.operators["org1"], chain_id, 3, "transfer",
+                          {"to": net.operators["org2"].address, "amount": 9})
+            await post(session, validator, stx)
+            await committed(session, validator, stx)
+            await until("the state-synced full node follows", lambda: full.chain.head == validator.chain.head)
+            assert full.chain.height > snapshot_at and full.status()["base_height"] == snapshot_at
+            addr = net.operators["org2"].address
+            async with session.get(full.api_url + f"/v1/accounts/{addr}") as r:
+                ours = await r.json()
+            async with session.get(validator.api_url + f"/v1/accounts/{addr}") as r:
+                theirs = await r.json()
+            assert ours["balance"] == theirs["balance"] and ours["nonce"] == theirs["nonce"]
+            assert full.status()["follow"]["refused_blocks"] == 0
+    finally:
+        if full is not None:
+            await full.stop()
+        await validator.stop()

@@ -97,8 +97,11 @@ def test_market_flow_through_the_cli(net, tmp_path):
            "--attestation-digest", "00" * 32)
     result("lease", "accept", lease, "--key", k["org1-operator"], "--access", "ssh tenant@10.1.2.3 password=hunter2",
            "--attestation-file", evidence)
-    assert cxl("lease", "credentials", lease, "--key", k["org2-operator"]).strip() == \
-        "ssh tenant@10.1.2.3 password=hunter2"
+    out = cxl("lease", "credentials", lease, "--key", k["org2-operator"])
+    # the access details alone on stdout; the verification line (stderr) after them
+    assert out.splitlines()[0] == "ssh tenant@10.1.2.3 password=hunter2" and "verified at height" in out
+    doc = json.loads(cxl("lease", "credentials", lease, "--key", k["org2-operator"], "--json"))
+    assert doc["access"] == "ssh tenant@10.1.2.3 password=hunter2" and doc["verified"]["height"] >= 1
     out = cxl("lease", "credentials", lease, "--key", k["org3-operator"], code=1)
     assert "cannot open the access details" in out and "use the tenant's key" in out
     assert "sealed_access_unreadable" in out

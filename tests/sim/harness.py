@@ -158,6 +158,13 @@ class Scenario:
     # parameters, each a transaction; from the height after the block that commits it on
     param_changes: list = field(default_factory=list)
     stale_config: tuple = ()  # instance ids never handed a new config (a node without live params: a bug)
+    # Links as TCP streams (issue 13.2): with bandwidth > 0 (bytes per ms, each directed link)
+    # a message leaves after the ones before it on its link and takes its size / bandwidth
+    # to send, plus `delay`; with chance stall[0] the link first sits still for a time drawn
+    # from stall[1:] ms (retransmission backoff after a loss). Order per link is kept. Off
+    # (0): every message travels on its own, as before. Both end at the heal.
+    bandwidth: int = 0
+    stall: tuple = (0.0, 0, 0)
 
 
 @dataclass
@@ -184,6 +191,9 @@ BEHAVIOURS = {
              "views, future PrePrepares with big blocks, old-height messages at ever higher views",
     "censor-tx": "proposes on time, but never the victims' transactions",
     "slow": "proposes each block just before the progress timer would fire",
+    "drip": "proposes on time, but sends the block to all peers but one just before the progress timer would "
+            "fire, never to the last one, and withholds its Commits (issue 13.2: visible progress restarts "
+            "the timer, a bounded number of times)",
 }
 
 
@@ -287,6 +297,9 @@ class Node:
         if self.behaviour == "equivocate" and isinstance(msg, PrePrepare) and to is None:
             self.equivocate(msg)
             return
+        if self.behaviour == "drip" and (isinstance(msg, Commit) or isinstance(msg, PrePrepare) and to is None):
+            self.drip(msg)
+            return
         if self.behaviour in ("liar", "swap"):
             msg = self.distort(msg, to)
             if msg is None:
@@ -381,14 +394,23 @@ class Node:
     def equivocate(self, pp: PrePrepare) -> None:
         """Send one block to half the peers and another to the rest."""
         sim = self.sim
-        h, view, proposer, t, txs = decode(pp.block)
-        other = encode([h, view, proposer, t + 1, list(reversed(txs))])
+        fields = decode(pp.block)  # [height, view, proposer, time, txs(, padding)]
+        fields[3], fields[4] = fields[3] + 1, list(reversed(fields[4]))
+        other = encode(fields)
         alt = make_preprepare(self.signer, CHAIN_ID, pp.view, pp.height, sha256(other), other)
         peers = self.peers()
         sim.rng.shuffle(peers)
         half = len(peers) // 2
         for i, dst in enumerate(peers):
             sim.net_send(self.id, dst, ("msg", encode_message(pp if i < half else alt)))
+
+    def drip(self, msg) -> None:
+        if isinstance(msg, Commit):
+            return  # withheld: the honest three must all commit, and one never gets the block
+        data = encode_message(msg)
+        late = self.configs[-1].view_timeout_ms - SLOW_MARGIN_MS
+        for dst in self.peers()[:-1]:
+            self.sim.schedule(late, -1, ("send", self.id, dst, ("msg", data)))
 
     def distort(self, msg, to: bytes | None):
         """"liar" and "swap": the message to send instead of `msg` (None: send nothing)."""
@@ -538,6 +560,9 @@ class Sim:
         self.healed = False
         self.drop, self.dup, self.drop_commits = sc.drop, sc.dup, sc.drop_commits
         self.delay = sc.delay
+        self.bandwidth, self.stall = sc.bandwidth, sc.stall
+        self.link_free: dict[tuple[int, int], int] = {}  # stream links: when each is free to send again
+        self.link_last: dict[tuple[int, int], int] = {}  # and when its last message arrives
         self.nodes: list[Node] = []
         for i in range(sc.n):
             self.nodes.append(Node(self, i, i, sc.byzantine.get(i)))
@@ -563,9 +588,29 @@ class Sim:
             return
         if self.drop_commits and what[0] == "msg" and what[1][1:2] == b"\x03" and self.rng.random() < self.drop_commits:
             return
+        if self.bandwidth:
+            self.stream_send(src, dst, what)
+            return
         copies = 2 if self.rng.random() < self.dup else 1
         for _ in range(copies):
             self.schedule(self.rng.randint(*self.delay), dst, ("net", src, what))
+
+    def stream_send(self, src: int, dst: int, what) -> None:
+        if what[0] == "msg":
+            size = len(what[1])
+        elif what[0] == "fetch_resp":
+            size = sum(len(blk) + 200 for _, blk, _ in what[2])
+        else:
+            size = 64
+        link = (src, dst)
+        start = max(self.now, self.link_free.get(link, 0))
+        if self.stall[0] and self.rng.random() < self.stall[0]:
+            start += self.rng.randint(self.stall[1], self.stall[2])
+        done = start + size // self.bandwidth
+        self.link_free[link] = done
+        at = max(done + self.rng.randint(*self.delay), self.link_last.get(link, 0))
+        self.link_last[link] = at
+        self.schedule(at - self.now, dst, ("net", src, what))
 
     # -- invariants --------------------------------------------------------------------
 
@@ -705,6 +750,9 @@ class Sim:
                     node.feed(what[2])
             elif kind == "submit":
                 self.submit(what[1])
+            elif kind == "send":  # a byzantine node's delayed send
+                if not self.nodes[what[1]].crashed:
+                    self.net_send(what[1], what[2], what[3])
             elif kind == "partition":
                 before = self.groups
                 self.groups = None if self.healed else what[1]
@@ -719,6 +767,7 @@ class Sim:
                 self.healed = True
                 before = self.groups
                 self.groups, self.drop, self.dup, self.drop_commits, self.delay = None, 0.0, 0.0, 0.0, (1, 20)
+                self.bandwidth, self.stall = 0, (0.0, 0, 0)
                 for node in self.nodes:
                     self.restart(node)
                 self.healed_at = self.now

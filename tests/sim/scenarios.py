@@ -23,7 +23,10 @@ BYZANTINE = ("equivocate", "garbage", "censor", "twin")
 HALTING = ("liar", "swap", "impostor", "flood")
 # Primaries that keep heights moving, but not for everyone (tests/sim/test_censorship.py,
 # test_slow_primary.py): searched on their own budget, so the seeds above pick what they always did.
-LIVENESS_PROFILES = ("censor-tx", "slow")
+LIVENESS_PROFILES = ("censor-tx", "slow", "drip")
+# Links as TCP streams with little bandwidth, big blocks and retransmission stalls (issue
+# 13.2, Scenario.bandwidth): by name only, like the two groups above.
+STREAM_PROFILES = ("streams",)
 
 
 def split(ids: list[int], rng: random.Random, parts: int = 2) -> list[set[int]]:
@@ -94,7 +97,14 @@ def make_scenario(seed: int, rng: random.Random, n: int | None = None, profile: 
     sc = Scenario(seed=seed, n=n, profile=profile, faults=faults, chaos_ms=rng.randint(1500, 3000),
                   txs=rng.randint(3, 8))
     ids = list(range(n))
-    if profile in ("lossy", "mixed"):
+    if profile == "streams":
+        sc.bandwidth = rng.randint(50, 400)
+        sc.stall = (rng.uniform(0.01, 0.1), 50, rng.randint(100, 800))
+        sc.block_pad = rng.choice((0, 10_000, 40_000))
+        sc.delay = (1, rng.randint(20, 100))
+        if f and rng.random() < 0.5:
+            sc.byzantine = {rng.randrange(n): rng.choice(("slow", "drip", "censor", "equivocate"))}
+    elif profile in ("lossy", "mixed"):
         sc.drop, sc.dup = rng.uniform(0.02, 0.3), rng.uniform(0.0, 0.2)
         sc.delay = (1, rng.randint(20, 150))
     elif profile != "clean":

@@ -44,7 +44,7 @@ def test_lease_credentials_json(tmp_path, monkeypatch):
     key = tmp_path / "t.json"
     write_key(key, tenant, name="t")
     sealed = seal_access(tenant.public_key, b"ssh admin@10.0.0.7")
-    monkeypatch.setattr(market, "_lease", lambda client, lid: {
+    monkeypatch.setattr(market, "_get", lambda client, path, what, params=None: {
         "status": "active", "sealed_access": sealed.hex(), "tenant_key": tenant.public_key.hex(), "tenant": "cx"})
     r = CliRunner().invoke(cli, ["lease", "credentials", "3", "--key", str(key), "--json"], catch_exceptions=False)
     assert r.exit_code == 0, r.output

@@ -51,7 +51,7 @@ def test_a_view_change_claiming_a_huge_height_does_not_hold_back_the_new_view():
     ViewChanges scoped to its height (before: it waited for that fetch forever)."""
     rep = Replica(CHAIN, KEYS[1], VALS, 1, CFG)
     rep.on_event(PendingTxs(1))
-    out = rep.on_event(TimeoutFired("progress", 0, 1))
+    out = rep.on_event(TimeoutFired("progress", 0, 1, rep.progress_gen))
     assert sent(out, ViewChange) and rep.changing and rep.view == 1
     out = feed(rep, make_view_change(KEYS[3], CHAIN, 1, 1_000_000, None))
     assert of(out, FetchBlocks)  # a hint is still worth a fetch

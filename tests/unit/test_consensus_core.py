@@ -108,9 +108,9 @@ def test_silent_primary_is_replaced_and_timeouts_double():
         (timer,) = [t for t in of(net.event(i, PendingTxs(2)), ScheduleTimeout) if t.kind == "progress"]
         assert (timer.kind, timer.view, timer.after_ms) == ("progress", 0, 100)
     # replicas 1 and 2 time out; replica 3 joins on f+1 = 2 view changes for a higher view
-    out1 = net.event(1, TimeoutFired("progress", 0, 1))
+    out1 = net.event(1, TimeoutFired("progress", 0, 1, net.reps[1].progress_gen))
     assert msgs(out1, ViewChange)[0].new_view == 1
-    net.event(2, TimeoutFired("progress", 0, 1))
+    net.event(2, TimeoutFired("progress", 0, 1, net.reps[2].progress_gen))
     assert all(r.view == 1 and not r.changing for r in net.reps[1:])
     nv = [e.msg for _, e in net.log if isinstance(e, Broadcast) and isinstance(e.msg, NewView)]
     assert len(nv) == 1 and nv[0].sender == KEYS[1].public_key and nv[0].preprepare is None
@@ -129,7 +129,7 @@ def test_failed_views_double_the_timeout_and_a_lone_replica_does_not_run_ahead()
         (t,) = [t for t in of(out, ScheduleTimeout) if t.kind == "viewchange"]
         return t
 
-    first = timer(rep.on_event(TimeoutFired("progress", 0, 1)))
+    first = timer(rep.on_event(TimeoutFired("progress", 0, 1, rep.progress_gen)))
     # nobody else asked for view 1: ask again (same signed bytes), wait twice as long
     out = rep.on_event(TimeoutFired("viewchange", 1, 1))
     second = timer(out)
@@ -138,7 +138,7 @@ def test_failed_views_double_the_timeout_and_a_lone_replica_does_not_run_ahead()
     # once f others want at least this view too, the next timeout moves on to view 2
     other = Replica(CHAIN, KEYS[3], vals, 1, CFG)
     other.on_event(PendingTxs(1))
-    (vc,) = msgs(other.on_event(TimeoutFired("progress", 0, 1)), ViewChange)
+    (vc,) = msgs(other.on_event(TimeoutFired("progress", 0, 1, other.progress_gen)), ViewChange)
     rep.on_event(MessageReceived(vc))
     third = timer(rep.on_event(TimeoutFired("viewchange", 1, 1)))
     assert third.view == 2 and rep.view == 2 and third.after_ms == 2 * second.after_ms
@@ -163,8 +163,8 @@ def test_new_primary_reproposes_the_prepared_block():
     assert len(voted) == 3  # every replica voted commit; we drop those votes
     net.down.add(0)
     net.event(1, PendingTxs(1))
-    net.event(1, TimeoutFired("progress", 0, 1))
-    net.event(2, TimeoutFired("progress", 0, 1))
+    net.event(1, TimeoutFired("progress", 0, 1, net.reps[1].progress_gen))
+    net.event(2, TimeoutFired("progress", 0, 1, net.reps[2].progress_gen))
     nv = [e.msg for _, e in net.log if isinstance(e, Broadcast) and isinstance(e.msg, NewView)][0]
     assert nv.preprepare is not None and nv.preprepare.block_hash == h and nv.preprepare.view == 1
     assert all(net.commits[i][0].block_hash == h for i in (1, 2, 3))
@@ -268,7 +268,7 @@ def test_lone_view_change_falls_back_to_the_view_of_the_certificate_and_votes_ag
     vals = tuple(k.public_key for k in KEYS[:4])
     rep = Replica(CHAIN, KEYS[3], vals, 1, CFG)
     rep.on_event(PendingTxs(1))
-    rep.on_event(TimeoutFired("progress", 0, 1))  # cut off: asks for view 1, alone
+    rep.on_event(TimeoutFired("progress", 0, 1, rep.progress_gen))  # cut off: asks for view 1, alone
     assert (rep.view, rep.changing) == (1, True)
     # the others decided height 1 in view 0 without it; it learns so by catch-up
     h1, b1 = block(b"h1")
@@ -291,7 +291,7 @@ def test_restart_after_a_lone_view_change_whose_height_committed_meanwhile():
     vals = tuple(k.public_key for k in KEYS[:4])
     rep = Replica(CHAIN, KEYS[3], vals, 1, CFG)
     rep.on_event(PendingTxs(1))
-    rep.on_event(TimeoutFired("progress", 0, 1))
+    rep.on_event(TimeoutFired("progress", 0, 1, rep.progress_gen))
     h1, _ = block(b"h1")
     # crashed while changing; the node caught up height 1 before the core came back
     again = Replica(CHAIN, KEYS[3], vals, 2, CFG, rep.rec, last_certificate=committed_cert(0, 1, h1))

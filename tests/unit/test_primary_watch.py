@@ -7,8 +7,8 @@ from __future__ import annotations
 from consensus.core import Replica
 from consensus.effects import Broadcast, CommitBlock, ResendTx, ScheduleTimeout
 from consensus.events import CommitFailed, Committed, MessageReceived, PendingTxs, ProposalReady, TimeoutFired
-from consensus.messages import ViewChange, make_preprepare
-from consensus.state import ConsensusConfig
+from consensus.messages import ViewChange, make_prepare, make_preprepare
+from consensus.state import ConsensusConfig, Faults
 from ledger.crypto import Signer
 from ledger.encoding import sha256
 from ledger.tx import make_tx
@@ -30,9 +30,9 @@ def view_changes(effects):
     return [e.msg for e in effects if isinstance(e, Broadcast) and isinstance(e.msg, ViewChange)]
 
 
-def backup(cfg=CFG) -> Replica:
+def backup(cfg=CFG, faults=Faults()) -> Replica:
     """validators[1]: a backup while validators[0] is the primary of view 0 (rotation off)."""
-    return Replica(CHAIN, KEYS[1], VALS, 1, cfg)
+    return Replica(CHAIN, KEYS[1], VALS, 1, cfg, faults=faults)
 
 
 def commit_next(rep: Replica, count: int, oldest: bytes | None, live: bool = True) -> list:
@@ -115,12 +115,62 @@ def test_a_new_primary_gets_a_full_timeout():
 
 # -- slowness ----------------------------------------------------------------------------------
 
+def late_preprepare(rep: Replica, prepared_by=()) -> list:
+    """The primary's PrePrepare for the replica's (view, height) arrives, after Prepares
+    for it from the validators `prepared_by` (indexes into KEYS)."""
+    h, block = rep.height, b"block-%d" % rep.height
+    pen = next(k for k in KEYS if k.public_key == rep.primary(rep.view, h))
+    out = []
+    for i in prepared_by:
+        out += rep.on_event(MessageReceived(make_prepare(KEYS[i], CHAIN, rep.view, h, sha256(block))))
+    return out + rep.on_event(MessageReceived(make_preprepare(pen, CHAIN, rep.view, h, sha256(block), block)))
+
+
 def test_three_late_proposals_in_one_view_replace_the_primary():
     rep = backup()
     for h in (1, 2, 3):
         out = rep.on_event(PendingTxs(5, TX_A))
         (slow,) = [t for t in of(out, ScheduleTimeout) if t.kind == "slow"]
         assert (slow.view, slow.height, slow.after_ms) == (0, h, 50)  # half the view timeout
+        assert not view_changes(rep.on_event(TimeoutFired("slow", 0, h)))  # judged when it comes
+        out = late_preprepare(rep)
+        assert bool(view_changes(out)) == (h == 3), h
+        if h < 3:
+            rep.on_event(Committed(h, sha256(b"block-%d" % h), VALS))
+
+
+def test_a_late_proposal_others_prepared_first_is_no_strike():
+    """f+1 others (here validators 2 and 3) had the block before it reached us: our link
+    to the primary was slow, not the primary. One other is not enough (f+1 = 2)."""
+    rep = backup()
+    for h in range(1, 7):
+        rep.on_event(PendingTxs(5, TX_A))
+        rep.on_event(TimeoutFired("slow", 0, h))
+        assert not view_changes(late_preprepare(rep, prepared_by=(2, 3))), h
+        rep.on_event(Committed(h, sha256(b"block-%d" % h), VALS))
+    assert rep.view == 0 and not rep.changing
+    for h in range(7, 10):
+        rep.on_event(PendingTxs(5, TX_A))
+        rep.on_event(TimeoutFired("slow", 0, h))
+        out = late_preprepare(rep, prepared_by=(2,))
+        assert bool(view_changes(out)) == (h == 9), h
+        if h < 9:
+            rep.on_event(Committed(h, sha256(b"block-%d" % h), VALS))
+
+
+def test_a_height_decided_without_the_late_proposal_is_no_strike():
+    rep = backup()
+    for h in range(1, 7):
+        rep.on_event(PendingTxs(5, TX_A))
+        rep.on_event(TimeoutFired("slow", 0, h))
+        rep.on_event(Committed(h, sha256(b"b%d" % h), VALS))  # from the others' commits, or fetched
+    assert rep.view == 0 and not rep.changing
+
+
+def test_before_issue_13_a_strike_counted_at_the_deadline():
+    rep = backup(faults=Faults(fixed_progress_timer=True))
+    for h in (1, 2, 3):
+        rep.on_event(PendingTxs(5, TX_A))
         out = rep.on_event(TimeoutFired("slow", 0, h))
         assert bool(view_changes(out)) == (h == 3), h
         if h < 3:
