@@ -17,8 +17,9 @@ RTTs and real retransmission timeouts. The test process talks to the nodes from 
 namespace: each HTTP call enters it on the calling thread (setns is per thread) and
 leaves it after.
 
-    net = NetnsNet(tmp_dir, 4, params=...)
+    net = NetnsNet(tmp_dir, 4, params=..., spare_hosts=1)
     try:
+        full = net.add_host_node("full", key, role="full")   # node 5, at 10.77.0.5
         net.start_all(); net.wait_ready()
         net.partition([0, 1], [2, 3]); ...; net.heal()
         net.shape(delay_ms=100, loss_pct=5)
@@ -159,27 +160,62 @@ class Fabric:
 
 
 class NetnsNet(LocalNet):
-    """`LocalNet` with validator i in namespace `fabric.nodes[i]` at 10.77.0.(i+1)."""
+    """`LocalNet` with validator i in namespace `fabric.nodes[i]` at 10.77.0.(i+1).
+
+    `spare_hosts` more namespaces (10.77.0.(n+1), ...) wait for nodes that are not in the
+    genesis, added with `add_host_node` (a full node, a joining organisation's node); they
+    get the next index, so `start`, `get`, `partition` and the rest take them like the
+    validators. `config` is more settings for the validators' config.json."""
 
     def __init__(self, root, n: int = 4, *, params: dict | None = None, clock_offsets_ms: dict | None = None,
-                 **kwargs):
-        self.fabric = Fabric(n)
+                 spare_hosts: int = 0, config: dict | None = None, **kwargs):
+        self.fabric = Fabric(n + spare_hosts)
         self.clock_offsets_ms = dict(clock_offsets_ms or {})
         # LocalNet rewrites the genesis (and so our addresses, in _edit_genesis) only when
         # it has parameters to set: always give it one
         params = dict(params or {}) or {"view_timeout_ms": 2000}
         self.fabric.build()
         try:
-            # listen on every address of the node's own namespace (it has only eth0 and lo)
-            super().__init__(root, n, params=params, config={"p2p_host": "0.0.0.0",
-                                                                         "api_host": "0.0.0.0",
-                                                                         "metrics_host": "0.0.0.0"}, **kwargs)
+            super().__init__(root, n, params=params, config={**self.LISTEN_ALL, **(config or {})}, **kwargs)
         except BaseException:
             self.fabric.destroy()
             raise
         self.apis = [node["api"] for node in self.nodes]
         # the metrics listener's default port: the API port + 100, on the node's own address
         self.metrics_bases = [f"http://{Fabric.addr(i)}:{node['api_port'] + 100}" for i, node in enumerate(self.nodes)]
+
+    # listen on every address of the node's own namespace (it has only eth0 and lo)
+    LISTEN_ALL = {"p2p_host": "0.0.0.0", "api_host": "0.0.0.0", "metrics_host": "0.0.0.0"}
+
+    def add_host_node(self, name: str, signer, **settings) -> int:
+        """A node that is not in the genesis (settings e.g. role="full"), in the next spare
+        namespace; returns its index. Ports may repeat the validators': each namespace has
+        its own."""
+        from ledger.keystore import write_key
+        from node.config import init_home
+
+        i = self.n
+        if i >= len(self.fabric.nodes):
+            raise AssertionError(f"no spare namespace for {name}: all {i} hosts are taken (more spare_hosts)")
+        key_path = self.root / f"{name}-key.json"
+        write_key(key_path, signer)
+        home = self.root / name
+        p2p_port, api_port = self.base_port + 1, self.base_port + 101
+        init_home(home, self.manifest["genesis"], key_path, api_port=api_port, p2p_port=p2p_port,
+                  **{**self.LISTEN_ALL, **settings})
+        addr = Fabric.addr(i)
+        node = {"name": name, "home": str(home), "api_port": api_port, "p2p_port": p2p_port,
+                "api": f"http://{addr}:{api_port}", "p2p": f"http://{addr}:{p2p_port}",
+                "node_key": {"public_key": signer.public_key.hex(), "path": str(key_path)}}
+        self.nodes.append(node)  # self.nodes is the manifest's list: one append for both
+        self.homes.append(home)
+        self.apis.append(node["api"])
+        self.metrics_urls.append("")
+        self.metrics_bases.append(f"http://{addr}:{api_port + 100}")
+        self.procs.append(None)
+        self.peak_hwm_kib.append(0)
+        self.n += 1
+        return i
 
     def _edit_genesis(self, params: dict, extra_members: list, balance: int) -> None:
         from genesis.schema import load as load_genesis, save as save_genesis
@@ -244,16 +280,18 @@ class NetnsNet(LocalNet):
 
 class OpenLoad:
     """Open-loop load: `rate` signed transfers per second, whatever the network does, from
-    pre-signed per-sender sequences (sender s always posts to node s mod n, so its nonces
-    arrive in order). Posts run on a small thread pool so a slow answer (loss, delay) does
-    not slow the offered rate; counts what was offered and what nodes refused."""
+    pre-signed per-sender sequences (sender s always posts to the same node, `nodes`[s mod
+    len(nodes)] (default: every node), so its nonces arrive in order). Posts run on a small
+    thread pool so a slow answer (loss, delay) does not slow the offered rate; counts what
+    was offered and what nodes refused."""
 
     BATCH_EVERY_S = 0.1
 
-    def __init__(self, net: LocalNet, signers: list, rate: int, seconds: float):
+    def __init__(self, net: LocalNet, signers: list, rate: int, seconds: float, nodes: list[int] | None = None):
         from ledger.tx import make_tx
 
         self.net = net
+        self.nodes = list(range(net.n)) if nodes is None else list(nodes)
         self.rate = rate
         self.per_batch = max(1, round(rate * self.BATCH_EVERY_S))
         batches = int(seconds / self.BATCH_EVERY_S) + 1
@@ -293,7 +331,7 @@ class OpenLoad:
                 rr += 1
                 if k >= len(self.queues[s]):
                     return  # pre-signed transactions used up
-                by_node.setdefault(s % self.net.n, []).append(self.queues[s][k])
+                by_node.setdefault(self.nodes[s % len(self.nodes)], []).append(self.queues[s][k])
             for i, raws in by_node.items():
                 self._pool.submit(self._post, i, raws)
             self.offered += self.per_batch
