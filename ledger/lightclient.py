@@ -72,6 +72,24 @@ def _header_and_cert(doc: dict, whose: str) -> tuple[Header, Certificate]:
         raise LightClientError("malformed", f"{whose} header or certificate does not decode: {exc}") from None
 
 
+def _check_certified_header(header: Header, cert: Certificate, *, chain_id: str, height: int, validators) -> None:
+    """`header` is of this chain and `height`, decided by `validators` (its validator_set_hash),
+    and `cert` is a valid certificate of it by a quorum of them."""
+    if header.chain_id != chain_id:
+        raise LightClientError("chain_id", f"the header is of chain {header.chain_id!r}, not {chain_id!r}")
+    if header.height != height:
+        raise LightClientError("height", f"the header is of height {header.height}, the proof says {height}")
+    if header.validator_set_hash != validator_set_hash(list(validators)):
+        raise LightClientError("validators_hash", f"height {height} was decided by another validator set than "
+                                                  "the one trusted here (follow the validator-set changes)")
+    if cert.height != height or cert.block_hash != header.hash:
+        raise LightClientError("certificate", "the certificate is not for this header")
+    try:
+        cert.verify(chain_id, list(validators))
+    except BlockInvalid as exc:
+        raise LightClientError("cert_signature", str(exc)) from None
+
+
 def verify_state_proof(proof: dict, *, chain_id: str, validators: list[bytes],
                        genesis_state_root: bytes | None = None) -> dict[bytes, bytes | None]:
     if not isinstance(proof, dict) or not isinstance(proof.get("entries"), list):
@@ -84,21 +102,9 @@ def verify_state_proof(proof: dict, *, chain_id: str, validators: list[bytes],
             raise LightClientError("genesis_root", "a proof at height 0 must be against the genesis file's state root")
     else:
         header, cert = _header_and_cert(proof, "the proof's")
-        if header.chain_id != chain_id:
-            raise LightClientError("chain_id", f"the header is of chain {header.chain_id!r}, not {chain_id!r}")
-        if header.height != height:
-            raise LightClientError("height", f"the header is of height {header.height}, the proof says {height}")
+        _check_certified_header(header, cert, chain_id=chain_id, height=height, validators=validators)
         if header.state_root != root:
             raise LightClientError("state_root", "the proof's state root is not the certified header's")
-        if header.validator_set_hash != validator_set_hash(list(validators)):
-            raise LightClientError("validators_hash", f"height {height} was decided by another validator set than "
-                                                      "the one trusted here (follow the validator-set changes)")
-        if cert.height != height or cert.block_hash != header.hash:
-            raise LightClientError("certificate", "the certificate is not for this header")
-        try:
-            cert.verify(chain_id, list(validators))
-        except BlockInvalid as exc:
-            raise LightClientError("cert_signature", str(exc)) from None
     out: dict[bytes, bytes | None] = {}
     for i, entry in enumerate(proof["entries"]):
         if not isinstance(entry, dict):
@@ -249,19 +255,7 @@ def verify_tx_proof(proof: dict, *, chain_id: str, validators: list[bytes], tx_h
     height, index, size = proof.get("height"), proof.get("index"), proof.get("tx_count")
     if not all(isinstance(x, int) and not isinstance(x, bool) for x in (height, index, size)):
         raise LightClientError("malformed", "height, index and tx_count must be integers")
-    if header.chain_id != chain_id:
-        raise LightClientError("chain_id", f"the header is of chain {header.chain_id!r}, not {chain_id!r}")
-    if header.height != height:
-        raise LightClientError("height", f"the header is of height {header.height}, the proof says {height}")
-    if header.validator_set_hash != validator_set_hash(list(validators)):
-        raise LightClientError("validators_hash", f"height {height} was decided by another validator set than "
-                                                  "the one trusted here (follow the validator-set changes)")
-    if cert.height != height or cert.block_hash != header.hash:
-        raise LightClientError("certificate", "the certificate is not for this header")
-    try:
-        cert.verify(chain_id, list(validators))
-    except BlockInvalid as exc:
-        raise LightClientError("cert_signature", str(exc)) from None
+    _check_certified_header(header, cert, chain_id=chain_id, height=height, validators=validators)
     tx = _hex(proof.get("tx"), "tx")
     receipt = _hex(proof.get("receipt_bytes"), "receipt_bytes")
     paths = []

@@ -55,17 +55,23 @@ async def committed(session, node, stx) -> dict:
         return body
 
 
-async def test_a_lone_validator_starts_p2p_for_a_listed_full_node_which_follows_and_forwards(tmp_path):
-    net = make_testnet(n_validators=1, params={"block_interval_ms": 20})
-    v_port, f_port, f2_port = free_port(), free_port(), free_port()
+def lone_validator_home(tmp_path, net, v_port: int):
+    """The genesis (the one validator's p2p endpoint on v_port) in tmp_path/genesis.json, the
+    validator's home tmp_path/v, and FULL's key file tmp_path/f.json."""
     doc = dict(net.doc)
     doc["validators"] = [dict(doc["validators"][0], p2p=f"http://127.0.0.1:{v_port}")]
     doc = validate(doc)
     save_genesis(doc, tmp_path / "genesis.json")
     write_key(tmp_path / "v.json", net.validators[0])
     write_key(tmp_path / "f.json", FULL)
+    return doc, init_home(tmp_path / "v", tmp_path / "genesis.json", tmp_path / "v.json", p2p_port=v_port).path
+
+
+async def test_a_lone_validator_starts_p2p_for_a_listed_full_node_which_follows_and_forwards(tmp_path):
+    net = make_testnet(n_validators=1, params={"block_interval_ms": 20})
+    v_port, f_port, f2_port = free_port(), free_port(), free_port()
+    doc, vhome = lone_validator_home(tmp_path, net, v_port)
     write_key(tmp_path / "f2.json", FULL2)
-    vhome = init_home(tmp_path / "v", tmp_path / "genesis.json", tmp_path / "v.json", p2p_port=v_port).path
     fhome = init_home(tmp_path / "f", tmp_path / "genesis.json", tmp_path / "f.json", p2p_port=f_port,
                       role="full", follow_interval_ms=50).path
     f2home = init_home(tmp_path / "f2", tmp_path / "genesis.json", tmp_path / "f2.json", p2p_port=f2_port,
@@ -129,13 +135,7 @@ async def test_a_full_node_started_by_state_sync_follows_from_the_snapshot_heigh
     root and reads are the validator's, and it refused no block."""
     net = make_testnet(n_validators=1, params={"block_interval_ms": 20, "heartbeat_interval_ms": 0})
     v_port, f_port = free_port(), free_port()
-    doc = dict(net.doc)
-    doc["validators"] = [dict(doc["validators"][0], p2p=f"http://127.0.0.1:{v_port}")]
-    doc = validate(doc)
-    save_genesis(doc, tmp_path / "genesis.json")
-    write_key(tmp_path / "v.json", net.validators[0])
-    write_key(tmp_path / "f.json", FULL)
-    vhome = init_home(tmp_path / "v", tmp_path / "genesis.json", tmp_path / "v.json", p2p_port=v_port).path
+    doc, vhome = lone_validator_home(tmp_path, net, v_port)
     validator = Node(vhome, config=dataclasses.replace(load_config(vhome), api_port=0, metrics_port=0))
     await validator.start()
     chain_id = doc["chain_id"]
