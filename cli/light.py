@@ -30,7 +30,7 @@ from cli.client import NodeClient, NodeError
 from node.views import jsonable  # the node's JSON form of stored values: what it answers with
 from ledger.encoding import decode
 from ledger.errors import EncodingError
-from ledger.lightclient import (LightClientError, TrustedSet, follow_change, genesis_set, genesis_state_root,
+from ledger.lightclient import (LightClientError, TrustedSet, follow_change, follow_page, genesis_set, genesis_state_root,
                                 set_deciding, verify_state_proof, verify_tx_proof)
 
 GENESIS_ENV = "CXL_GENESIS"
@@ -163,25 +163,19 @@ class LightClient:
         """Follow the node's validator-set changes after the last verified set (each proven by
         its certified block, docs/protocol.md §6.2). A node without the endpoint is not an
         error here: a proof from a height the known sets do not decide then fails on its own."""
-        added = False
+        known = len(self.sets)
         try:
-            while True:
+            more = True
+            while more:
                 try:
                     page = client.get("/v1/light/validator_changes", {"from": self.sets[-1].after, "limit": PAGE})
                 except NodeError as exc:
                     if exc.status == 404 and exc.code in ("not_found", "http_404"):
                         return
                     raise
-                changes = page.get("changes")
-                if not isinstance(changes, list):
-                    raise LightClientError("malformed", "the validator changes answer has no list of changes")
-                for change in changes:
-                    self.sets.append(follow_change(self.chain_id, self.sets[-1], change))
-                    added = True
-                if not changes or page.get("more") is not True:
-                    return
+                more = follow_page(self.chain_id, self.sets, page)
         finally:
-            if added:
+            if len(self.sets) > known:
                 self._save_cache()
 
     def validators_at(self, client: NodeClient, height: int) -> list[bytes]:

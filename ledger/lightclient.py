@@ -178,6 +178,20 @@ def genesis_state_root(genesis_doc: dict) -> bytes:
     return genesis_tree(genesis_view(MemoryStore(), genesis_doc)).root
 
 
+def follow_page(chain_id: str, sets: list[TrustedSet], page, *, until: int | None = None) -> bool:
+    """Follow one answer of GET /v1/light/validator_changes?from=<sets[-1].after>: append to
+    `sets` each change it proves (`follow_change`), stopping once the last set was installed
+    at or after `until` (when given). True when another page should be asked for."""
+    changes = page.get("changes") if isinstance(page, dict) else None
+    if not isinstance(changes, list):
+        raise LightClientError("malformed", "the validator changes answer has no list of changes")
+    for change in changes:
+        if until is not None and sets[-1].after >= until:
+            return False
+        sets.append(follow_change(chain_id, sets[-1], change))
+    return bool(changes) and page.get("more") is True and (until is None or sets[-1].after < until)
+
+
 def set_deciding(sets: list[TrustedSet], height: int) -> TrustedSet:
     """The set that decides `height` among verified sets in order (the last with after < height)."""
     found = [s for s in sets if s.after < height]

@@ -77,15 +77,13 @@ def decode_manifest(doc: dict) -> tuple[Block, Certificate, list[bytes]]:
     return block, cert, hashes
 
 
-def verify_manifest(doc: dict, chain_id: str, validators: list[bytes]) -> tuple[Block, Certificate, list[bytes]]:
-    """The certified block of a GET /v1/snapshot answer, checked; and the chunk hashes."""
-    block, cert, hashes = decode_manifest(doc)
+def check_certified(cert: Certificate, chain_id: str, validators: list[bytes]) -> None:
+    """The snapshot block's certificate is signed by a quorum of `validators`."""
     try:
         cert.verify(chain_id, validators)
     except LedgerError as exc:
         raise StateSyncError(f"the snapshot's block is not certified by the trusted validator set: {exc}",
                              "bad_snapshot_certificate") from exc
-    return block, cert, hashes
 
 
 async def sync_snapshot(urls: list[str], chain_id: str, validators, store: Store) -> Synced:
@@ -101,11 +99,9 @@ async def sync_snapshot(urls: list[str], chain_id: str, validators, store: Store
     async with aiohttp.ClientSession(timeout=timeout) as session:
         for source in urls:
             try:
-                doc = await _get_json(session, source + "/v1/snapshot")
-                keys = validators
-                if callable(validators):
-                    keys = await validators(session, source, decode_manifest(doc)[0].height)
-                block, cert, hashes = verify_manifest(doc, chain_id, keys)
+                block, cert, hashes = decode_manifest(await _get_json(session, source + "/v1/snapshot"))
+                keys = await validators(session, source, block.height) if callable(validators) else validators
+                check_certified(cert, chain_id, keys)
             except (StateSyncError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 problems.append(f"{source}: {exc}")
                 continue
@@ -174,19 +170,12 @@ async def follow_validator_changes(session: aiohttp.ClientSession, url: str, gen
             if r.status != 200:
                 raise StateSyncError(f"{url}/v1/light/validator_changes: HTTP {r.status}: {(await r.text())[:200]}")
             page = await r.json()
-        changes = page.get("changes") if isinstance(page, dict) else None
-        if not isinstance(changes, list):
-            raise StateSyncError(f"{url}: the validator changes answer has no list of changes", "bad_snapshot")
         try:
-            for change in changes:
-                if sets[-1].after >= height:
-                    break
-                sets.append(lightclient.follow_change(genesis_doc["chain_id"], sets[-1], change))
+            if not lightclient.follow_page(genesis_doc["chain_id"], sets, page, until=height):
+                break
         except lightclient.LightClientError as exc:
             raise StateSyncError(f"{url}: a validator-set change does not verify [{exc.code}]: {exc}",
                                  "bad_validator_change") from None
-        if not changes or page.get("more") is not True or sets[-1].after >= height:
-            break
     return lightclient.set_deciding(sets, height).keys
 
 
