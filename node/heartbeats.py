@@ -62,11 +62,14 @@ class HeartbeatProposer:
         if self._heartbeat_timer is not None:
             return
         due = self.chain.next_heartbeat_ms()
-        if due is None:
-            return
-        delay_ms = min(max(due - self.clock_ms(), 0) + 1, HEARTBEAT_RECHECK_MS)
-        self._heartbeat_timer = asyncio.get_running_loop().call_later(
-            delay_ms / 1000, self.queue.put_nowait, _HeartbeatCheck())
+        if due is not None:
+            self._heartbeat_timer = self._timer_at(due, _HeartbeatCheck())
+
+    def _timer_at(self, at_ms: int, event) -> asyncio.TimerHandle:
+        """Queue `event` just after this node's clock reaches `at_ms`, or in
+        HEARTBEAT_RECHECK_MS if that is sooner (a far time is looked at again)."""
+        delay_ms = min(max(at_ms - self.clock_ms(), 0) + 1, HEARTBEAT_RECHECK_MS)
+        return asyncio.get_running_loop().call_later(delay_ms / 1000, self.queue.put_nowait, event)
 
     def _cancel_heartbeat(self) -> None:
         if self._heartbeat_timer is not None:
@@ -77,13 +80,15 @@ class HeartbeatProposer:
     def _arm_overdue(self) -> None:
         """One timer per head: due time + time_skew_ms, at most HEARTBEAT_RECHECK_MS ahead."""
         self._cancel_overdue()
+        owed_at = self._heartbeat_owed_at()
+        if owed_at is not None:
+            self._overdue_timer = self._timer_at(owed_at, _HeartbeatOverdue(self.chain.height))
+
+    def _heartbeat_owed_at(self) -> int | None:
+        """When a heartbeat due on top of the head counts as overdue: its due time plus the
+        clock slack a primary is allowed (time_skew_ms); None if none will be due."""
         due = self.chain.next_heartbeat_ms()
-        if due is None:
-            return
-        owed_at = due + self.chain.params.get("time_skew_ms", 2000)
-        delay_ms = min(max(owed_at - self.clock_ms(), 0) + 1, HEARTBEAT_RECHECK_MS)
-        self._overdue_timer = asyncio.get_running_loop().call_later(
-            delay_ms / 1000, self.queue.put_nowait, _HeartbeatOverdue(self.chain.height))
+        return None if due is None else due + self.chain.params.get("time_skew_ms", 2000)
 
     def _cancel_overdue(self) -> None:
         if self._overdue_timer is not None:
@@ -94,14 +99,13 @@ class HeartbeatProposer:
         self._overdue_timer = None
         if item.height != self.chain.height or self.heartbeat_owed:
             return  # a block came meanwhile (its commit set a new watch), or already counted
-        due = self.chain.next_heartbeat_ms()
-        if due is None:
+        owed_at = self._heartbeat_owed_at()
+        if owed_at is None:
             return
-        owed_at = due + self.chain.params.get("time_skew_ms", 2000)
         if self.clock_ms() < owed_at:
             self._arm_overdue()  # a far due time: the timer was capped, look again later
             return
         self.heartbeat_owed = True
-        self.log.info("heartbeat block %d was due at %d and has not come %d ms later: counting it as pending "
-                      "work, so a silent primary is replaced", self.chain.height + 1, due, self.clock_ms() - due)
+        self.log.info("heartbeat block %d has not come %d ms after it was owed: counting it as pending work, so "
+                      "a silent primary is replaced", self.chain.height + 1, self.clock_ms() - owed_at)
         self._feed(self._pending_event())
