@@ -134,7 +134,12 @@ async def test_a_full_node_started_by_state_sync_follows_from_the_snapshot_heigh
     snapshot, then follows by certified block sync from the next height; its head, state
     root and reads are the validator's, and it refused no block."""
     net = make_testnet(n_validators=1, params={"block_interval_ms": 20, "heartbeat_interval_ms": 0})
-    v_port, f_port = free_port(), free_port()
+    v_port = free_port()
+    # the full node starts after two governance rounds: hold its port until then, or an
+    # ephemeral client socket of this busy machine may take it meanwhile
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    f_port = held.getsockname()[1]
     doc, vhome = lone_validator_home(tmp_path, net, v_port)
     validator = Node(vhome, config=dataclasses.replace(load_config(vhome), api_port=0, metrics_port=0))
     await validator.start()
@@ -158,6 +163,7 @@ async def test_a_full_node_started_by_state_sync_follows_from_the_snapshot_heigh
             fhome = init_home(tmp_path / "f", tmp_path / "genesis.json", tmp_path / "f.json", p2p_port=f_port,
                               role="full", follow_interval_ms=50, state_sync=validator.api_url).path
             full = Node(fhome, config=dataclasses.replace(load_config(fhome), api_port=0, metrics_port=0))
+            held.close()
             await full.start()
             assert full.chain.base_height == snapshot_at >= 2
             # the chain goes on; the state-synced full node follows it from the snapshot height
@@ -175,6 +181,7 @@ async def test_a_full_node_started_by_state_sync_follows_from_the_snapshot_heigh
             assert ours["balance"] == theirs["balance"] and ours["nonce"] == theirs["nonce"]
             assert full.status()["follow"]["refused_blocks"] == 0
     finally:
+        held.close()
         if full is not None:
             await full.stop()
         await validator.stop()
